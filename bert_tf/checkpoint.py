@@ -1,0 +1,171 @@
+"""bert-tf's model dir: Google's BERT checkpoint format, plus a small metadata file.
+
+A model dir holds:
+
+    bert_config.json          Google's config (see `bert_tf.config` for `gelu_approximate`)
+    vocab.txt                 the WordPiece vocab
+    bert_model.ckpt.index     a name-based TF checkpoint with Google's variable names:
+    bert_model.ckpt.data-*    bert/embeddings/..., bert/encoder/layer_N/..., bert/pooler/...,
+                              cls/predictions/... (MLM head), cls/seq_relationship/... (NSP head),
+                              classifier/... (task heads of fine-tuned models)
+    bert_tf.json              metadata: format version, do_lower_case, task head description
+
+Because the checkpoint uses Google's names, Google's tools read it with
+`init_checkpoint=MODEL_DIR/bert_model.ckpt`, and `tf.train.load_checkpoint` reads
+Google's checkpoints with no conversion. Model dirs are written whole into a
+temporary folder and renamed into place: a failed write leaves nothing behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from bert_tf.config import BertConfig
+
+CKPT_NAME = "bert_model.ckpt"
+META_NAME = "bert_tf.json"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit the model: a missing tensor or a wrong shape."""
+
+
+# -- reading and writing name-based checkpoints -----------------------------------
+
+def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
+    """All tensors of a name-based TF checkpoint (Google's or ours), by name."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
+        raise CheckpointError(f"cannot read checkpoint {prefix}: {e}") from e
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def write_checkpoint(prefix: str, tensors: dict[str, np.ndarray]) -> None:
+    """Writes a name-based checkpoint (the format of TF1's `Saver`), without TF1 code."""
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.convert_to_tensor(tensors[n]) for n in names])
+
+
+# -- Hugging Face names ---------------------------------------------------------------
+
+def google_to_hf_name(name: str) -> tuple[str, bool]:
+    """Google variable name -> (HF `BertModel` safetensors name, whether the array is
+    transposed). `bert/embeddings/word_embeddings` -> `embeddings.word_embeddings.weight`."""
+    special = {"cls/predictions/output_bias": "cls.predictions.bias",
+               "cls/seq_relationship/output_weights": "cls.seq_relationship.weight",
+               "cls/seq_relationship/output_bias": "cls.seq_relationship.bias"}
+    if name in special:
+        return special[name], False
+    hf = re.sub(r"layer_(\d+)", r"layer.\1", name.removeprefix("bert/")).replace("/", ".")
+    transpose = hf.endswith(".kernel")
+    hf = re.sub(r"\.(kernel|gamma)$", ".weight", hf)
+    hf = re.sub(r"\.beta$", ".bias", hf)
+    hf = re.sub(r"(word|position|token_type)_embeddings$", r"\1_embeddings.weight", hf)
+    return hf, transpose
+
+
+def hf_tensors_to_google(hf: dict[str, np.ndarray], expected: dict[str, tuple]) -> dict:
+    """Picks and renames the tensors of an HF `BertModel` (or `BertFor*`, whose
+    names carry a `bert.` prefix) that the Google names in `expected` need."""
+    # Older HF checkpoints use LayerNorm.gamma/beta; task checkpoints prefix `bert.`.
+    aliases = {}
+    for key in hf:
+        alias = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", key)
+        alias = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", alias)
+        aliases[alias] = key
+    out = {}
+    for name in expected:
+        hf_name, transpose = google_to_hf_name(name)
+        candidates = [hf_name] if hf_name.startswith("cls.") else [hf_name, "bert." + hf_name]
+        key = next((aliases[c] for c in candidates if c in aliases), None)
+        if key is None:
+            if name.startswith("cls/"):
+                continue  # heads are optional
+            raise CheckpointError(f"HF checkpoint lacks tensor {hf_name!r} (for {name})")
+        out[name] = hf[key].T if transpose else hf[key]
+    return out
+
+
+# -- model dirs -------------------------------------------------------------------------
+
+def check_tensors(tensors: dict[str, np.ndarray], expected: dict[str, tuple],
+                  source: str, optional_prefixes=("cls/",)) -> None:
+    """Every expected tensor present (optional prefixes may be absent), with its shape."""
+    for name, shape in expected.items():
+        if name not in tensors:
+            if name.startswith(optional_prefixes):
+                continue
+            raise CheckpointError(f"{source}: missing tensor {name} (expected shape {tuple(shape)})")
+        got = tuple(np.shape(tensors[name]))
+        if got != tuple(shape):
+            raise CheckpointError(f"{source}: tensor {name} has shape {got}, "
+                                  f"the config needs {tuple(shape)}")
+
+
+def read_meta(model_dir: str) -> dict:
+    path = os.path.join(model_dir, META_NAME)
+    if not os.path.exists(path):
+        return {"format_version": FORMAT_VERSION, "do_lower_case": True}
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_model_dir(out_dir: str, config: BertConfig, vocab_file: str,
+                    tensors: dict[str, np.ndarray], meta: dict | None = None,
+                    overwrite: bool = False) -> str:
+    """Writes a complete model dir atomically (temporary folder, then rename)."""
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists; pass overwrite to replace it")
+    check_vocab(vocab_file, config)
+    meta = {"format_version": FORMAT_VERSION, "do_lower_case": True, **(meta or {})}
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    with _temporary_dir(parent, os.path.basename(out_dir)) as tmp:
+        config.to_json_file(os.path.join(tmp, "bert_config.json"))
+        shutil.copyfile(vocab_file, os.path.join(tmp, "vocab.txt"))
+        write_checkpoint(os.path.join(tmp, CKPT_NAME), tensors)
+        with open(os.path.join(tmp, META_NAME), "w") as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+            f.write("\n")
+        replace_dir(tmp, out_dir)
+    return out_dir
+
+
+def replace_dir(src: str, dst: str) -> None:
+    """Renames `src` to `dst`, replacing an existing `dst` only once `src` is complete."""
+    if os.path.exists(dst):
+        old = dst + ".old-" + next(tempfile._get_candidate_names())
+        os.rename(dst, old)
+        os.rename(src, dst)
+        shutil.rmtree(old)
+    else:
+        os.rename(src, dst)
+
+
+@contextlib.contextmanager
+def _temporary_dir(parent: str, base: str):
+    tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
+    try:
+        yield tmp
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+
+
+def check_vocab(vocab_file: str, config: BertConfig) -> None:
+    with open(vocab_file, encoding="utf-8") as f:
+        n = sum(1 for _ in f)
+    if n != config.vocab_size:
+        raise CheckpointError(f"{vocab_file} has {n} tokens but the config says "
+                              f"vocab_size={config.vocab_size}")

@@ -1,0 +1,149 @@
+"""`BertConfig`: the hyper-parameters of a BERT encoder.
+
+Reads and writes Google's `bert_config.json` and Hugging Face's `config.json`.
+
+One subtlety: both formats say `"hidden_act": "gelu"`, but they mean different
+functions. Google's BERT code computes the tanh approximation of GELU; Hugging
+Face's `gelu` is the exact (erf) GELU. `BertConfig.hidden_act` is therefore
+explicit: `"gelu"` is exact, `"gelu_tanh"` is the approximation. When written as
+a Google `bert_config.json`, the exact form is recorded with an extra key
+`"gelu_approximate": false`, which Google's own code ignores harmlessly.
+
+Example:
+    >>> cfg = BertConfig.preset("tiny")
+    >>> cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads
+    (2, 128, 2)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "tanh", "linear")
+
+# Turc et al. (2019), "Well-Read Students Learn Better": (layers, hidden).
+PRESETS = {
+    "tiny": (2, 128),
+    "mini": (4, 256),
+    "small": (4, 512),
+    "medium": (8, 512),
+    "base": (12, 768),
+    "large": (24, 1024),
+}
+
+
+@dataclasses.dataclass
+class BertConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+
+    def __post_init__(self):
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(
+                f"hidden_act={self.hidden_act!r} is not supported; choose one of {ACTIVATIONS}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not a multiple of "
+                f"num_attention_heads={self.num_attention_heads}")
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def preset(cls, name: str, vocab_size: int = 30522) -> "BertConfig":
+        """A Turc et al. size: heads = hidden / 64, intermediate = 4 × hidden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        layers, hidden = PRESETS[name]
+        return cls(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                   num_attention_heads=hidden // 64, intermediate_size=4 * hidden)
+
+    # -- Google's bert_config.json ------------------------------------------------
+    @classmethod
+    def from_google_dict(cls, d: dict) -> "BertConfig":
+        d = dict(d)
+        act = d.get("hidden_act", "gelu")
+        if act == "gelu":  # Google's `gelu` is the tanh approximation ...
+            approximate = d.get("gelu_approximate", True)  # ... unless we wrote it.
+            act = "gelu_tanh" if approximate else "gelu"
+        d["hidden_act"] = act
+        return cls(**_known_fields(d, cls))
+
+    def to_google_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("layer_norm_eps")  # Google's code hard-codes 1e-12.
+        if self.hidden_act in ("gelu", "gelu_tanh"):
+            d["gelu_approximate"] = self.hidden_act == "gelu_tanh"
+            d["hidden_act"] = "gelu"
+        return d
+
+    # -- Hugging Face config.json -------------------------------------------------
+    @classmethod
+    def from_hf_dict(cls, d: dict) -> "BertConfig":
+        d = dict(d)
+        if d.get("model_type", "bert") != "bert":
+            raise ValueError(f"config.json has model_type={d['model_type']!r}, expected 'bert'")
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("only absolute position embeddings are supported, config.json has "
+                             f"position_embedding_type={d['position_embedding_type']!r}")
+        act = d.get("hidden_act", "gelu")
+        d["hidden_act"] = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}.get(act, act)
+        return cls(**_known_fields(d, cls))
+
+    def to_hf_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden_act"] = {"gelu_tanh": "gelu_pytorch_tanh"}.get(self.hidden_act, self.hidden_act)
+        d.update(model_type="bert", architectures=["BertModel"], pad_token_id=0,
+                 position_embedding_type="absolute")
+        return d
+
+    # -- files ----------------------------------------------------------------------
+    @classmethod
+    def from_json_file(cls, path: str) -> "BertConfig":
+        """Reads either format: HF files carry `model_type`, Google's do not."""
+        with open(path) as f:
+            try:
+                d = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: not valid JSON ({e})") from e
+        try:
+            if "model_type" in d:
+                return cls.from_hf_dict(d)
+            return cls.from_google_dict(d)
+        except TypeError as e:
+            raise ValueError(f"{path}: {e}") from e
+
+    def to_json_file(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_google_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+
+
+def _known_fields(d: dict, cls) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    missing = [n for n in ("vocab_size", "hidden_size", "num_hidden_layers",
+                           "num_attention_heads", "intermediate_size") if n not in d]
+    if missing:
+        raise ValueError(f"config is missing required keys {missing}")
+    return {k: v for k, v in d.items() if k in names}
+
+
+def load_config(model_dir: str) -> BertConfig:
+    """The config of a model dir (`bert_config.json`, or HF's `config.json`)."""
+    for name in ("bert_config.json", "config.json"):
+        path = os.path.join(model_dir, name)
+        if os.path.exists(path):
+            return BertConfig.from_json_file(path)
+    raise FileNotFoundError(f"{model_dir}: no bert_config.json or config.json found")

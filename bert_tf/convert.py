@@ -1,0 +1,123 @@
+"""Pretrained-weight conversion into bert-tf model dirs.
+
+- `convert_hf`: Hugging Face `BertModel` safetensors (`config.json`,
+  `model.safetensors`, `vocab.txt`).
+- `convert_google`: a Google BERT TF1 checkpoint (`bert_config.json`,
+  `bert_model.ckpt.*`, `vocab.txt`), read with `tf.train.load_checkpoint`.
+- `convert_to_google`: a model dir back to Google's layout.
+
+Every conversion checks each tensor against the config before writing anything.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+
+import numpy as np
+
+from bert_tf.checkpoint import (CKPT_NAME, CheckpointError, check_tensors, hf_tensors_to_google,
+                                read_checkpoint, write_checkpoint, write_model_dir)
+from bert_tf.config import BertConfig
+from bert_tf.encoder import build_encoder, encoder_checkpoint_variables
+from bert_tf.heads import pretraining_head_shapes
+
+
+def expected_shapes(config: BertConfig) -> dict[str, tuple]:
+    """Google names and shapes of every tensor an encoder with pre-training heads has."""
+    encoder = build_encoder(config)
+    shapes = {n: tuple(v.shape) for n, v in encoder_checkpoint_variables(encoder).items()}
+    shapes.update(pretraining_head_shapes(config))
+    return shapes
+
+
+def _require(path: str) -> str:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found")
+    return path
+
+
+def _complete_heads(tensors: dict, source: str) -> dict:
+    """Keeps a head only when all its tensors are there; a partial head is an error."""
+    for head in ("cls/predictions/", "cls/seq_relationship/"):
+        names = [n for n in tensors if n.startswith(head)]
+        if names and len(names) != sum(1 for n in pretraining_head_shapes(BertConfig(
+                vocab_size=2, hidden_size=2, num_attention_heads=1, intermediate_size=2))
+                if n.startswith(head)):
+            raise CheckpointError(f"{source}: head {head} is incomplete, has only {sorted(names)}")
+    return tensors
+
+
+def convert_hf(src_dir: str, out_dir: str, overwrite: bool = False) -> str:
+    from safetensors.numpy import load_file
+
+    config = BertConfig.from_json_file(_require(os.path.join(src_dir, "config.json")))
+    vocab = _require(os.path.join(src_dir, "vocab.txt"))
+    weights = _require(os.path.join(src_dir, "model.safetensors"))
+    expected = expected_shapes(config)
+    tensors = hf_tensors_to_google(load_file(weights), expected)
+    check_tensors(tensors, expected, weights)
+    tensors = _complete_heads(tensors, weights)
+    lower = _hf_do_lower_case(src_dir)
+    return write_model_dir(out_dir, config, vocab, tensors,
+                           {"do_lower_case": lower, "source": f"hf:{os.path.abspath(src_dir)}"},
+                           overwrite=overwrite)
+
+
+def _hf_do_lower_case(src_dir: str) -> bool:
+    import json
+    path = os.path.join(src_dir, "tokenizer_config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return bool(json.load(f).get("do_lower_case", True))
+    return True
+
+
+def find_checkpoint(src_dir: str) -> str:
+    """The checkpoint prefix in a Google model dir (`bert_model.ckpt`, or the only one)."""
+    prefix = os.path.join(src_dir, CKPT_NAME)
+    if os.path.exists(prefix + ".index"):
+        return prefix
+    found = sorted(glob.glob(os.path.join(src_dir, "*.index")))
+    if len(found) != 1:
+        raise FileNotFoundError(f"{src_dir}: expected one checkpoint (*.index), found {found}")
+    return found[0][: -len(".index")]
+
+
+def convert_google(src_dir: str, out_dir: str, overwrite: bool = False,
+                   do_lower_case: bool = True) -> str:
+    config = BertConfig.from_json_file(_require(os.path.join(src_dir, "bert_config.json")))
+    vocab = _require(os.path.join(src_dir, "vocab.txt"))
+    prefix = find_checkpoint(src_dir)
+    expected = expected_shapes(config)
+    # Optimizer slots (adam_m/v), global_step and the like are left behind.
+    tensors = {n: t for n, t in read_checkpoint(prefix).items() if n in expected}
+    check_tensors(tensors, expected, prefix)
+    tensors = _complete_heads(tensors, prefix)
+    return write_model_dir(out_dir, config, vocab, tensors,
+                           {"do_lower_case": do_lower_case,
+                            "source": f"google:{os.path.abspath(src_dir)}"},
+                           overwrite=overwrite)
+
+
+def convert_to_google(model_dir: str, out_dir: str, overwrite: bool = False) -> str:
+    """Writes `bert_config.json`, `vocab.txt` and `bert_model.ckpt.*` with Google's
+    names, for google-research/bert's tools (`--init_checkpoint`)."""
+    if os.path.exists(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists; pass overwrite to replace it")
+    tensors = read_checkpoint(os.path.join(model_dir, CKPT_NAME))
+    tmp = out_dir.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        for name in ("bert_config.json", "vocab.txt"):
+            shutil.copyfile(os.path.join(model_dir, name), os.path.join(tmp, name))
+        write_checkpoint(os.path.join(tmp, CKPT_NAME),
+                         {n: np.asarray(t) for n, t in tensors.items()
+                          if n.startswith(("bert/", "cls/"))})
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.rename(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,244 @@
+"""The Keras layers of BERT: embeddings, Transformer blocks, and the pooler.
+
+Each layer serialises with `get_config` and knows the names its weights have in
+Google's BERT checkpoints (`checkpoint_variables()`); those names are bert-tf's
+checkpoint format too (see `bert_tf.checkpoint`).
+
+Data flow (shapes for batch B, sequence S, hidden H):
+
+    input_word_ids, input_type_ids [B, S] --BertEmbeddings--> [B, S, H]
+    [B, S, H] --TransformerBlock × L--> sequence_output [B, S, H]
+    sequence_output --BertPooler--> pooled_output [B, H]
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from bert_tf.config import BertConfig
+
+# Added to attention scores of padding keys. Large enough that exp() underflows
+# to exactly 0 in float32, small enough to stay finite in float16.
+MASK_BIAS = -10000.0
+
+
+def _init(config_or_range):
+    stddev = getattr(config_or_range, "initializer_range", config_or_range)
+    return keras.initializers.TruncatedNormal(stddev=stddev)
+
+
+def activation(name: str):
+    """BERT's activations by name; `gelu` is exact (erf), `gelu_tanh` the approximation."""
+    if name == "gelu":
+        return lambda x: keras.activations.gelu(x, approximate=False)
+    if name == "gelu_tanh":
+        return lambda x: keras.activations.gelu(x, approximate=True)
+    return keras.activations.get(name)
+
+
+class BertEmbeddings(keras.layers.Layer):
+    """Word + position + segment (token type) embeddings, then LayerNorm and dropout.
+
+    Example:
+        >>> emb = BertEmbeddings(vocab_size=100, hidden_size=8)
+        >>> emb(ops.ones((2, 5), "int32"), ops.zeros((2, 5), "int32")).shape
+        (2, 5, 8)
+    """
+
+    def __init__(self, vocab_size, hidden_size, max_position_embeddings=512, type_vocab_size=2,
+                 dropout=0.1, layer_norm_eps=1e-12, initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.dropout_rate = dropout
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="LayerNorm")
+        self.dropout = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape=None):
+        init = _init(self.initializer_range)
+        self.word_embeddings = self.add_weight(
+            name="word_embeddings", shape=(self.vocab_size, self.hidden_size), initializer=init)
+        self.position_embeddings = self.add_weight(
+            name="position_embeddings", shape=(self.max_position_embeddings, self.hidden_size),
+            initializer=init)
+        self.token_type_embeddings = self.add_weight(
+            name="token_type_embeddings", shape=(self.type_vocab_size, self.hidden_size),
+            initializer=init)
+        self.layer_norm.build((None, None, self.hidden_size))
+        self.built = True
+
+    def call(self, input_word_ids, input_type_ids, training=False):
+        seq_length = ops.shape(input_word_ids)[1]
+        x = ops.take(self.word_embeddings, input_word_ids, axis=0)
+        x = x + ops.take(self.token_type_embeddings, input_type_ids, axis=0)
+        x = x + self.position_embeddings[None, :seq_length]
+        return self.dropout(self.layer_norm(x), training=training)
+
+    def checkpoint_variables(self):
+        return {
+            "word_embeddings": self.word_embeddings,
+            "position_embeddings": self.position_embeddings,
+            "token_type_embeddings": self.token_type_embeddings,
+            "LayerNorm/gamma": self.layer_norm.gamma,
+            "LayerNorm/beta": self.layer_norm.beta,
+        }
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size,
+                "hidden_size": self.hidden_size,
+                "max_position_embeddings": self.max_position_embeddings,
+                "type_vocab_size": self.type_vocab_size, "dropout": self.dropout_rate,
+                "layer_norm_eps": self.layer_norm_eps,
+                "initializer_range": self.initializer_range}
+
+
+class TransformerBlock(keras.layers.Layer):
+    """One post-LayerNorm Transformer encoder block, as in BERT.
+
+    `x = LayerNorm(x + Dropout(SelfAttention(x)))`, then
+    `x = LayerNorm(x + Dropout(Dense(act(Dense(x)))))`.
+
+    Call with `x` `[B, S, H]` and `input_mask` `[B, S]` (1 for tokens, 0 for
+    padding; padding keys get no attention).
+
+    Example:
+        >>> block = TransformerBlock(hidden_size=8, num_heads=2, intermediate_size=16)
+        >>> block(ops.ones((2, 5, 8)), ops.ones((2, 5), "int32")).shape
+        (2, 5, 8)
+    """
+
+    def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act="gelu",
+                 hidden_dropout=0.1, attention_dropout=0.1, layer_norm_eps=1e-12,
+                 initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size={hidden_size} is not a multiple of num_heads={num_heads}")
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.head_size = hidden_size // num_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout = hidden_dropout
+        self.attention_dropout = attention_dropout
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        init = _init(initializer_range)
+
+        def dense(units, name, act=None):
+            return keras.layers.Dense(units, activation=act, kernel_initializer=init, name=name)
+
+        self.query = dense(hidden_size, "query")
+        self.key = dense(hidden_size, "key")
+        self.value = dense(hidden_size, "value")
+        self.attention_output = dense(hidden_size, "attention_output")
+        self.attention_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_eps, name="attention_LayerNorm")
+        self.intermediate = dense(intermediate_size, "intermediate", activation(hidden_act))
+        self.output_dense = dense(hidden_size, "output")
+        self.output_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_eps, name="output_LayerNorm")
+        self.attention_probs_dropout = keras.layers.Dropout(attention_dropout)
+        self.attention_output_dropout = keras.layers.Dropout(hidden_dropout)
+        self.output_dropout = keras.layers.Dropout(hidden_dropout)
+
+    def build(self, input_shape=None):
+        h = (None, None, self.hidden_size)
+        for layer in (self.query, self.key, self.value, self.attention_output,
+                      self.attention_layer_norm, self.intermediate, self.output_layer_norm):
+            layer.build(h)
+        self.output_dense.build((None, None, self.intermediate_size))
+        self.built = True
+
+    def _split_heads(self, x):
+        # [B, S, H] -> [B, heads, S, head_size]
+        b, s = ops.shape(x)[0], ops.shape(x)[1]
+        return ops.transpose(ops.reshape(x, (b, s, self.num_heads, self.head_size)), (0, 2, 1, 3))
+
+    def call(self, x, input_mask, training=False):
+        b, s = ops.shape(x)[0], ops.shape(x)[1]
+        attention_bias = attention_bias_from_mask(input_mask)
+        q = self._split_heads(self.query(x))
+        k = self._split_heads(self.key(x))
+        v = self._split_heads(self.value(x))
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(self.head_size))
+        scores = scores + ops.cast(attention_bias, scores.dtype)
+        probs = self.attention_probs_dropout(ops.softmax(scores, axis=-1), training=training)
+        context = ops.reshape(ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3)),
+                              (b, s, self.hidden_size))
+        attention = self.attention_output_dropout(self.attention_output(context), training=training)
+        x = self.attention_layer_norm(x + attention)
+        ffn = self.output_dropout(self.output_dense(self.intermediate(x)), training=training)
+        return self.output_layer_norm(x + ffn)
+
+    def checkpoint_variables(self):
+        names = {
+            "attention/self/query": self.query, "attention/self/key": self.key,
+            "attention/self/value": self.value, "attention/output/dense": self.attention_output,
+            "intermediate/dense": self.intermediate, "output/dense": self.output_dense,
+        }
+        out = {}
+        for name, layer in names.items():
+            out[f"{name}/kernel"] = layer.kernel
+            out[f"{name}/bias"] = layer.bias
+        for name, ln in (("attention/output/LayerNorm", self.attention_layer_norm),
+                         ("output/LayerNorm", self.output_layer_norm)):
+            out[f"{name}/gamma"] = ln.gamma
+            out[f"{name}/beta"] = ln.beta
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_size": self.hidden_size,
+                "num_heads": self.num_heads, "intermediate_size": self.intermediate_size,
+                "hidden_act": self.hidden_act, "hidden_dropout": self.hidden_dropout,
+                "attention_dropout": self.attention_dropout, "layer_norm_eps": self.layer_norm_eps,
+                "initializer_range": self.initializer_range}
+
+
+class BertPooler(keras.layers.Layer):
+    """BERT's pooler: `tanh(Dense(sequence_output[:, 0]))`, `[B, S, H]` -> `[B, H]`.
+
+    It is called a *pooler* because it does a pooling layer's job, reducing a
+    sequence of vectors to one vector per sequence, but it does not take a max
+    or a mean: it takes the hidden state of the first token ([CLS]) and passes it
+    through a dense layer with tanh. Its weights were trained in pre-training by
+    the next-sentence-prediction (NSP) head, which sits on its output. Other ways
+    to reduce a sequence (mean, max, ...) are in `bert_tf.pooling`.
+
+    Example:
+        >>> pooler = BertPooler(hidden_size=8)
+        >>> pooler(ops.ones((2, 5, 8))).shape
+        (2, 8)
+    """
+
+    def __init__(self, hidden_size, initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.initializer_range = initializer_range
+        self.dense = keras.layers.Dense(hidden_size, activation="tanh",
+                                        kernel_initializer=_init(initializer_range), name="dense")
+
+    def build(self, input_shape=None):
+        self.dense.build((None, self.hidden_size))
+        self.built = True
+
+    def call(self, sequence_output):
+        return self.dense(sequence_output[:, 0, :])
+
+    def checkpoint_variables(self):
+        return {"dense/kernel": self.dense.kernel, "dense/bias": self.dense.bias}
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_size": self.hidden_size,
+                "initializer_range": self.initializer_range}
+
+
+def attention_bias_from_mask(input_mask):
+    """`[B, S]` mask of 1 (token) / 0 (padding) -> additive bias `[B, 1, 1, S]`."""
+    mask = ops.cast(input_mask, "float32")
+    return (1.0 - mask)[:, None, None, :] * MASK_BIAS

@@ -1,0 +1,49 @@
+"""Loading models from a model dir: the public Python API.
+
+Example:
+    >>> import bert_tf                                        # doctest: +SKIP
+    >>> encoder = bert_tf.load_encoder("saved_models/minilm")
+    >>> preprocess = bert_tf.load_preprocessor("saved_models/minilm", seq_length=64)
+    >>> outputs = encoder(preprocess(tf.constant(["hello world"])))
+    >>> outputs["pooled_output"].shape
+    TensorShape([1, 384])
+"""
+from __future__ import annotations
+
+import os
+
+import keras
+
+from bert_tf.checkpoint import CKPT_NAME, check_tensors, read_checkpoint, read_meta
+from bert_tf.config import BertConfig, load_config
+from bert_tf.encoder import build_encoder, encoder_checkpoint_variables
+from bert_tf.tokenizer import BertTokenizer, vocab_path
+
+
+def assign(variables: dict, tensors: dict, source: str) -> None:
+    """Assigns checkpoint tensors to Keras variables by name, checking every shape."""
+    check_tensors(tensors, {n: tuple(v.shape) for n, v in variables.items()}, source,
+                  optional_prefixes=())
+    for name, var in variables.items():
+        var.assign(tensors[name])
+
+
+def load_encoder(model_dir: str, config: BertConfig | None = None) -> keras.Model:
+    """The encoder of a model dir as a functional Keras model with its weights."""
+    config = config or load_config(model_dir)
+    encoder = build_encoder(config)
+    prefix = os.path.join(model_dir, CKPT_NAME)
+    assign(encoder_checkpoint_variables(encoder), read_checkpoint(prefix), prefix)
+    return encoder
+
+
+def load_tokenizer(model_dir: str) -> BertTokenizer:
+    return BertTokenizer(vocab_path(model_dir), lower_case=read_meta(model_dir)["do_lower_case"])
+
+
+def load_preprocessor(model_dir: str, seq_length: int | None = 128):
+    """A callable: string tensor `[B]` (one segment) or a list of two (pairs) ->
+    dict of int32 `input_word_ids`, `input_mask`, `input_type_ids` `[B, seq_length]`.
+    `seq_length=None` pads to the batch's longest sequence."""
+    tokenizer = load_tokenizer(model_dir)
+    return lambda texts: tokenizer.preprocess(texts, seq_length=seq_length)
