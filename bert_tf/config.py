@@ -83,7 +83,6 @@ class BertConfig:
 
     def to_google_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d.pop("layer_norm_eps")  # Google's code hard-codes 1e-12.
         if self.hidden_act in ("gelu", "gelu_tanh"):
             d["gelu_approximate"] = self.hidden_act == "gelu_tanh"
             d["hidden_act"] = "gelu"

@@ -38,6 +38,7 @@ def activation(name: str):
     return keras.activations.get(name)
 
 
+@keras.saving.register_keras_serializable(package="bert_tf")
 class BertEmbeddings(keras.layers.Layer):
     """Word + position + segment (token type) embeddings, then LayerNorm and dropout.
 
@@ -98,6 +99,7 @@ class BertEmbeddings(keras.layers.Layer):
                 "initializer_range": self.initializer_range}
 
 
+@keras.saving.register_keras_serializable(package="bert_tf")
 class TransformerBlock(keras.layers.Layer):
     """One post-LayerNorm Transformer encoder block, as in BERT.
 
@@ -200,6 +202,7 @@ class TransformerBlock(keras.layers.Layer):
                 "initializer_range": self.initializer_range}
 
 
+@keras.saving.register_keras_serializable(package="bert_tf")
 class BertPooler(keras.layers.Layer):
     """BERT's pooler: `tanh(Dense(sequence_output[:, 0]))`, `[B, S, H]` -> `[B, H]`.
 

@@ -41,9 +41,10 @@ def load_tokenizer(model_dir: str) -> BertTokenizer:
     return BertTokenizer(vocab_path(model_dir), lower_case=read_meta(model_dir)["do_lower_case"])
 
 
-def load_preprocessor(model_dir: str, seq_length: int | None = 128):
+def load_preprocessor(model_dir: str, seq_length: int | None = 128, pad_to_longest=False):
     """A callable: string tensor `[B]` (one segment) or a list of two (pairs) ->
     dict of int32 `input_word_ids`, `input_mask`, `input_type_ids` `[B, seq_length]`.
-    `seq_length=None` pads to the batch's longest sequence."""
+    Longer texts are trimmed to `seq_length`; with `pad_to_longest` (or
+    `seq_length=None`, no limit) a batch is padded only to its longest sequence."""
     tokenizer = load_tokenizer(model_dir)
-    return lambda texts: tokenizer.preprocess(texts, seq_length=seq_length)
+    return lambda texts: tokenizer.preprocess(texts, seq_length, pad_to_longest)

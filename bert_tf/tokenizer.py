@@ -109,13 +109,14 @@ class BertTokenizer(tf.Module):
         words = words.with_flat_values(tf.where(too_long, "[UNK]", words.flat_values))
         return self._wordpiece.tokenize(words)
 
-    def pack_inputs(self, segments, seq_length=None):
+    def pack_inputs(self, segments, seq_length=128, pad_to_longest=False):
         """Packs one or two tokenized segments into `input_word_ids`, `input_mask`,
         `input_type_ids` (int32 `[B, seq_length]`).
 
         Each segment is a RaggedTensor `[B, words, pieces]` or `[B, pieces]`.
-        Pairs are trimmed longest-first; with `seq_length=None` the batch is
-        padded to its own longest sequence (no trimming).
+        Sequences longer than `seq_length` are trimmed (pairs longest-first).
+        With `pad_to_longest`, the batch is padded only to its longest sequence
+        (at most `seq_length`); `seq_length=None` means no limit.
         """
         segments = [s.merge_dims(-2, -1) if s.shape.rank == 3 else s for s in segments]
         if not 1 <= len(segments) <= 2:
@@ -125,7 +126,7 @@ class BertTokenizer(tf.Module):
         ids, type_ids = tf_text.combine_segments(
             segments, start_of_sequence_id=self.special_ids["start_of_sequence_id"],
             end_of_segment_id=self.special_ids["end_of_segment_id"])
-        if seq_length is None:
+        if seq_length is None or pad_to_longest:
             seq_length = tf.cast(tf.reduce_max(ids.row_lengths()), tf.int32)
         word_ids, mask = tf_text.pad_model_inputs(ids, seq_length,
                                                   pad_value=self.special_ids["padding_id"])
@@ -133,15 +134,22 @@ class BertTokenizer(tf.Module):
         return {"input_word_ids": tf.cast(word_ids, tf.int32), "input_mask": tf.cast(mask, tf.int32),
                 "input_type_ids": tf.cast(type_ids, tf.int32)}
 
-    def preprocess(self, texts, seq_length=128):
+    def preprocess(self, texts, seq_length=128, pad_to_longest=False):
         """One string tensor `[B]`, or a list of two (pairs) -> the three model inputs."""
-        if isinstance(texts, (list, tuple)):
-            segments = [self.tokenize(t) for t in texts]
-        else:
-            segments = [self.tokenize(texts)]
-        return self.pack_inputs(segments, seq_length)
+        segments = [self.tokenize(t) for t in _as_segments(texts)]
+        return self.pack_inputs(segments, seq_length, pad_to_longest)
+
+    def count_trimmed(self, texts, seq_length):
+        """How many rows of `texts` (as for `preprocess`) exceed `seq_length` and get trimmed."""
+        segments = [self.tokenize(t).merge_dims(-2, -1) for t in _as_segments(texts)]
+        total = sum(s.row_lengths() for s in segments) + len(segments) + 1
+        return tf.reduce_sum(tf.cast(total > seq_length, tf.int32))
 
     __call__ = preprocess
+
+
+def _as_segments(texts):
+    return list(texts) if isinstance(texts, (list, tuple)) else [texts]
 
 
 def trim_longest_first(segments, max_total: int):

@@ -1,0 +1,100 @@
+"""The `bert-tf` command line (also `python -m bert_tf`).
+
+    bert-tf convert --from hf SRC_DIR --out MODEL_DIR
+    bert-tf info MODEL_DIR
+    bert-tf embed --model MODEL_DIR [--pooling mean] FILE|- --output OUT.npy|OUT.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+def _convert(args):
+    from bert_tf import convert
+    if args.to == "google":
+        out = convert.convert_to_google(args.src, args.out, overwrite=args.overwrite)
+    elif args.source == "hf":
+        out = convert.convert_hf(args.src, args.out, overwrite=args.overwrite)
+    elif args.source == "google":
+        out = convert.convert_google(args.src, args.out, overwrite=args.overwrite,
+                                     do_lower_case=not args.cased)
+    else:
+        raise UsageError("convert needs --from hf|google or --to google")
+    print(f"wrote {out}")
+
+
+def _info(args):
+    from bert_tf.info import model_info
+    print(model_info(args.model_dir))
+
+
+def _embed(args):
+    from bert_tf.embed import Embedder, write_vectors
+    if args.input == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        if not os.path.exists(args.input):
+            raise UsageError(f"{args.input}: no such file")
+        with open(args.input, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    embedder = Embedder(args.model, args.pooling, args.max_seq_length, args.batch_size)
+    vectors = embedder.embed(lines, progress=len(lines) > 2 * args.batch_size)
+    write_vectors(args.output, vectors, lines)
+    print(f"wrote {len(lines)} vectors of size {vectors.shape[1]} to {args.output}")
+    if embedder.trimmed:
+        print(f"note: {embedder.trimmed} of {len(lines)} lines were longer than "
+              f"--max-seq-length {args.max_seq_length} tokens and were trimmed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bert-tf", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="convert pretrained weights into a model dir")
+    p.add_argument("--from", dest="source", choices=("hf", "google"))
+    p.add_argument("--to", choices=("google",), help="write a bert-tf model dir as Google's layout")
+    p.add_argument("src", help="source dir (HF or Google files, or a bert-tf model dir for --to)")
+    p.add_argument("--out", required=True, help="model dir to write")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--cased", action="store_true", help="the Google model is cased")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("info", help="config and parameter counts of a model dir")
+    p.add_argument("model_dir")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("embed", help="one vector per input line")
+    p.add_argument("--model", required=True, help="model dir")
+    p.add_argument("--pooling", default="pooled_output",
+                   choices=("pooled_output", "cls", "mean", "max", "mean_sqrt_len"))
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("input", help="text file, one text per line, or - for stdin")
+    p.add_argument("--output", required=True, help="OUT.npy or OUT.jsonl")
+    p.set_defaults(func=_embed)
+
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from bert_tf.checkpoint import CheckpointError
+    try:
+        args.func(args)
+    except (UsageError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"bert-tf {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

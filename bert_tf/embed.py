@@ -1,0 +1,72 @@
+"""Sentence vectors from a model dir: one vector per text, in input order.
+
+Example:
+    >>> embedder = Embedder("saved_models/minilm", pooling="mean")    # doctest: +SKIP
+    >>> embedder.embed(["a cat", "a dog"]).shape
+    (2, 384)
+"""
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bert_tf.encoder import encoder_inputs
+from bert_tf.models import load_encoder, load_tokenizer
+from bert_tf.pooling import pool
+
+EMBED_POOLINGS = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len")
+
+
+class Embedder:
+    """Text -> `[N, H]` vectors with a pooling strategy; batches are padded to their
+    own longest text (at most `max_seq_length`, longer texts trimmed and counted)."""
+
+    def __init__(self, model_dir: str, pooling: str = "pooled_output", max_seq_length: int = 128,
+                 batch_size: int = 64):
+        if pooling not in EMBED_POOLINGS:
+            raise ValueError(f"--pooling {pooling!r}: choose one of {EMBED_POOLINGS} "
+                             "(attention pooling has weights only in a fine-tuned model)")
+        self.tokenizer = load_tokenizer(model_dir)
+        encoder = load_encoder(model_dir)
+        inputs = encoder_inputs()
+        vector = pool(pooling, encoder(inputs), inputs["input_mask"])
+        self.model = keras.Model(inputs, vector)
+        self.max_seq_length = max_seq_length
+        self.batch_size = batch_size
+        self.trimmed = 0
+        spec = [tf.TensorSpec([None], tf.string)]
+        self._embed_batch = tf.function(self._embed_batch_eager, input_signature=spec)
+
+    def _embed_batch_eager(self, texts):
+        inputs = self.tokenizer.preprocess(texts, self.max_seq_length, pad_to_longest=True)
+        trimmed = self.tokenizer.count_trimmed(texts, self.max_seq_length)
+        return self.model(inputs, training=False), trimmed
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        bar = keras.utils.Progbar(len(texts), unit_name="text") if progress else None
+        vectors = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start:start + self.batch_size]
+            v, trimmed = self._embed_batch(tf.constant(batch))
+            vectors.append(v.numpy())
+            self.trimmed += int(trimmed)
+            if bar:
+                bar.add(len(batch))
+        if not vectors:
+            return np.zeros((0, self.model.output_shape[-1]), np.float32)
+        return np.concatenate(vectors)
+
+
+def write_vectors(path: str, vectors: np.ndarray, texts: list[str]) -> None:
+    """`.npy` (an `[N, H]` float32 array) or `.jsonl` (`{"text", "vector"}` per line)."""
+    if path.endswith(".npy"):
+        np.save(path, vectors.astype(np.float32))
+    elif path.endswith(".jsonl"):
+        with open(path, "w", encoding="utf-8") as f:
+            for text, v in zip(texts, vectors):
+                f.write(json.dumps({"text": text, "vector": [round(float(x), 7) for x in v]}) + "\n")
+    else:
+        raise ValueError(f"--output {path}: use a .npy or .jsonl file name")

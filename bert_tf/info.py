@@ -1,0 +1,38 @@
+"""`bert-tf info`: a model dir's config and parameter counts per part."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from bert_tf.checkpoint import CKPT_NAME, read_checkpoint, read_meta
+from bert_tf.config import load_config
+
+PARTS = (("embeddings", "bert/embeddings/"), ("encoder", "bert/encoder/"),
+         ("pooler", "bert/pooler/"), ("mlm head", "cls/predictions/"),
+         ("nsp head", "cls/seq_relationship/"), ("task head", ("classifier/", "pooling/")))
+
+
+def parameter_counts(model_dir: str) -> dict[str, int]:
+    tensors = read_checkpoint(os.path.join(model_dir, CKPT_NAME))
+    counts = {part: 0 for part, _ in PARTS}
+    for name, t in tensors.items():
+        for part, prefix in PARTS:
+            if name.startswith(prefix):
+                counts[part] += int(np.prod(t.shape))
+    return counts
+
+
+def model_info(model_dir: str) -> str:
+    config = load_config(model_dir)
+    meta = read_meta(model_dir)
+    counts = parameter_counts(model_dir)
+    lines = [f"model dir: {os.path.abspath(model_dir)}", "config:"]
+    lines += [f"  {k}: {v}" for k, v in vars(config).items()]
+    lines.append("metadata: " + json.dumps(meta, sort_keys=True))
+    lines.append("parameters:")
+    width = max(len(p) for p in counts)
+    lines += [f"  {part:<{width}}  {n:>12,}" for part, n in counts.items() if n]
+    lines.append(f"  {'total':<{width}}  {sum(counts.values()):>12,}")
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_DIR = os.environ.get("BERT_TF_DATA", os.path.join(ROOT, "..", "shared", "data"))
+REFERENCE_DIR = os.path.join(ROOT, "tests", "reference")
+
+
+def data_path(*parts):
+    path = os.path.join(DATA_DIR, *parts)
+    if not os.path.exists(path):
+        pytest.fail(f"test data {path} is missing: set BERT_TF_DATA to the shared data dir")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir(tmp_path_factory):
+    """all-MiniLM-L6-v2, converted from the installed package into a model dir."""
+    from bert_tf.convert import convert_hf
+    from pipelines.minilm import minilm_source_dir
+    return convert_hf(minilm_source_dir(), str(tmp_path_factory.mktemp("models") / "minilm"))
+
+
+@pytest.fixture(scope="session")
+def minilm_source():
+    from pipelines.minilm import minilm_source_dir
+    return minilm_source_dir()
+
+
+@pytest.fixture(scope="session")
+def vocab_file():
+    return data_path("bert_vocab", "uncased", "vocab.txt")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(vocab_file):
+    from bert_tf.tokenizer import BertTokenizer
+    return BertTokenizer(vocab_file)
+
+
+_REPORTS = []
+
+
+def report(*lines):
+    """Lines (counts, measured differences) shown in the test run's summary, in CI's log."""
+    _REPORTS.extend(lines)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _REPORTS:
+        terminalreporter.section("bert-tf measurements")
+        for line in _REPORTS:
+            terminalreporter.write_line(line)
