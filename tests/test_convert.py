@@ -1,0 +1,106 @@
+"""Conversions: HF safetensors and Google TF1 checkpoints into model dirs, and back."""
+import os
+
+import numpy as np
+import pytest
+
+from bert_tf.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from bert_tf.cli import main as cli
+from bert_tf.convert import convert_google, convert_hf, convert_to_google
+
+
+def _ckpt(model_dir):
+    return read_checkpoint(os.path.join(model_dir, "bert_model.ckpt"))
+
+
+def test_hf_model_dir_has_google_names(minilm_dir):
+    tensors = _ckpt(minilm_dir)
+    assert "bert/encoder/layer_5/attention/self/query/kernel" in tensors
+    assert tensors["bert/pooler/dense/kernel"].shape == (384, 384)
+    assert sorted(os.listdir(minilm_dir)) == sorted([
+        "bert_config.json", "vocab.txt", "bert_model.ckpt.index",
+        "bert_model.ckpt.data-00000-of-00001", "bert_tf.json"])
+
+
+def _google_dir(tmp_path, minilm_dir, extra=None, drop=None, reshape=None):
+    """A Google-style dir made from MiniLM, with optimizer slots as real ones have."""
+    src = tmp_path / "google"
+    convert_to_google(minilm_dir, str(src))
+    tensors = _ckpt(str(src))
+    tensors.update({"global_step": np.int64(7),
+                    "bert/pooler/dense/kernel/adam_m": tensors["bert/pooler/dense/kernel"]})
+    tensors.update(extra or {})
+    if drop:
+        del tensors[drop]
+    if reshape:
+        tensors[reshape] = tensors[reshape][:-1]
+    for f in os.listdir(src):
+        if f.startswith("bert_model.ckpt"):
+            os.remove(src / f)
+    write_checkpoint(str(src / "bert_model.ckpt"), tensors)
+    return str(src)
+
+
+def test_google_round_trip_with_heads(tmp_path, minilm_dir):
+    rng = np.random.default_rng(0)
+    heads = {"cls/predictions/transform/dense/kernel": rng.normal(size=(384, 384)).astype("f4"),
+             "cls/predictions/transform/dense/bias": np.zeros(384, "f4"),
+             "cls/predictions/transform/LayerNorm/gamma": np.ones(384, "f4"),
+             "cls/predictions/transform/LayerNorm/beta": np.zeros(384, "f4"),
+             "cls/predictions/output_bias": np.zeros(30522, "f4"),
+             "cls/seq_relationship/output_weights": rng.normal(size=(2, 384)).astype("f4"),
+             "cls/seq_relationship/output_bias": np.zeros(2, "f4")}
+    src = _google_dir(tmp_path, minilm_dir, extra=heads)
+    assert cli(["convert", "--from", "google", src, "--out", str(tmp_path / "m")]) == 0
+    got, want = _ckpt(str(tmp_path / "m")), _ckpt(minilm_dir)
+    assert set(got) == set(want) | set(heads)  # optimizer slots and global_step left behind
+    for name, value in want.items():
+        np.testing.assert_array_equal(got[name], value)
+    # and back to Google's layout, heads kept
+    convert_to_google(str(tmp_path / "m"), str(tmp_path / "g2"))
+    assert set(_ckpt(str(tmp_path / "g2"))) == set(got)
+
+
+def test_missing_tensor_names_it_and_writes_nothing(tmp_path, minilm_dir):
+    src = _google_dir(tmp_path, minilm_dir, drop="bert/encoder/layer_3/output/dense/bias")
+    out = tmp_path / "m"
+    with pytest.raises(CheckpointError, match="missing tensor bert/encoder/layer_3/output/dense/bias"):
+        convert_google(src, str(out))
+    assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".m")]
+
+
+def test_wrong_shape_names_both_shapes(tmp_path, minilm_dir):
+    src = _google_dir(tmp_path, minilm_dir, reshape="bert/embeddings/position_embeddings")
+    with pytest.raises(CheckpointError, match=r"position_embeddings has shape \(511, 384\), "
+                                              r"the config needs \(512, 384\)"):
+        convert_google(src, str(tmp_path / "m"))
+    assert cli(["convert", "--from", "google", src, "--out", str(tmp_path / "m")]) == 2
+    assert not (tmp_path / "m").exists()
+
+
+def test_vocab_config_mismatch_and_existing_out(tmp_path, minilm_dir, minilm_source):
+    src = _google_dir(tmp_path, minilm_dir)
+    with open(os.path.join(src, "vocab.txt"), "a") as f:
+        f.write("extra\n")
+    with pytest.raises(CheckpointError, match="30523 tokens but the config says vocab_size=30522"):
+        convert_google(src, str(tmp_path / "m"))
+    with pytest.raises(FileExistsError):
+        convert_hf(minilm_source, minilm_dir)
+
+
+def test_info_and_embed_cli(tmp_path, minilm_dir, capsys):
+    assert cli(["info", minilm_dir]) == 0
+    out = capsys.readouterr().out
+    assert "pooler" in out and "147,840" in out and "22,713,216" in out
+    texts = tmp_path / "in.txt"
+    texts.write_text("A man is eating food.\nA man is eating bread.\n" + "long " * 300 + "\n")
+    assert cli(["embed", "--model", minilm_dir, "--pooling", "mean", str(texts),
+                "--max-seq-length", "32", "--output", str(tmp_path / "v.npy")]) == 0
+    assert "1 of 3 lines were longer" in capsys.readouterr().out
+    v = np.load(tmp_path / "v.npy")
+    assert v.shape == (3, 384)
+    assert cli(["embed", "--model", minilm_dir, str(texts), "--output",
+                str(tmp_path / "v.jsonl")]) == 0
+    assert cli(["embed", "--model", minilm_dir, str(tmp_path / "nope.txt"), "--output",
+                str(tmp_path / "x.npy")]) == 2
+    assert "nope.txt: no such file" in capsys.readouterr().err

@@ -1,0 +1,118 @@
+"""The encoder computes what HF transformers' BertModel computes for the same weights.
+
+Reference arrays: tests/reference/minilm_outputs.npz, made by
+tests/reference/make_references.py with PyTorch + transformers in a throwaway env.
+"""
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf.config import BertConfig
+from bert_tf.encoder import build_encoder
+from bert_tf.layers import BertEmbeddings, BertPooler, TransformerBlock
+from tests.conftest import REFERENCE_DIR, report
+
+
+@pytest.fixture(scope="module")
+def reference():
+    ref = np.load(os.path.join(REFERENCE_DIR, "minilm_outputs.npz"))
+    with open(os.path.join(REFERENCE_DIR, "minilm_texts.json"), encoding="utf-8") as f:
+        return ref, json.load(f)
+
+
+@pytest.mark.parametrize("kind", ["single", "pair"])
+def test_minilm_matches_transformers(minilm_dir, reference, kind):
+    import bert_tf
+    ref, texts = reference
+    encoder = bert_tf.load_encoder(minilm_dir)
+    preprocess = bert_tf.load_preprocessor(minilm_dir, seq_length=None)
+    if kind == "single":
+        inputs = preprocess(tf.constant(texts["single"]))
+    else:
+        inputs = preprocess([tf.constant([a for a, _ in texts["pair"]]),
+                             tf.constant([b for _, b in texts["pair"]])])
+    for name, value in inputs.items():  # same ids as HF's tokenizer
+        np.testing.assert_array_equal(value.numpy(), ref[f"{kind}_{name}"], err_msg=name)
+    out = encoder(inputs)
+    real = ref[f"{kind}_input_mask"].astype(bool)
+    seq_diff = np.abs(out["sequence_output"].numpy()[real] - ref[f"{kind}_sequence_output"][real])
+    pooled_diff = np.abs(out["pooled_output"].numpy() - ref[f"{kind}_pooled_output"])
+    report(f"encoder parity vs transformers BertModel, MiniLM, {kind}: {real.shape[0]} texts, "
+           f"max |diff| sequence_output {seq_diff.max():.2e}, pooled_output {pooled_diff.max():.2e}")
+    assert seq_diff.max() < 1e-4 and pooled_diff.max() < 1e-4
+    np.testing.assert_array_equal(out["encoder_outputs"][-1], out["sequence_output"])
+
+
+def tiny_inputs(batch=2, seq=7, vocab=100, pad=2):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, vocab, (batch, seq)).astype("int32")
+    mask = np.ones_like(ids)
+    mask[:, seq - pad:] = 0
+    return {"input_word_ids": ids * mask, "input_mask": mask, "input_type_ids": 0 * ids}
+
+
+def test_padding_does_not_change_real_token_outputs():
+    encoder = build_encoder(BertConfig.preset("tiny", vocab_size=100))
+    inputs = tiny_inputs(pad=3)
+    trimmed = {k: v[:, :4] for k, v in inputs.items()}
+    full, short = encoder(inputs), encoder(trimmed)
+    np.testing.assert_allclose(full["sequence_output"][:, :4], short["sequence_output"], atol=1e-5)
+    np.testing.assert_allclose(full["pooled_output"], short["pooled_output"], atol=1e-5)
+
+
+def test_dropout_only_in_training():
+    encoder = build_encoder(BertConfig.preset("tiny", vocab_size=100))
+    inputs = tiny_inputs()
+    a, b = encoder(inputs)["pooled_output"], encoder(inputs)["pooled_output"]
+    np.testing.assert_array_equal(a, b)
+    c = encoder(inputs, training=True)["pooled_output"]
+    assert np.abs(c - a).max() > 1e-3
+
+
+def test_layers_serialise_and_model_round_trips(tmp_path):
+    for layer in (BertEmbeddings(100, 8, name="e"), TransformerBlock(8, 2, 16, "gelu_tanh"),
+                  BertPooler(8)):
+        clone = layer.__class__.from_config(layer.get_config())
+        assert clone.get_config() == layer.get_config()
+    encoder = build_encoder(BertConfig.preset("tiny", vocab_size=100))
+    path = str(tmp_path / "encoder.keras")
+    encoder.save(path)
+    loaded = keras.models.load_model(path)
+    inputs = tiny_inputs()
+    np.testing.assert_allclose(loaded(inputs)["pooled_output"], encoder(inputs)["pooled_output"],
+                               atol=1e-6)
+
+
+def test_config_formats_and_gelu_meaning(tmp_path):
+    hf = BertConfig.from_hf_dict({"model_type": "bert", "vocab_size": 10, "hidden_size": 8,
+                                  "num_hidden_layers": 1, "num_attention_heads": 2,
+                                  "intermediate_size": 16, "hidden_act": "gelu"})
+    assert hf.hidden_act == "gelu"  # HF's gelu is exact
+    google = BertConfig.from_google_dict({"vocab_size": 10, "hidden_size": 8,
+                                          "num_hidden_layers": 1, "num_attention_heads": 2,
+                                          "intermediate_size": 16, "hidden_act": "gelu"})
+    assert google.hidden_act == "gelu_tanh"  # Google's code computes the tanh form
+    path = str(tmp_path / "bert_config.json")
+    hf.to_json_file(path)
+    assert BertConfig.from_json_file(path) == hf
+    assert BertConfig.from_hf_dict(hf.to_hf_dict()) == hf
+    sizes = {n: (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size)
+             for n in ("tiny", "mini", "small", "medium", "base", "large")
+             for c in [BertConfig.preset(n)]}
+    assert sizes["base"] == (12, 768, 12, 3072) and sizes["tiny"] == (2, 128, 2, 512)
+    with pytest.raises(ValueError, match="not a multiple"):
+        BertConfig(hidden_size=10, num_attention_heads=3)
+
+
+def test_gelu_variants_differ_as_documented():
+    from bert_tf.layers import activation
+    x = np.linspace(-3, 3, 13).astype("float32")
+    exact = np.asarray(activation("gelu")(x))
+    tanh = np.asarray(activation("gelu_tanh")(x))
+    from math import erf, sqrt
+    np.testing.assert_allclose(exact, [v * 0.5 * (1 + erf(v / sqrt(2))) for v in x], atol=1e-6)
+    assert 1e-5 < np.abs(exact - tanh).max() < 1e-3
