@@ -3,6 +3,7 @@
     bert-tf convert --from hf SRC_DIR --out MODEL_DIR
     bert-tf info MODEL_DIR
     bert-tf embed --model MODEL_DIR [--pooling mean] FILE|- --output OUT.npy|OUT.jsonl
+    bert-tf export --model MODEL_DIR --out EXPORT_BASE [--version N] [--seq-length 128]
 """
 from __future__ import annotations
 
@@ -54,6 +55,15 @@ def _embed(args):
               f"--max-seq-length {args.max_seq_length} tokens and were trimmed")
 
 
+def _export(args):
+    from bert_tf.export import export_all, serving_instructions
+    targets = export_all(args.model, args.out, args.version, args.seq_length, args.overwrite)
+    for name, path in targets.items():
+        print(f"{name:<13} {path}")
+    name = os.path.basename(os.path.abspath(args.out)) or "bert"
+    print(serving_instructions(args.out, name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bert-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="OUT.npy or OUT.jsonl")
     p.set_defaults(func=_embed)
 
+    p = sub.add_parser("export", help="SavedModels for TF Hub and TF Serving")
+    p.add_argument("--model", required=True, help="model dir (pretrained or fine-tuned)")
+    p.add_argument("--out", required=True, help="export base: writes OUT/{encoder,preprocessor,"
+                   "serving}/VERSION")
+    p.add_argument("--version", type=int, help="integer version (default: the next free one)")
+    p.add_argument("--seq-length", type=int, default=128)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.set_defaults(func=_export)
     return parser
 
 

@@ -54,3 +54,28 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("bert-tf measurements")
         for line in _REPORTS:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, vocab_file):
+    """A randomly initialised BERT-tiny with the uncased vocab, as a model dir."""
+    import keras
+    from bert_tf.checkpoint import write_model_dir
+    from bert_tf.config import BertConfig
+    from bert_tf.encoder import build_encoder, encoder_checkpoint_variables
+    keras.utils.set_random_seed(1)
+    config = BertConfig.preset("tiny")
+    encoder = build_encoder(config)
+    tensors = {n: v.numpy() for n, v in encoder_checkpoint_variables(encoder).items()}
+    return write_model_dir(str(tmp_path_factory.mktemp("models") / "tiny"), config, vocab_file,
+                           tensors, {"source": "random init, seed 1"})
+
+
+def run_python(code: str, timeout=300):
+    """Runs `code` in a fresh interpreter (nothing of bert-tf imported); returns stdout."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout

@@ -1,0 +1,288 @@
+"""SavedModel exports: the single door from a model dir to TF Hub and TF Serving.
+
+`export_all(model_dir, base)` writes three SavedModels in TF Serving's layout:
+
+- `base/encoder/N/`: a Reusable SavedModel, as TF Hub's BERT encoders. Root
+  `__call__(inputs, training=False)` on the dict of `input_word_ids`,
+  `input_mask`, `input_type_ids` returns `sequence_output`, `pooled_output`,
+  `default` (= pooled) and `encoder_outputs`; root `variables`,
+  `trainable_variables`, `regularization_losses`, `vocab_file`, `do_lower_case`;
+  a `serving_default` signature. No tensorflow-text ops.
+- `base/preprocessor/N/`: strings `[B]` -> the three int32 inputs `[B, seq_length]`,
+  with `.tokenize` and `.bert_pack_inputs` as TF Hub's BERT preprocessors.
+- `base/serving/N/`: text to outputs for TF Serving (`serving_default`: `text`
+  [, `text_b`] -> `sequence_output`, `pooled_output`, `input_mask`, and for task
+  models `logits`, `probabilities`, `label`), with warm-up requests. Batches are
+  padded to their longest text, not to `seq_length` (at most `seq_length` tokens).
+
+Each SavedModel is written into a temporary folder beside its target and renamed
+into place when complete: a TF Serving instance polling `base` never sees a
+half-written version, and a failure leaves none behind.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from bert_tf.checkpoint import replace_dir
+from bert_tf.encoder import INPUT_NAMES
+
+EXPORTS = ("encoder", "preprocessor", "serving")
+
+
+def _input_specs(names=INPUT_NAMES):
+    return {n: tf.TensorSpec([None, None], tf.int32, name=n) for n in names}
+
+
+def _tf_variables(model: keras.Model, trainable=None):
+    """The tf.Variables behind a Keras 3 model's variables."""
+    vs = model.variables if trainable is None else (
+        model.trainable_variables if trainable else model.non_trainable_variables)
+    return [v.value if isinstance(v, keras.Variable) else v for v in vs]
+
+
+# -- the encoder ------------------------------------------------------------------------
+
+def build_encoder_module(encoder: keras.Model, vocab_file: str, do_lower_case: bool,
+                         mlm_model: keras.Model | None = None):
+    """A Reusable SavedModel root for `encoder` (see the module docstring)."""
+    root = tf.train.Checkpoint()
+    root.encoder = encoder
+    root.variables = _tf_variables(encoder)
+    root.trainable_variables = _tf_variables(encoder, trainable=True)
+    root.regularization_losses = []
+    root.vocab_file = tf.saved_model.Asset(vocab_file)
+    root.do_lower_case = tf.Variable(do_lower_case, trainable=False, name="do_lower_case")
+
+    @tf.function
+    def call(inputs, training=False):
+        out = encoder(inputs, training=training)
+        return {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"],
+                "default": out["pooled_output"], "encoder_outputs": list(out["encoder_outputs"])}
+
+    for training in (False, True):
+        call.get_concrete_function(_input_specs(), training=training)
+    root.__call__ = call
+
+    @tf.function(input_signature=[_input_specs()])
+    def serve(inputs):
+        out = encoder(inputs, training=False)
+        return {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"]}
+    root.serving_default = serve
+
+    if mlm_model is not None:
+        root.mlm = _build_mlm_module(mlm_model)
+    return root, {"serving_default": serve.get_concrete_function()}
+
+
+def _build_mlm_module(mlm_model):
+    mlm = tf.train.Checkpoint()
+    mlm.model = mlm_model
+    mlm.variables = _tf_variables(mlm_model)
+    mlm.trainable_variables = _tf_variables(mlm_model, trainable=True)
+    mlm.regularization_losses = []
+
+    @tf.function
+    def call(inputs, training=False):
+        return mlm_model(inputs, training=training)
+    specs = {**_input_specs(), "masked_lm_positions": tf.TensorSpec([None, None], tf.int32,
+                                                                    name="masked_lm_positions")}
+    for training in (False, True):
+        call.get_concrete_function(specs, training=training)
+    mlm.__call__ = call
+    return mlm
+
+
+# -- the preprocessor -----------------------------------------------------------------------
+
+def build_preprocessor_module(tokenizer, seq_length: int):
+    """Root call: strings `[B]` -> three int32 inputs `[B, seq_length]`;
+    `.tokenize(strings)` -> RaggedTensor `[B, words, pieces]`, with
+    `.tokenize.get_special_tokens_dict()`; `.bert_pack_inputs([a] or [a, b], seq_length)`."""
+    root = tf.train.Checkpoint()
+    root.tokenizer = tokenizer
+    strings = tf.TensorSpec([None], tf.string)
+
+    @tf.function(input_signature=[strings])
+    def call(texts):
+        return tokenizer.preprocess(texts, seq_length)
+    root.__call__ = call
+
+    tokenize = tf.train.Checkpoint()
+    tokenize.__call__ = tf.function(tokenizer.tokenize, input_signature=[strings])
+    special = {"vocab_size": tokenizer.vocab_size, **{
+        k: v for k, v in tokenizer.special_ids.items() if k != "unknown_id"}}
+    tokenize.get_special_tokens_dict = tf.function(
+        lambda: {k: tf.constant(v, tf.int32) for k, v in special.items()}, input_signature=[])
+    root.tokenize = tokenize
+
+    pack = tf.train.Checkpoint()
+
+    @tf.function
+    def bert_pack_inputs(inputs, seq_length=seq_length):
+        return tokenizer.pack_inputs(list(inputs), seq_length)
+    ragged = tf.RaggedTensorSpec([None, None, None], tf.int32, ragged_rank=2)
+    for n in (1, 2):
+        bert_pack_inputs.get_concrete_function([ragged] * n, tf.TensorSpec([], tf.int32))
+    pack.__call__ = bert_pack_inputs
+    root.bert_pack_inputs = pack
+    return root, {"serving_default": call.get_concrete_function()}
+
+
+# -- end to end, for TF Serving -------------------------------------------------------------
+
+def build_serving_module(tokenizer, model: keras.Model, seq_length: int, pair: bool,
+                         labels: list[str] | None = None):
+    """`serving_default`: `text` (and `text_b` for pair models) -> outputs.
+
+    `model` maps the three inputs to a dict with `sequence_output` and
+    `pooled_output` (an encoder), plus `logits` for task models; `labels` names
+    the classes of a task model.
+    """
+    root = tf.train.Checkpoint()
+    root.tokenizer = tokenizer
+    root.model = model
+    label_names = tf.constant(labels) if labels else None
+
+    def run(texts):
+        inputs = tokenizer.preprocess(texts, seq_length, pad_to_longest=True)
+        out = model(inputs, training=False)
+        result = {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"],
+                  "input_mask": inputs["input_mask"]}
+        if "logits" in out:
+            probs = tf.nn.softmax(out["logits"], axis=-1)
+            result.update(logits=out["logits"], probabilities=probs,
+                          label=tf.gather(label_names, tf.argmax(probs, axis=-1)))
+        return result
+
+    text = tf.TensorSpec([None], tf.string, name="text")
+    text_b = tf.TensorSpec([None], tf.string, name="text_b")
+    signatures = {}
+    if pair and labels:  # a model fine-tuned on pairs needs both texts
+        root.serve = tf.function(lambda text, text_b: run([text, text_b]),
+                                 input_signature=[text, text_b])
+    else:
+        root.serve = tf.function(lambda text: run(text), input_signature=[text])
+        if not labels:  # a pair encoder without a head can also encode pairs
+            root.encode_pair = tf.function(lambda text, text_b: run([text, text_b]),
+                                           input_signature=[text, text_b])
+            signatures["encode_pair"] = root.encode_pair.get_concrete_function()
+    signatures["serving_default"] = root.serve.get_concrete_function()
+    return root, signatures
+
+
+def write_warmup_requests(export_dir: str, examples: dict[str, list[str]], model_name="bert",
+                          signature="serving_default") -> str:
+    """`assets.extra/tf_serving_warmup_requests`: TFRecord of PredictionLog records,
+    one per example batch size 1..n, for `tensorflow_model_server --enable_model_warmup`."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path = os.path.join(export_dir, "assets.extra", "tf_serving_warmup_requests")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    n = len(next(iter(examples.values())))
+    with tf.io.TFRecordWriter(path) as writer:
+        for size in range(1, n + 1):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+            for key, texts in examples.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(texts[:size], dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
+
+
+# -- versions and atomic writes ----------------------------------------------------------------
+
+def next_version(base: str) -> int:
+    """One more than the highest integer version under any of base's exports."""
+    versions = [0]
+    for name in EXPORTS:
+        d = os.path.join(base, name)
+        if os.path.isdir(d):
+            versions += [int(v) for v in os.listdir(d) if re.fullmatch(r"\d+", v)]
+    return max(versions) + 1
+
+
+def save_to_temp(target: str, root, signatures, after=None) -> str:
+    """`tf.saved_model.save` into a hidden temporary folder beside `target` (which
+    TF Serving ignores: its name is not an integer); `after(tmp_dir)` may add
+    files (warm-up requests). Returns the folder, to be renamed into place."""
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+    try:
+        tf.saved_model.save(root, tmp, signatures=signatures)
+        if after:
+            after(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+# -- the command ----------------------------------------------------------------------------
+
+WARMUP_TEXTS = ["the movie was wonderful", "a dull, lifeless script", "It's fine."]
+
+
+def export_all(model_dir: str, base: str, version: int | None = None, seq_length: int = 128,
+               overwrite: bool = False) -> dict[str, str]:
+    """Writes `base/{encoder,preprocessor,serving}/<version>` from a model dir."""
+    from bert_tf.checkpoint import read_meta
+    from bert_tf.classifier import load_classifier
+    from bert_tf.models import load_encoder, load_tokenizer
+    from bert_tf.tokenizer import vocab_path
+
+    meta = read_meta(model_dir)
+    version = version or next_version(base)
+    targets = {name: os.path.join(os.path.abspath(base), name, str(version)) for name in EXPORTS}
+    existing = [t for t in targets.values() if os.path.exists(t)]
+    if existing and not overwrite:
+        raise FileExistsError(f"version {version} exists ({existing[0]}); pass --overwrite "
+                              "to replace it, or leave out --version for the next free one")
+    encoder = load_encoder(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    task = meta.get("task")
+    if task:
+        _, model = load_classifier(model_dir, encoder)
+        labels, pair = task["labels"], task.get("pair", False)
+    else:
+        model, labels, pair = encoder, None, False
+
+    # All three are written in full before any is renamed into place.
+    written = {}
+    try:
+        root, sigs = build_encoder_module(encoder, vocab_path(model_dir), meta["do_lower_case"])
+        written["encoder"] = save_to_temp(targets["encoder"], root, sigs)
+        root, sigs = build_preprocessor_module(tokenizer, seq_length)
+        written["preprocessor"] = save_to_temp(targets["preprocessor"], root, sigs)
+        root, sigs = build_serving_module(tokenizer, model, seq_length, pair, labels)
+        examples = {"text": WARMUP_TEXTS}
+        if pair and labels:
+            examples["text_b"] = list(reversed(WARMUP_TEXTS))
+        written["serving"] = save_to_temp(targets["serving"], root, sigs,
+                                          after=lambda d: write_warmup_requests(d, examples))
+        for name, tmp in written.items():
+            replace_dir(tmp, targets[name])
+    finally:
+        for tmp in written.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return targets
+
+
+def serving_instructions(base: str, model_name: str) -> str:
+    serving_base = os.path.join(os.path.abspath(base), "serving")
+    return (f"TensorFlow Serving:\n"
+            f"  tensorflow_model_server --rest_api_port=8501 --model_name={model_name} "
+            f"--model_base_path={serving_base} --enable_model_warmup\n"
+            f"models.config:\n"
+            f"  model_config_list {{\n    config {{\n      name: '{model_name}'\n"
+            f"      base_path: '{serving_base}'\n      model_platform: 'tensorflow'\n    }}\n  }}\n"
+            f"REST: curl -d '{{\"instances\": [{{\"text\": \"hello world\"}}]}}' "
+            f"localhost:8501/v1/models/{model_name}:predict")

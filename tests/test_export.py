@@ -1,0 +1,204 @@
+"""SavedModel exports load and behave where TF Hub and TF Serving models do."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf.cli import main as cli
+from tests.conftest import data_path, report, run_python
+from tests.test_tokenizer import EDGE_CASES
+
+TEXTS = ["the movie was wonderful", "a dull , lifeless script that never ends", "Café 中文 x²"]
+
+
+@pytest.fixture(scope="module")
+def minilm_export(minilm_dir, tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("exports") / "minilm")
+    assert cli(["export", "--model", minilm_dir, "--out", base, "--seq-length", "32"]) == 0
+    return base
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_model_dir, tmp_path_factory):
+    from bert_tf.export import export_all
+    base = str(tmp_path_factory.mktemp("exports") / "tiny")
+    export_all(tiny_model_dir, base, seq_length=32)
+    return base
+
+
+def test_layout_and_versions(minilm_export, minilm_dir, capsys):
+    for name in ("encoder", "preprocessor", "serving"):
+        assert os.listdir(os.path.join(minilm_export, name)) == ["1"]
+        assert os.path.exists(os.path.join(minilm_export, name, "1", "saved_model.pb"))
+    assert os.path.exists(os.path.join(minilm_export, "serving", "1", "assets.extra",
+                                       "tf_serving_warmup_requests"))
+    # an existing version is refused without --overwrite
+    assert cli(["export", "--model", minilm_dir, "--out", minilm_export, "--version", "1"]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_fresh_process_reproduces_in_process_outputs(minilm_export, minilm_dir):
+    import bert_tf
+    encoder = bert_tf.load_encoder(minilm_dir)
+    inputs = bert_tf.load_preprocessor(minilm_dir, seq_length=32)(tf.constant(TEXTS))
+    expected = encoder(inputs)
+    code = f"""
+import json, numpy as np, tensorflow as tf, tensorflow_text
+texts = tf.constant({TEXTS!r})
+pre = tf.saved_model.load({minilm_export!r} + "/preprocessor/1")
+enc = tf.saved_model.load({minilm_export!r} + "/encoder/1")
+srv = tf.saved_model.load({minilm_export!r} + "/serving/1").signatures["serving_default"]
+x = pre(texts)
+o = enc(x, training=False)
+s = srv(text=texts)
+sig = enc.signatures["serving_default"](**x)
+print(json.dumps({{"ids": x["input_word_ids"].numpy().tolist(),
+  "pooled": o["pooled_output"].numpy().tolist(), "seq": o["sequence_output"].numpy().tolist(),
+  "default": o["default"].numpy().tolist(), "n_layers": len(o["encoder_outputs"]),
+  "sig_pooled": sig["pooled_output"].numpy().tolist(),
+  "srv_pooled": s["pooled_output"].numpy().tolist(), "srv_mask": s["input_mask"].numpy().tolist(),
+  "srv_seq": s["sequence_output"].numpy().tolist()}}))
+"""
+    got = json.loads(run_python(code).strip().splitlines()[-1])
+    np.testing.assert_array_equal(got["ids"], inputs["input_word_ids"].numpy())
+    pooled, seq = expected["pooled_output"].numpy(), expected["sequence_output"].numpy()
+    diffs = {k: float(np.abs(np.array(got[k]) - pooled).max())
+             for k in ("pooled", "default", "sig_pooled", "srv_pooled")}
+    diffs["seq"] = float(np.abs(np.array(got["seq"]) - seq).max())
+    # the serving export pads to the batch's longest text: compare real tokens
+    srv_seq, mask = np.array(got["srv_seq"]), np.array(got["srv_mask"]).astype(bool)
+    diffs["srv_seq"] = float(np.abs(srv_seq[mask] - seq[:, :srv_seq.shape[1]][mask]).max())
+    report("export parity, fresh process vs in-process (max |diff|): " + ", ".join(
+        f"{k} {v:.1e}" for k, v in diffs.items()))
+    assert max(diffs.values()) <= 1e-5 and got["n_layers"] == 6
+
+
+def test_preprocessor_export_gives_tokenizer_ids(minilm_export, tokenizer):
+    texts = EDGE_CASES + [line.split("\t")[0] for line in
+                          open(data_path("SST-2", "dev.tsv"), encoding="utf-8").read().splitlines()[1:]]
+    pre = tf.saved_model.load(os.path.join(minilm_export, "preprocessor", "1"))
+    got = pre(tf.constant(texts))
+    want = tokenizer.preprocess(tf.constant(texts), seq_length=32)
+    for k in want:
+        np.testing.assert_array_equal(got[k].numpy(), want[k].numpy())
+    tok = pre.tokenize(tf.constant(texts))
+    np.testing.assert_array_equal(tok.flat_values, tokenizer.tokenize(tf.constant(texts)).flat_values)
+    special = {k: int(v) for k, v in pre.tokenize.get_special_tokens_dict().items()}
+    assert special == {"vocab_size": 30522, "padding_id": 0, "start_of_sequence_id": 101,
+                       "end_of_segment_id": 102, "mask_id": 103}
+    pair = pre.bert_pack_inputs([tok[:4], tok[4:8]], seq_length=20)
+    want = tokenizer.pack_inputs([tok[:4], tok[4:8]], 20)
+    np.testing.assert_array_equal(pair["input_type_ids"], want["input_type_ids"])
+    report(f"preprocessor export: {len(texts)} texts (edge cases + SST-2 dev), ids identical")
+
+
+def test_saved_model_cli_lists_signatures(minilm_export):
+    cli_path = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = subprocess.run([cli_path, "show", "--all", "--dir",
+                          os.path.join(minilm_export, "serving", "1")],
+                         capture_output=True, text=True, timeout=300).stdout
+    assert "signature_def['serving_default']" in out and "signature_def['encode_pair']" in out
+    for name in ("text", "pooled_output", "sequence_output", "input_mask"):
+        assert f"['{name}']" in out
+    out = subprocess.run([cli_path, "show", "--all", "--dir",
+                          os.path.join(minilm_export, "encoder", "1")],
+                         capture_output=True, text=True, timeout=300).stdout
+    for name in ("input_word_ids", "input_mask", "input_type_ids"):
+        assert f"inputs['{name}'] tensor_info:\n        dtype: DT_INT32" in out
+    assert "outputs['pooled_output']" in out and "outputs['sequence_output']" in out
+    assert "CaseFold" not in out
+
+
+def test_encoder_export_has_no_text_ops(minilm_export):
+    from tensorflow.core.protobuf import saved_model_pb2
+    sm = saved_model_pb2.SavedModel()
+    with open(os.path.join(minilm_export, "encoder", "1", "saved_model.pb"), "rb") as f:
+        sm.ParseFromString(f.read())
+    ops = {n.op for g in [sm.meta_graphs[0].graph_def] for n in g.node}
+    ops |= {n.op for fn in sm.meta_graphs[0].graph_def.library.function for n in fn.node_def}
+    text_ops = sorted(o for o in ops if "UTF8" in o or "Wordpiece" in o or "RegexSplit" in o)
+    assert not text_ops
+
+
+def test_warmup_records_run(minilm_export):
+    from tensorflow_serving.apis import prediction_log_pb2
+    path = os.path.join(minilm_export, "serving", "1", "assets.extra", "tf_serving_warmup_requests")
+    fn = tf.saved_model.load(os.path.join(minilm_export, "serving", "1")).signatures["serving_default"]
+    n = 0
+    for record in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+        assert out["pooled_output"].shape[0] == len(inputs["text"])
+        n += 1
+    assert 1 <= n <= 1000
+
+
+def test_serving_refuses_wrong_dtype_and_survives_bad_utf8(minilm_export):
+    fn = tf.saved_model.load(os.path.join(minilm_export, "serving", "1")).signatures["serving_default"]
+    out = fn(text=tf.constant([b"caf\xc3 ok\xff", b"fine"]))
+    assert out["pooled_output"].shape == (2, 384)
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
+        fn(text=tf.constant([1, 2]))
+    with pytest.raises(TypeError):
+        fn(texts=tf.constant(["x"]))
+
+
+def test_hub_keras_layer_fine_tunes(tiny_export):
+    """TF Hub's Reusable SavedModel contract, from a tf_keras model."""
+    import tensorflow_hub as hub
+    import tf_keras
+    rows = open(data_path("SST-2", "train.tsv"), encoding="utf-8").read().splitlines()[1:65]
+    texts = tf.constant([r.split("\t")[0] for r in rows])
+    labels = np.array([int(r.split("\t")[1]) for r in rows])
+    pre = tf.saved_model.load(os.path.join(tiny_export, "preprocessor", "1"))
+    inputs = {k: v.numpy() for k, v in pre(texts).items()}
+    layer = hub.KerasLayer(os.path.join(tiny_export, "encoder", "1"), trainable=True)
+    model_inputs = {k: tf_keras.Input((None,), dtype=tf.int32, name=k) for k in inputs}
+    pooled = layer(model_inputs)["pooled_output"]
+    model = tf_keras.Model(model_inputs, tf_keras.layers.Dense(2)(pooled))
+    encoder_vars = {v.name for v in layer.trainable_variables}
+    assert len(layer.trainable_variables) == 39 and len(model.trainable_variables) == 41
+    before = [v.numpy().copy() for v in layer.trainable_variables]
+    model.compile(tf_keras.optimizers.Adam(1e-3),
+                  tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    first = model.evaluate(inputs, labels, verbose=0)
+    model.fit(inputs, labels, epochs=8, batch_size=16, verbose=0)
+    last = model.evaluate(inputs, labels, verbose=0)
+    changed = sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, layer.trainable_variables))
+    report(f"hub.KerasLayer fine-tune (tiny encoder, 64 SST-2 examples, 8 epochs): loss "
+           f"{first:.3f} -> {last:.3f}, {changed}/{len(before)} encoder weights changed")
+    assert last < first and changed == len(before) and encoder_vars
+    a = layer(inputs, training=True)["pooled_output"]
+    b = layer(inputs, training=True)["pooled_output"]
+    c = layer(inputs, training=False)["pooled_output"]
+    assert np.abs(a - b).max() > 1e-4 and np.array_equal(c, layer(inputs)["pooled_output"])
+
+
+def test_tfsm_layer_loads_serving_export(tiny_export):
+    import keras
+    text = keras.Input(shape=(), dtype="string", name="text")
+    layer = keras.layers.TFSMLayer(os.path.join(tiny_export, "serving", "1"),
+                                   call_endpoint="serving_default")
+    model = keras.Model(text, layer(text)["pooled_output"])
+    assert model(tf.constant(["hello", "world again"])).shape == (2, 128)
+
+
+def test_interrupted_export_leaves_base_as_it_was(tiny_model_dir, tmp_path, monkeypatch):
+    from bert_tf import export
+    base = tmp_path / "base"
+    export.export_all(tiny_model_dir, str(base), seq_length=16)
+    before = sorted(str(p.relative_to(base)) for p in base.rglob("*"))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("simulated crash while writing warm-up requests")
+    monkeypatch.setattr(export, "write_warmup_requests", fail)
+    with pytest.raises(RuntimeError, match="simulated"):
+        export.export_all(tiny_model_dir, str(base), seq_length=16)
+    after = sorted(str(p.relative_to(base)) for p in base.rglob("*"))
+    assert after == before  # no version 2 of any export, no temporary folders
