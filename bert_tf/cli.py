@@ -4,10 +4,12 @@
     bert-tf info MODEL_DIR
     bert-tf embed --model MODEL_DIR [--pooling mean] FILE|- --output OUT.npy|OUT.jsonl
     bert-tf export --model MODEL_DIR --out EXPORT_BASE [--version N] [--seq-length 128]
+    bert-tf finetune --task {sst2,mrpc,tsv} --model MODEL_DIR --data-dir DIR --out RUN_DIR
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -64,6 +66,15 @@ def _export(args):
     print(serving_instructions(args.out, name))
 
 
+def _finetune(args):
+    from bert_tf.finetune import finetune
+    from bert_tf.training import split_cpu
+    split_cpu(args.cpu_replicas)
+    metrics = finetune(args)
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "exports")},
+                     indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bert-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,15 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-length", type=int, default=128)
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("finetune", help="fine-tune a classifier with Keras fit")
+    from bert_tf.finetune import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=_finetune)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from bert_tf.checkpoint import CheckpointError
+    from bert_tf.data import DataError
     try:
         args.func(args)
-    except (UsageError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (UsageError, CheckpointError, DataError, FileNotFoundError, FileExistsError,
+            ValueError) as e:
         print(f"bert-tf {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,150 @@
+"""Labelled text from TSV files, and `tf.data` input pipelines for BERT.
+
+GLUE TSVs have no quoting: fields are split on tabs only (MRPC strings hold bare
+double quotes). Every problem is reported with its file and line.
+
+Example:
+    >>> train = read_task("sst2", "../shared/data", "train")         # doctest: +SKIP
+    >>> len(train.texts_a), train.texts_b, train.labels[:3]
+    (67349, None, ['0', '0', '1'])
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from bert_tf.tokenizer import BertTokenizer
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file and line."""
+
+
+@dataclasses.dataclass
+class Examples:
+    texts_a: list[str]
+    texts_b: list[str] | None
+    labels: list[str]
+    source: str
+
+    def __len__(self):
+        return len(self.texts_a)
+
+
+# task -> (folder, text column, text_b column or None, label column)
+GLUE_TASKS = {
+    "sst2": ("SST-2", "sentence", None, "label"),
+    "mrpc": ("MRPC", "#1 String", "#2 String", "Quality"),
+}
+
+
+def glue_files(task: str, data_dir: str) -> dict[str, str]:
+    folder = GLUE_TASKS[task][0]
+    return {split: os.path.join(data_dir, folder, f"{split}.tsv") for split in ("train", "dev")}
+
+
+def read_task(task: str, data_dir: str, split: str) -> Examples:
+    """A GLUE task's split (`train` or `dev`) from `data_dir/<folder>/<split>.tsv`."""
+    _, text, text_b, label = GLUE_TASKS[task]
+    return read_tsv(glue_files(task, data_dir)[split], text, text_b, label)
+
+
+def read_tsv(path: str, text_column: str, text_b_column: str | None,
+             label_column: str) -> Examples:
+    """Reads a TSV with a header row; columns are named by the header."""
+    if not os.path.exists(path):
+        raise DataError(f"{path}: file not found")
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        lines = f.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line.rstrip("\r") for line in lines]
+    if not lines:
+        raise DataError(f"{path}: file is empty")
+    header = lines[0].split("\t")
+    wanted = [c for c in (text_column, text_b_column, label_column) if c is not None]
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataError(f"{path}, line 1: no column {missing[0]!r} in the header {header}")
+    if len(lines) == 1:
+        raise DataError(f"{path}: no examples after the header")
+    index = {c: header.index(c) for c in wanted}
+    texts_a, texts_b, labels = [], [] if text_b_column else None, []
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            raise DataError(f"{path}, line {number}: {len(fields)} fields, the header has "
+                            f"{len(header)}")
+        texts_a.append(fields[index[text_column]])
+        if text_b_column:
+            texts_b.append(fields[index[text_b_column]])
+        label = fields[index[label_column]].strip()
+        if not label:
+            raise DataError(f"{path}, line {number}: empty label")
+        labels.append(label)
+    return Examples(texts_a, texts_b, labels, path)
+
+
+def label_map(train: Examples, dev: Examples | None = None) -> list[str]:
+    """The sorted training labels (their position is the class id); a dev label
+    that training never saw is an error naming its line."""
+    labels = sorted(set(train.labels), key=lambda x: (len(x), x))
+    if dev is not None:
+        known = set(labels)
+        for i, label in enumerate(dev.labels):
+            if label not in known:
+                raise DataError(f"{dev.source}, line {i + 2}: label {label!r} does not occur in "
+                                f"training ({train.source}), which has {labels}")
+    return labels
+
+
+def encode(tokenizer: BertTokenizer, examples: Examples, max_seq_length: int,
+           labels: list[str], batch: int = 4096):
+    """Tokenises every example once (in-graph) -> dict of int32 `[N, L]` arrays (L the
+    longest, at most `max_seq_length`), int32 label ids, and how many were trimmed."""
+    pack = tf.function(lambda a, b: tokenizer.preprocess([a, b], max_seq_length, True))
+    single = tf.function(lambda a: tokenizer.preprocess(a, max_seq_length, True))
+    parts, trimmed = [], 0
+    for i in range(0, len(examples), batch):
+        a = tf.constant(examples.texts_a[i:i + batch])
+        if examples.texts_b is not None:
+            b = tf.constant(examples.texts_b[i:i + batch])
+            parts.append(pack(a, b))
+            trimmed += int(tokenizer.count_trimmed([a, b], max_seq_length))
+        else:
+            parts.append(single(a))
+            trimmed += int(tokenizer.count_trimmed(a, max_seq_length))
+    width = max(p["input_word_ids"].shape[1] for p in parts)
+    features = {k: np.concatenate([np.pad(p[k].numpy(), ((0, 0), (0, width - p[k].shape[1])))
+                                   for p in parts]) for k in parts[0]}
+    ids = {label: i for i, label in enumerate(labels)}
+    return features, np.array([ids[x] for x in examples.labels], np.int32), trimmed
+
+
+def _trim_to_longest(features, labels):
+    longest = tf.reduce_max(tf.reduce_sum(features["input_mask"], axis=1))
+    return {k: v[:, :longest] for k, v in features.items()}, labels
+
+
+def make_dataset(features: dict, labels: np.ndarray, batch_size: int, training: bool,
+                 seed: int = 0, bucket_boundaries=(16, 32, 48, 64, 96, 128, 192, 256)):
+    """A `tf.data` pipeline of `(inputs, labels)` batches, each padded only to its
+    own longest example. For training: shuffled (reproducibly for `seed`, anew each
+    epoch) and bucketed by length, so that short examples are batched together."""
+    ds = tf.data.Dataset.from_tensor_slices((features, labels))
+    if training:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.bucket_by_sequence_length(
+            lambda f, _: tf.reduce_sum(f["input_mask"]), list(bucket_boundaries),
+            [batch_size] * (len(bucket_boundaries) + 1), drop_remainder=False)
+        # bucket_by_sequence_length emits buckets in bursts; mix them.
+        ds = ds.shuffle(64, seed=seed + 1)
+    else:
+        ds = ds.batch(batch_size)
+    ds = ds.map(_trim_to_longest, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

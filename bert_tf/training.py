@@ -1,0 +1,153 @@
+"""What fine-tuning and pre-training share: distribution strategies, BERT's
+optimizer and learning-rate schedule, and run directories that resume."""
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu")
+
+
+def resolve_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.Strategy:
+    """`auto`: a TPU if one is named (`--tpu` or `TPU_NAME`), else all GPUs with
+    MirroredStrategy, else the CPU. `multi_worker` reads the cluster from `TF_CONFIG`.
+    `mirrored` without GPUs mirrors over the logical CPU devices (see `split_cpu`)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+    tpu = tpu or os.environ.get("TPU_NAME")
+    if name == "auto":
+        name = "tpu" if tpu else ("mirrored" if tf.config.list_logical_devices("GPU") else "cpu")
+    if name == "cpu":
+        return tf.distribute.OneDeviceStrategy("/cpu:0")
+    if name == "gpu":
+        if not tf.config.list_logical_devices("GPU"):
+            raise ValueError("--strategy gpu: TensorFlow sees no GPU on this machine")
+        return tf.distribute.OneDeviceStrategy("/gpu:0")
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multi_worker needs the cluster in TF_CONFIG")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def split_cpu(n: int) -> None:
+    """Splits the CPU into `n` logical devices (before TensorFlow initialises), so
+    that `mirrored` can be exercised without GPUs."""
+    if n > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+def is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type in (None, "chief") or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def set_mixed_precision(mode: str) -> None:
+    policy = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+    if mode not in policy:
+        raise ValueError(f"--mixed-precision {mode!r}: choose none, bfloat16 or float16")
+    keras.mixed_precision.set_global_policy(policy[mode])
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """BERT's schedule: linear warm-up from 0 over `warmup_steps`, then linear
+    decay to 0 at `total_steps`."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int):
+        self.peak = peak
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = step / max(self.warmup_steps, 1)
+        decay = (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1)
+        return self.peak * tf.maximum(0.0, tf.minimum(warm, decay))
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps}
+
+
+def bert_optimizer(learning_rate: float, total_steps: int, warmup_steps: int,
+                   weight_decay: float = 0.01, name: str = "adamw"):
+    """AdamW (eps 1e-6, no decay on LayerNorm and biases), clipped at global norm 1.0,
+    on `WarmupLinearDecay`; or LAMB with the same settings (`name="lamb"`)."""
+    schedule = WarmupLinearDecay(learning_rate, total_steps, warmup_steps)
+    if name == "lamb":
+        optimizer = keras.optimizers.Lamb(schedule, epsilon=1e-6, global_clipnorm=1.0)
+        return optimizer
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay, epsilon=1e-6,
+                                       global_clipnorm=1.0)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer
+
+
+class RunDir:
+    """A run directory that a repeated command resumes and a different one may not touch.
+
+    `run.json` records the command's arguments; `metrics.json` marks a finished run.
+    """
+
+    def __init__(self, path: str, args: dict, overwrite: bool = False):
+        self.path = os.path.abspath(path)
+        self.args = args
+        self.overwrite = overwrite
+
+    def file(self, *parts) -> str:
+        return os.path.join(self.path, *parts)
+
+    def check(self) -> str:
+        """`new`, `resume`, or `overwrite`; raises if the dir is not ours to use."""
+        if not os.path.exists(self.path) or not os.listdir(self.path):
+            return "new"
+        if self.overwrite:
+            return "overwrite"
+        run_file = self.file("run.json")
+        if not os.path.exists(run_file):
+            raise FileExistsError(f"{self.path} exists and is not a bert-tf run; "
+                                  "choose another --out or pass --overwrite")
+        with open(run_file) as f:
+            previous = json.load(f)
+        if previous != self.args:
+            changed = sorted(k for k in set(previous) | set(self.args)
+                             if previous.get(k) != self.args.get(k))
+            raise FileExistsError(f"{self.path} holds a run of a different command "
+                                  f"(differs in {changed}); choose another --out or pass "
+                                  "--overwrite")
+        if os.path.exists(self.file("metrics.json")):
+            raise FileExistsError(f"{self.path} holds a finished run; pass --overwrite to "
+                                  "run it again")
+        return "resume"
+
+    def start(self, state: str) -> None:
+        import shutil
+        if state == "overwrite":
+            shutil.rmtree(self.path)
+        os.makedirs(self.path, exist_ok=True)
+        with open(self.file("run.json"), "w") as f:
+            json.dump(self.args, f, indent=2, sort_keys=True)
+
+    def write_json(self, name: str, obj: dict) -> None:
+        tmp = self.file(name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, self.file(name))
