@@ -145,7 +145,9 @@ def finetune(args) -> dict:
         train_model.compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            # XLA recompiles for every batch shape; on CPU it measured slower here.
+            jit_compile=args.jit_compile)
 
     dev_eval = DevEvaluation(dev_ds, y_dev, len(labels))
     callbacks = [
@@ -216,6 +218,7 @@ def add_arguments(p) -> None:
     p.add_argument("--label-column", help="--task tsv: column of the label (read as strings)")
     p.add_argument("--checkpoint-every", type=int, default=200,
                    help="steps between resumable checkpoints")
+    p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or other run")
     p.add_argument("--verbose", action="store_true", help="progress bar per step")

@@ -157,26 +157,28 @@ class TransformerBlock(keras.layers.Layer):
         self.output_dense.build((None, None, self.intermediate_size))
         self.built = True
 
-    def _split_heads(self, x):
-        # [B, S, H] -> [B, heads, S, head_size]
-        b, s = ops.shape(x)[0], ops.shape(x)[1]
+    def _split_heads(self, x, b, s):
+        # [B*S, H] -> [B, heads, S, head_size]
         return ops.transpose(ops.reshape(x, (b, s, self.num_heads, self.head_size)), (0, 2, 1, 3))
 
     def call(self, x, input_mask, training=False):
         b, s = ops.shape(x)[0], ops.shape(x)[1]
         attention_bias = attention_bias_from_mask(input_mask)
-        q = self._split_heads(self.query(x))
-        k = self._split_heads(self.key(x))
-        v = self._split_heads(self.value(x))
+        # Dense layers see [B*S, H]: one large 2-D matmul each, not a batched one
+        # (TensorFlow's CPU kernel for [B, S, H] x [H, O] is several times slower).
+        x = ops.reshape(x, (-1, self.hidden_size))
+        q = self._split_heads(self.query(x), b, s)
+        k = self._split_heads(self.key(x), b, s)
+        v = self._split_heads(self.value(x), b, s)
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(self.head_size))
         scores = scores + ops.cast(attention_bias, scores.dtype)
         probs = self.attention_probs_dropout(ops.softmax(scores, axis=-1), training=training)
         context = ops.reshape(ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3)),
-                              (b, s, self.hidden_size))
+                              (-1, self.hidden_size))
         attention = self.attention_output_dropout(self.attention_output(context), training=training)
         x = self.attention_layer_norm(x + attention)
         ffn = self.output_dropout(self.output_dense(self.intermediate(x)), training=training)
-        return self.output_layer_norm(x + ffn)
+        return ops.reshape(self.output_layer_norm(x + ffn), (b, s, self.hidden_size))
 
     def checkpoint_variables(self):
         names = {
