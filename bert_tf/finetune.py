@@ -158,7 +158,7 @@ def finetune(args) -> dict:
     ]
     start = time.time()
     history = train_model.fit(train_ds, epochs=args.epochs, callbacks=callbacks,
-                              verbose=1 if args.verbose else 2)
+                              verbose=2 if args.quiet else "auto")
     wall = time.time() - start
     final = dev_eval.evaluate()
     if not chief:
@@ -221,4 +221,4 @@ def add_arguments(p) -> None:
     p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or other run")
-    p.add_argument("--verbose", action="store_true", help="progress bar per step")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")

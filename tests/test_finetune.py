@@ -1,0 +1,186 @@
+"""Fine-tuning: a real small run, strategies, resume after SIGKILL, bad input."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bert_tf.cli import main as cli
+from tests.conftest import DATA_DIR, ROOT, report
+
+
+def finetune_cmd(model, out, *extra):
+    return ["finetune", "--task", "sst2", "--model", model, "--data-dir", DATA_DIR,
+            "--out", str(out), *extra]
+
+
+def run_cli(args, env=None, timeout=900):
+    return subprocess.Popen([sys.executable, "-m", "bert_tf", *args], cwd=ROOT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc, timeout=900):
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        return json.load(f)
+
+
+def test_small_real_finetune_writes_everything(minilm_dir, tmp_path):
+    out = tmp_path / "run"
+    assert cli(finetune_cmd(minilm_dir, out, "--train-limit", "400", "--epochs", "3",
+                            "--learning-rate", "1e-4", "--max-seq-length", "64", "--seed", "1")) == 0
+    m = metrics(out)
+    report(f"fine-tune MiniLM on 400 SST-2 examples, 3 epochs: dev accuracy "
+           f"{m['dev_accuracy']:.3f}, {m['train_examples_per_second']} examples/s")
+    assert m["dev_accuracy"] > 0.75  # chance is 0.51
+    for name in ("model/bert_model.ckpt.index", "training_curve.png", "run.json",
+                 "export/serving/1/saved_model.pb", "export/encoder/1/saved_model.pb"):
+        assert (out / name).exists(), name
+    assert any((out / "logs").rglob("*tfevents*"))
+    meta = json.load(open(out / "model" / "bert_tf.json"))
+    assert meta["task"]["labels"] == ["0", "1"] and meta["task"]["pooling"] == "pooled_output"
+    # the fine-tuned model dir loads as an encoder, and its serving export classifies
+    import bert_tf
+    import tensorflow as tf
+    assert bert_tf.load_encoder(str(out / "model")).output["pooled_output"].shape[-1] == 384
+    serve = tf.saved_model.load(str(out / "export" / "serving" / "1")).signatures["serving_default"]
+    result = serve(text=tf.constant(["a wonderful, moving film", "dull and lifeless"]))
+    assert [x.decode() for x in result["label"].numpy()] == ["1", "0"]
+    assert set(result) >= {"logits", "probabilities", "label", "pooled_output", "sequence_output"}
+    # a finished run is never overwritten without --overwrite
+    assert cli(finetune_cmd(minilm_dir, out, "--train-limit", "400", "--epochs", "3",
+                            "--learning-rate", "1e-4", "--max-seq-length", "64", "--seed", "1")) == 2
+
+
+SMALL = ["--train-limit", "256", "--epochs", "2", "--learning-rate", "5e-4", "--batch-size", "32",
+         "--max-seq-length", "48", "--no-export", "--seed", "3"]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_strategies_reach_the_same_accuracy(tiny_model_dir, tmp_path):
+    one = run_cli(finetune_cmd(tiny_model_dir, tmp_path / "one", "--strategy", "cpu", *SMALL))
+    finish(one)
+    mirrored = run_cli(finetune_cmd(tiny_model_dir, tmp_path / "mirrored", "--strategy", "mirrored",
+                                    "--cpu-replicas", "2", *SMALL))
+    finish(mirrored)
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    workers = [run_cli(finetune_cmd(tiny_model_dir, tmp_path / "multi", "--strategy",
+                                    "multi_worker", *SMALL),
+                       env={"TF_CONFIG": json.dumps({"cluster": cluster,
+                                                     "task": {"type": "worker", "index": i}})})
+               for i in range(2)]
+    for w in workers:
+        finish(w)
+    acc = {name: metrics(tmp_path / name) for name in ("one", "mirrored", "multi")}
+    report("strategies (BERT-tiny, 256 SST-2 examples, 2 epochs): " + ", ".join(
+        f"{n} {m['strategy']}×{m['replicas']} dev accuracy {m['dev_accuracy']:.3f}"
+        for n, m in acc.items()))
+    assert acc["mirrored"]["replicas"] == 2 and acc["multi"]["replicas"] == 2
+    for name in ("mirrored", "multi"):
+        assert abs(acc[name]["dev_accuracy"] - acc["one"]["dev_accuracy"]) <= 0.03
+    assert not [p for p in os.listdir(tmp_path / "multi") if p.startswith(".worker")]
+
+
+def test_sigkill_mid_run_resumes(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    args = finetune_cmd(tiny_model_dir, out, "--train-limit", "640", "--epochs", "2",
+                        "--checkpoint-every", "5", "--no-export", "--max-seq-length", "48")
+    proc = run_cli(args)
+    meta = out / "backup" / "training_metadata.json"
+    deadline = time.time() + 600
+    while time.time() < deadline:  # wait for a checkpoint inside epoch 2
+        if meta.exists():
+            try:
+                state = json.loads(meta.read_text())
+            except json.JSONDecodeError:
+                state = {}
+            if state.get("epoch", 0) >= 1:
+                break
+        assert proc.poll() is None, proc.stdout.read()[-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    out_text = finish(run_cli(args))
+    m = metrics(out)
+    # the resumed process trained only the epoch it was killed in
+    assert len(m["history"]["loss"]) == 1, out_text[-2000:]
+    report(f"resume after SIGKILL in epoch 2 (checkpoint state {state}): resumed run trained "
+           f"{len(m['history']['loss'])} epoch, dev accuracy {m['dev_accuracy']:.3f}")
+
+
+def _tsv(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("case,train,dev,message", [
+    ("missing file", None, "s\tl\nok\ta\n", "train.tsv: file not found"),
+    ("missing column", "text\tlabel\nfine\ta\n", "s\tl\nok\ta\n", "line 1: no column 's'"),
+    ("empty file", "", "s\tl\nok\ta\n", "train.tsv: file is empty"),
+    ("wrong field count", "s\tl\ngood\ta\nbad line\n", "s\tl\nok\ta\n",
+     "train.tsv, line 3: 1 fields, the header has 2"),
+    ("unseen dev label", "s\tl\ngood\ta\nbad\tb\n", "s\tl\nok\ta\nhuh\tc\n",
+     "dev.tsv, line 3: label 'c' does not occur in training"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tiny_model_dir, tmp_path, capsys, case, train,
+                                             dev, message):
+    train_path = str(tmp_path / "train.tsv") if train is None else _tsv(tmp_path / "train.tsv",
+                                                                        train)
+    dev_path = _tsv(tmp_path / "dev.tsv", dev)
+    out = tmp_path / "run"
+    code = cli(["finetune", "--task", "tsv", "--model", tiny_model_dir, "--out", str(out),
+                "--train", train_path, "--dev", dev_path, "--text-column", "s",
+                "--label-column", "l"])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_foreign_run_dir_is_refused(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    assert cli(finetune_cmd(tiny_model_dir, out, *SMALL)) == 2
+    assert "is not a bert-tf run" in capsys.readouterr().err
+    assert os.listdir(out) == ["precious.txt"]
+
+
+def test_missing_glue_data_says_where_it_looked(tiny_model_dir, tmp_path, capsys):
+    assert cli(["finetune", "--task", "sst2", "--model", tiny_model_dir, "--data-dir",
+                str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "SST-2/train.tsv" in err and "--data-dir" in err
+
+
+def test_warmup_linear_decay_schedule():
+    from bert_tf.training import WarmupLinearDecay
+    s = WarmupLinearDecay(1.0, total_steps=100, warmup_steps=10)
+    assert [round(float(s(x)), 4) for x in (0, 5, 10, 55, 100, 120)] == [0, 0.5, 1, 0.5, 0, 0]
+    assert WarmupLinearDecay(**s.get_config()).get_config() == s.get_config()
+
+
+def test_weight_decay_skips_layernorm_and_bias():
+    import keras
+    from bert_tf.training import bert_optimizer
+    opt = bert_optimizer(1e-3, 10, 1)
+    dense, norm = keras.layers.Dense(2), keras.layers.LayerNormalization()
+    dense.build((None, 2))
+    norm.build((None, 2))
+    decayed = {v.name: opt._use_weight_decay(v) for v in dense.weights + norm.weights}
+    assert decayed == {"kernel": True, "bias": False, "gamma": False, "beta": False}
