@@ -133,16 +133,20 @@ def _trim_to_longest(features, labels):
 
 
 def make_dataset(features: dict, labels: np.ndarray, batch_size: int, training: bool,
-                 seed: int = 0, bucket_boundaries=(16, 32, 48, 64, 96, 128, 192, 256)):
+                 seed: int = 0, bucket_boundaries=(16, 32, 48, 64, 96, 128, 192, 256),
+                 min_batch: int = 1):
     """A `tf.data` pipeline of `(inputs, labels)` batches, each padded only to its
     own longest example. For training: shuffled (reproducibly for `seed`, anew each
-    epoch) and bucketed by length, so that short examples are batched together."""
+    epoch) and bucketed by length, so that short examples are batched together;
+    batches smaller than `min_batch` (the replica count) are skipped."""
     ds = tf.data.Dataset.from_tensor_slices((features, labels))
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
         ds = ds.bucket_by_sequence_length(
             lambda f, _: tf.reduce_sum(f["input_mask"]), list(bucket_boundaries),
             [batch_size] * (len(bucket_boundaries) + 1), drop_remainder=False)
+        if min_batch > 1:  # every replica needs at least one example
+            ds = ds.filter(lambda f, _: tf.shape(f["input_mask"])[0] >= min_batch)
         # bucket_by_sequence_length emits buckets in bursts; mix them.
         ds = ds.shuffle(64, seed=seed + 1)
     else:

@@ -59,10 +59,16 @@ class DevEvaluation(keras.callbacks.Callback):
         self.dataset = dataset
         self.labels = labels
         self.num_labels = num_labels
+        self._logits = None
 
     def evaluate(self) -> dict:
-        logits = self.model.predict(self.dataset, verbose=0)
-        pred = np.argmax(logits, axis=-1)
+        # Plain calls, not `predict`: outside the distribution strategy, a last batch
+        # smaller than the replica count needs no special care.
+        if self._logits is None:
+            self._logits = tf.function(lambda x: self.model(x, training=False),
+                                       reduce_retracing=True)
+        pred = np.concatenate([np.argmax(self._logits(x).numpy(), axis=-1)
+                               for x, _ in self.dataset])
         result = {"dev_accuracy": float(np.mean(pred == self.labels))}
         if self.num_labels == 2:
             result["dev_f1"] = binary_f1(self.labels, pred)
@@ -114,6 +120,12 @@ def finetune(args) -> dict:
     state = run.check()
     keras.utils.set_random_seed(args.seed)
     set_mixed_precision(args.mixed_precision)
+    if args.strategy == "multi_worker":
+        # Measured with Keras 3.13: fit() fails under MultiWorkerMirroredStrategy with a
+        # dict of inputs (strategy.reduce of the first batch, then metric reduction).
+        raise ValueError(f"--strategy multi_worker does not work with Keras {keras.__version__}'s "
+                         "fit (MultiWorkerMirroredStrategy cannot reduce its dict inputs and "
+                         "metrics); use mirrored on one machine")
     strategy = resolve_strategy(args.strategy, args.tpu)
     chief = is_chief(strategy)
     work_dir = run.path if chief else os.path.join(run.path, f".worker-{os.getpid()}")
@@ -128,7 +140,12 @@ def finetune(args) -> dict:
         if n:
             print(f"note: {n} of {total} {name} examples exceed --max-seq-length "
                   f"{args.max_seq_length} tokens and are trimmed")
-    train_ds = make_dataset(x_train, y_train, args.batch_size, training=True, seed=args.seed)
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1:
+        print(f"note: with {replicas} replicas, a length bucket's last batch of fewer than "
+              f"{replicas} examples is skipped each epoch (at most {replicas - 1} per bucket)")
+    train_ds = make_dataset(x_train, y_train, args.batch_size, training=True, seed=args.seed,
+                            min_batch=replicas)
     dev_ds = make_dataset(x_dev, y_dev, args.batch_size, training=False)
     steps_per_epoch = sum(1 for _ in train_ds)
     total_steps = steps_per_epoch * args.epochs

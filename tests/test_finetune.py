@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -66,35 +65,35 @@ SMALL = ["--train-limit", "256", "--epochs", "2", "--learning-rate", "5e-4", "--
          "--max-seq-length", "48", "--no-export", "--seed", "3"]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def test_strategies_reach_the_same_accuracy(tiny_model_dir, tmp_path):
-    one = run_cli(finetune_cmd(tiny_model_dir, tmp_path / "one", "--strategy", "cpu", *SMALL))
+def test_strategies_reach_the_same_accuracy(minilm_dir, tmp_path):
+    small = ["--train-limit", "192", "--epochs", "2", "--learning-rate", "1e-4",
+             "--max-seq-length", "48", "--no-export", "--seed", "3"]
+    one = run_cli(finetune_cmd(minilm_dir, tmp_path / "one", "--strategy", "cpu", *small))
     finish(one)
-    mirrored = run_cli(finetune_cmd(tiny_model_dir, tmp_path / "mirrored", "--strategy", "mirrored",
-                                    "--cpu-replicas", "2", *SMALL))
+    mirrored = run_cli(finetune_cmd(minilm_dir, tmp_path / "mirrored", "--strategy", "mirrored",
+                                    "--cpu-replicas", "2", *small))
     finish(mirrored)
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    workers = [run_cli(finetune_cmd(tiny_model_dir, tmp_path / "multi", "--strategy",
-                                    "multi_worker", *SMALL),
-                       env={"TF_CONFIG": json.dumps({"cluster": cluster,
-                                                     "task": {"type": "worker", "index": i}})})
-               for i in range(2)]
-    for w in workers:
-        finish(w)
-    acc = {name: metrics(tmp_path / name) for name in ("one", "mirrored", "multi")}
-    report("strategies (BERT-tiny, 256 SST-2 examples, 2 epochs): " + ", ".join(
+    acc = {name: metrics(tmp_path / name) for name in ("one", "mirrored")}
+    report("strategies (MiniLM, 192 SST-2 examples, 2 epochs): " + ", ".join(
         f"{n} {m['strategy']}×{m['replicas']} dev accuracy {m['dev_accuracy']:.3f}"
         for n, m in acc.items()))
-    assert acc["mirrored"]["replicas"] == 2 and acc["multi"]["replicas"] == 2
-    for name in ("mirrored", "multi"):
-        assert abs(acc[name]["dev_accuracy"] - acc["one"]["dev_accuracy"]) <= 0.03
-    assert not [p for p in os.listdir(tmp_path / "multi") if p.startswith(".worker")]
+    assert acc["mirrored"]["replicas"] == 2 and acc["one"]["dev_accuracy"] > 0.6
+    assert abs(acc["mirrored"]["dev_accuracy"] - acc["one"]["dev_accuracy"]) <= 0.03
+
+
+def test_multi_worker_is_refused_clearly(tiny_model_dir, tmp_path, capsys):
+    """Keras 3.13's fit fails under MultiWorkerMirroredStrategy (see README); the
+    command says so before writing anything."""
+    env = {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker",
+                                                                         "index": 0}}
+    os.environ["TF_CONFIG"] = json.dumps(env)
+    try:
+        assert cli(finetune_cmd(tiny_model_dir, tmp_path / "run", "--strategy", "multi_worker",
+                                *SMALL)) == 2
+    finally:
+        del os.environ["TF_CONFIG"]
+    assert "multi_worker does not work with Keras" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_sigkill_mid_run_resumes(tiny_model_dir, tmp_path):
