@@ -59,9 +59,9 @@ class AttentionPooling(keras.layers.Layer):
         super().__init__(**kwargs)
         self.initializer_range = initializer_range
 
-    def build(self, sequence_shape, mask_shape=None):
+    def build(self, sequence_output_shape, input_mask_shape=None):
         self.query = self.add_weight(
-            name="query", shape=(sequence_shape[-1],),
+            name="query", shape=(sequence_output_shape[-1],),
             initializer=keras.initializers.TruncatedNormal(stddev=self.initializer_range))
         self.built = True
 
