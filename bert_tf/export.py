@@ -236,7 +236,7 @@ def export_all(model_dir: str, base: str, version: int | None = None, seq_length
     """Writes `base/{encoder,preprocessor,serving}/<version>` from a model dir."""
     from bert_tf.checkpoint import read_meta
     from bert_tf.classifier import load_classifier
-    from bert_tf.models import load_encoder, load_tokenizer
+    from bert_tf.models import load_encoder, load_mlm_model, load_tokenizer
     from bert_tf.tokenizer import vocab_path
 
     meta = read_meta(model_dir)
@@ -258,7 +258,8 @@ def export_all(model_dir: str, base: str, version: int | None = None, seq_length
     # All three are written in full before any is renamed into place.
     written = {}
     try:
-        root, sigs = build_encoder_module(encoder, vocab_path(model_dir), meta["do_lower_case"])
+        root, sigs = build_encoder_module(encoder, vocab_path(model_dir), meta["do_lower_case"],
+                                          mlm_model=load_mlm_model(model_dir, encoder))
         written["encoder"] = save_to_temp(targets["encoder"], root, sigs)
         root, sigs = build_preprocessor_module(tokenizer, seq_length)
         written["preprocessor"] = save_to_temp(targets["preprocessor"], root, sigs)

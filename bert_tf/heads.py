@@ -2,7 +2,11 @@
 prediction (NSP) over `pooled_output`. Their checkpoint names are Google's."""
 from __future__ import annotations
 
+import keras
+from keras import ops
+
 from bert_tf.config import BertConfig
+from bert_tf.layers import activation
 
 
 def pretraining_head_shapes(config: BertConfig) -> dict[str, tuple]:
@@ -18,3 +22,66 @@ def pretraining_head_shapes(config: BertConfig) -> dict[str, tuple]:
         "cls/seq_relationship/output_weights": (2, h),
         "cls/seq_relationship/output_bias": (2,),
     }
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class MaskedLMHead(keras.layers.Layer):
+    """BERT's masked-LM head: gather the hidden states at `masked_lm_positions`,
+    `LayerNorm(act(Dense(x)))`, then logits against the word embeddings (tied)
+    plus an output bias: `[B, S, H]`, `[B, P]` -> `[B, P, vocab]`."""
+
+    def __init__(self, hidden_size, vocab_size, hidden_act="gelu", layer_norm_eps=1e-12,
+                 initializer_range=0.02, embeddings=None, **kwargs):
+        super().__init__(**kwargs)
+        self.embeddings = embeddings  # the BertEmbeddings whose word embeddings are tied
+        self.hidden_size = hidden_size
+        self.vocab_size = vocab_size
+        self.hidden_act = hidden_act
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.dense = keras.layers.Dense(
+            hidden_size, activation=activation(hidden_act), name="transform_dense",
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps,
+                                                          name="transform_LayerNorm")
+
+    def build(self, sequence_output_shape=None, masked_lm_positions_shape=None):
+        self.dense.build((None, self.hidden_size))
+        self.layer_norm.build((None, self.hidden_size))
+        self.output_bias = self.add_weight(name="output_bias", shape=(self.vocab_size,),
+                                           initializer="zeros")
+        self.built = True
+
+    def call(self, sequence_output, masked_lm_positions):
+        word_embeddings = self.embeddings.word_embeddings
+        x = ops.take_along_axis(sequence_output, ops.cast(masked_lm_positions, "int32")[..., None],
+                                axis=1)
+        x = self.layer_norm(self.dense(x))
+        logits = ops.matmul(x, ops.transpose(ops.cast(word_embeddings, x.dtype)))
+        return logits + ops.cast(self.output_bias, logits.dtype)
+
+    def checkpoint_variables(self):
+        return {"cls/predictions/transform/dense/kernel": self.dense.kernel,
+                "cls/predictions/transform/dense/bias": self.dense.bias,
+                "cls/predictions/transform/LayerNorm/gamma": self.layer_norm.gamma,
+                "cls/predictions/transform/LayerNorm/beta": self.layer_norm.beta,
+                "cls/predictions/output_bias": self.output_bias}
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_size": self.hidden_size,
+                "vocab_size": self.vocab_size, "hidden_act": self.hidden_act,
+                "layer_norm_eps": self.layer_norm_eps, "initializer_range": self.initializer_range}
+
+
+def build_mlm_model(encoder: keras.Model, config: BertConfig) -> keras.Model:
+    """Encoder + masked-LM head: the three inputs and `masked_lm_positions` `[B, P]` ->
+    the encoder's outputs plus `mlm_logits` `[B, P, vocab]` (the `.mlm` export)."""
+    from bert_tf.encoder import encoder_inputs
+    inputs = encoder_inputs()
+    positions = keras.Input(shape=(None,), dtype="int32", name="masked_lm_positions")
+    outputs = dict(encoder(inputs))
+    head = MaskedLMHead(config.hidden_size, config.vocab_size, config.hidden_act,
+                        config.layer_norm_eps, config.initializer_range,
+                        embeddings=encoder.get_layer("embeddings"), name="mlm_head")
+    outputs["mlm_logits"] = head(outputs["sequence_output"], positions)
+    return keras.Model({**inputs, "masked_lm_positions": positions}, outputs, name="bert_mlm")

@@ -37,6 +37,20 @@ def load_encoder(model_dir: str, config: BertConfig | None = None) -> keras.Mode
     return encoder
 
 
+def load_mlm_model(model_dir: str, encoder: keras.Model) -> keras.Model | None:
+    """Encoder + masked-LM head (`bert_tf.heads.build_mlm_model`) with the model dir's
+    `cls/predictions/...` weights, or None when it has no MLM head."""
+    from bert_tf.heads import MaskedLMHead, build_mlm_model
+    prefix = os.path.join(model_dir, CKPT_NAME)
+    tensors = read_checkpoint(prefix)
+    if "cls/predictions/output_bias" not in tensors:
+        return None
+    model = build_mlm_model(encoder, load_config(model_dir))
+    head = next(layer for layer in model.layers if isinstance(layer, MaskedLMHead))
+    assign(head.checkpoint_variables(), tensors, prefix)
+    return model
+
+
 def load_tokenizer(model_dir: str) -> BertTokenizer:
     return BertTokenizer(vocab_path(model_dir), lower_case=read_meta(model_dir)["do_lower_case"])
 
