@@ -145,7 +145,9 @@ def write_model_dir(out_dir: str, config: BertConfig, vocab_file: str,
 def replace_dir(src: str, dst: str) -> None:
     """Renames `src` to `dst`, replacing an existing `dst` only once `src` is complete."""
     if os.path.exists(dst):
-        old = dst + ".old-" + next(tempfile._get_candidate_names())
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.old-",
+                               dir=os.path.dirname(dst))
+        os.rmdir(old)
         os.rename(dst, old)
         os.rename(src, dst)
         shutil.rmtree(old)

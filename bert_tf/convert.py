@@ -11,6 +11,7 @@ Every conversion checks each tensor against the config before writing anything.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 
@@ -37,14 +38,13 @@ def _require(path: str) -> str:
     return path
 
 
-def _complete_heads(tensors: dict, source: str) -> dict:
-    """Keeps a head only when all its tensors are there; a partial head is an error."""
+def _complete_heads(tensors: dict, source: str, config: BertConfig) -> dict:
+    """A head is kept only when all its tensors are there; a partial head is an error."""
+    names = pretraining_head_shapes(config)
     for head in ("cls/predictions/", "cls/seq_relationship/"):
-        names = [n for n in tensors if n.startswith(head)]
-        if names and len(names) != sum(1 for n in pretraining_head_shapes(BertConfig(
-                vocab_size=2, hidden_size=2, num_attention_heads=1, intermediate_size=2))
-                if n.startswith(head)):
-            raise CheckpointError(f"{source}: head {head} is incomplete, has only {sorted(names)}")
+        have = [n for n in tensors if n.startswith(head)]
+        if have and len(have) != sum(n.startswith(head) for n in names):
+            raise CheckpointError(f"{source}: head {head} is incomplete, has only {sorted(have)}")
     return tensors
 
 
@@ -57,7 +57,7 @@ def convert_hf(src_dir: str, out_dir: str, overwrite: bool = False) -> str:
     expected = expected_shapes(config)
     tensors = hf_tensors_to_google(load_file(weights), expected)
     check_tensors(tensors, expected, weights)
-    tensors = _complete_heads(tensors, weights)
+    tensors = _complete_heads(tensors, weights, config)
     lower = _hf_do_lower_case(src_dir)
     return write_model_dir(out_dir, config, vocab, tensors,
                            {"do_lower_case": lower, "source": f"hf:{os.path.abspath(src_dir)}"},
@@ -65,7 +65,6 @@ def convert_hf(src_dir: str, out_dir: str, overwrite: bool = False) -> str:
 
 
 def _hf_do_lower_case(src_dir: str) -> bool:
-    import json
     path = os.path.join(src_dir, "tokenizer_config.json")
     if os.path.exists(path):
         with open(path) as f:
@@ -93,7 +92,7 @@ def convert_google(src_dir: str, out_dir: str, overwrite: bool = False,
     # Optimizer slots (adam_m/v), global_step and the like are left behind.
     tensors = {n: t for n, t in read_checkpoint(prefix).items() if n in expected}
     check_tensors(tensors, expected, prefix)
-    tensors = _complete_heads(tensors, prefix)
+    tensors = _complete_heads(tensors, prefix, config)
     return write_model_dir(out_dir, config, vocab, tensors,
                            {"do_lower_case": do_lower_case,
                             "source": f"google:{os.path.abspath(src_dir)}"},
