@@ -66,7 +66,7 @@ SMALL = ["--train-limit", "256", "--epochs", "2", "--learning-rate", "5e-4", "--
 
 
 def test_strategies_reach_the_same_accuracy(minilm_dir, tmp_path):
-    small = ["--train-limit", "192", "--epochs", "2", "--learning-rate", "1e-4",
+    small = ["--train-limit", "320", "--epochs", "3", "--learning-rate", "1e-4", "--batch-size", "16",
              "--max-seq-length", "48", "--no-export", "--seed", "3"]
     one = run_cli(finetune_cmd(minilm_dir, tmp_path / "one", "--strategy", "cpu", *small))
     finish(one)
@@ -74,7 +74,7 @@ def test_strategies_reach_the_same_accuracy(minilm_dir, tmp_path):
                                     "--cpu-replicas", "2", *small))
     finish(mirrored)
     acc = {name: metrics(tmp_path / name) for name in ("one", "mirrored")}
-    report("strategies (MiniLM, 192 SST-2 examples, 2 epochs): " + ", ".join(
+    report("strategies (MiniLM, 320 SST-2 examples, 3 epochs): " + ", ".join(
         f"{n} {m['strategy']}×{m['replicas']} dev accuracy {m['dev_accuracy']:.3f}"
         for n, m in acc.items()))
     assert acc["mirrored"]["replicas"] == 2 and acc["one"]["dev_accuracy"] > 0.6
