@@ -7,8 +7,6 @@ training-curve PNG and the three SavedModel exports.
 """
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 

@@ -17,7 +17,6 @@ import math
 import keras
 from keras import ops
 
-from bert_tf.config import BertConfig
 
 # Added to attention scores of padding keys. Large enough that exp() underflows
 # to exactly 0 in float32, small enough to stay finite in float16.
