@@ -132,9 +132,14 @@ def _trim_to_longest(features, labels):
     return {k: v[:, :width] for k, v in features.items()}, labels
 
 
+# Bucket i holds lengths (w[i-1], w[i]], so a bucket's batches pad to at most w[i]:
+# the widths `_trim_to_longest` rounds to. On SST-2 train this pads 1.25x the real
+# tokens; the earlier boundaries (16, 32, 48, 64, ...) padded 1.65x.
+BUCKET_WIDTHS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 384)
+
+
 def make_dataset(features: dict, labels: np.ndarray, batch_size: int, training: bool,
-                 seed: int = 0, bucket_boundaries=(16, 32, 48, 64, 96, 128, 192, 256),
-                 min_batch: int = 1):
+                 seed: int = 0, bucket_widths=BUCKET_WIDTHS, min_batch: int = 1):
     """A `tf.data` pipeline of `(inputs, labels)` batches, each padded only to its
     own longest example. For training: shuffled (reproducibly for `seed`, anew each
     epoch) and bucketed by length, so that short examples are batched together;
@@ -143,8 +148,8 @@ def make_dataset(features: dict, labels: np.ndarray, batch_size: int, training: 
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
         ds = ds.bucket_by_sequence_length(
-            lambda f, _: tf.reduce_sum(f["input_mask"]), list(bucket_boundaries),
-            [batch_size] * (len(bucket_boundaries) + 1), drop_remainder=False)
+            lambda f, _: tf.reduce_sum(f["input_mask"]), [w + 1 for w in bucket_widths],
+            [batch_size] * (len(bucket_widths) + 1), drop_remainder=False)
         if min_batch > 1:  # every replica needs at least one example
             ds = ds.filter(lambda f, _: tf.shape(f["input_mask"])[0] >= min_batch)
         # bucket_by_sequence_length emits buckets in bursts; mix them.
