@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(PY) -m pipelines.main --data-dir $(DATA)
+	$(PY) -m pipelines.main --data-dir $(DATA) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q

@@ -142,6 +142,18 @@ def write_model_dir(out_dir: str, config: BertConfig, vocab_file: str,
     return out_dir
 
 
+def write_model_files(out_dir: str, config: BertConfig, vocab_file: str,
+                      tensors: dict[str, np.ndarray], meta: dict | None = None) -> str:
+    """Writes a model dir's files into an existing folder that holds other things
+    too (a pre-training run dir): each file complete before it is renamed into
+    place, `bert_tf.json` last."""
+    with _temporary_dir(out_dir, "model") as tmp:
+        staged = write_model_dir(os.path.join(tmp, "model"), config, vocab_file, tensors, meta)
+        for name in sorted(os.listdir(staged), key=lambda n: n == META_NAME):
+            os.replace(os.path.join(staged, name), os.path.join(out_dir, name))
+    return out_dir
+
+
 def replace_dir(src: str, dst: str) -> None:
     """Renames `src` to `dst`, replacing an existing `dst` only once `src` is complete."""
     if os.path.exists(dst):

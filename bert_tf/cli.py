@@ -5,6 +5,9 @@
     bert-tf embed --model MODEL_DIR [--pooling mean] FILE|- --output OUT.npy|OUT.jsonl
     bert-tf export --model MODEL_DIR --out EXPORT_BASE [--version N] [--seq-length 128]
     bert-tf finetune --task {sst2,mrpc,tsv} --model MODEL_DIR --data-dir DIR --out RUN_DIR
+    bert-tf prepare-text WIKI.txt ... --out CORPUS.txt
+    bert-tf create-pretraining-data --input CORPUS.txt --vocab VOCAB --out PATH.tfrecord
+    bert-tf pretrain --config tiny --vocab VOCAB --train PATTERN --out MODEL_DIR --steps N
 """
 from __future__ import annotations
 
@@ -75,6 +78,28 @@ def _finetune(args):
                      indent=1))
 
 
+def _prepare_text(args):
+    from bert_tf.pretraining_data import prepare_text
+    print(json.dumps(prepare_text(args.input, args.out, args.format)))
+
+
+def _create_pretraining_data(args):
+    from bert_tf.pretraining_data import create_pretraining_data
+    summary = create_pretraining_data(
+        args.input, args.vocab, args.out, args.max_seq_length, args.max_predictions_per_seq,
+        args.masked_lm_prob, args.dupe_factor, args.short_seq_prob, args.whole_word_mask,
+        args.seed, args.shards, lower_case=not args.cased, progress=not args.quiet)
+    print(json.dumps(summary, indent=1))
+
+
+def _pretrain(args):
+    from bert_tf.pretrain import pretrain
+    from bert_tf.training import split_cpu
+    split_cpu(args.cpu_replicas)
+    metrics = pretrain(args)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bert-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +141,37 @@ def build_parser() -> argparse.ArgumentParser:
     from bert_tf.finetune import add_arguments
     add_arguments(p)
     p.set_defaults(func=_finetune)
+
+    p = sub.add_parser("prepare-text", help="WikiText / plain text -> BERT's pre-training "
+                       "input (a sentence per line, blank lines between documents)")
+    p.add_argument("input", nargs="+", help="text files")
+    p.add_argument("--out", required=True, help="text file to write")
+    p.add_argument("--format", default="auto", choices=("auto", "wikitext", "plain"))
+    p.set_defaults(func=_prepare_text)
+
+    p = sub.add_parser("create-pretraining-data", help="masked-LM + NSP instances as TFRecords")
+    p.add_argument("--input", required=True, nargs="+",
+                   help="text files or globs (comma-separated too), BERT's input format")
+    p.add_argument("--vocab", required=True, help="vocab.txt")
+    p.add_argument("--out", required=True, help="PATH.tfrecord (with --shards N: "
+                   "PATH.tfrecord-0000i-of-0000N)")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--max-predictions-per-seq", type=int, default=20)
+    p.add_argument("--masked-lm-prob", type=float, default=0.15)
+    p.add_argument("--dupe-factor", type=int, default=10,
+                   help="times each document is used, with different masks")
+    p.add_argument("--short-seq-prob", type=float, default=0.1)
+    p.add_argument("--whole-word-mask", action="store_true")
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--cased", action="store_true", help="do not lower-case")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_create_pretraining_data)
+
+    p = sub.add_parser("pretrain", help="masked-LM + next-sentence pre-training")
+    from bert_tf.pretrain import add_arguments as pretrain_arguments
+    pretrain_arguments(p)
+    p.set_defaults(func=_pretrain)
     return parser
 
 

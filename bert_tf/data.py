@@ -159,4 +159,8 @@ def make_dataset(features: dict, labels: np.ndarray, batch_size: int, training: 
     ds = ds.map(_trim_to_longest, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = True
+    # Under multi-worker strategies every worker reads the same in-memory examples
+    # and takes its share of each global batch.
+    options.experimental_distribute.auto_shard_policy = \
+        tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -8,6 +8,7 @@ training-curve PNG and the three SavedModel exports.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import keras
@@ -21,8 +22,8 @@ from bert_tf.data import DataError, Examples, encode, glue_files, label_map, mak
     read_task, read_tsv
 from bert_tf.models import load_encoder, load_tokenizer
 from bert_tf.tokenizer import vocab_path
-from bert_tf.training import RunDir, bert_optimizer, is_chief, resolve_strategy, \
-    set_mixed_precision
+from bert_tf.training import RunDir, bert_optimizer, chief_from_tf_config, \
+    fit_under_multi_worker, resolve_strategy, set_mixed_precision
 
 
 def load_examples(args) -> tuple[Examples, Examples]:
@@ -107,7 +108,9 @@ def run_args(args) -> dict:
 
 
 def finetune(args) -> dict:
-    # Everything is checked before anything is written.
+    # Everything is checked before anything is written. Under multi_worker only the
+    # chief owns RUN_DIR; another worker keeps its checkpoints in RUN_DIR/.worker-N.
+    chief, task_id = chief_from_tf_config() if args.strategy == "multi_worker" else (True, 0)
     run = RunDir(args.out, run_args(args), overwrite=args.overwrite)
     train, dev = load_examples(args)
     labels = label_map(train, dev)
@@ -115,18 +118,11 @@ def finetune(args) -> dict:
         train = Examples(train.texts_a[:args.train_limit],
                          train.texts_b[:args.train_limit] if train.texts_b else None,
                          train.labels[:args.train_limit], train.source)
-    state = run.check()
+    state = run.check() if chief else None
     keras.utils.set_random_seed(args.seed)
     set_mixed_precision(args.mixed_precision)
-    if args.strategy == "multi_worker":
-        # Measured with Keras 3.13: fit() fails under MultiWorkerMirroredStrategy with a
-        # dict of inputs (strategy.reduce of the first batch, then metric reduction).
-        raise ValueError(f"--strategy multi_worker does not work with Keras {keras.__version__}'s "
-                         "fit (MultiWorkerMirroredStrategy cannot reduce its dict inputs and "
-                         "metrics); use mirrored on one machine")
     strategy = resolve_strategy(args.strategy, args.tpu)
-    chief = is_chief(strategy)
-    work_dir = run.path if chief else os.path.join(run.path, f".worker-{os.getpid()}")
+    work_dir = run.path if chief else os.path.join(run.path, f".worker-{task_id}")
     if chief:
         run.start(state)
     os.makedirs(work_dir, exist_ok=True)
@@ -145,7 +141,10 @@ def finetune(args) -> dict:
     train_ds = make_dataset(x_train, y_train, args.batch_size, training=True, seed=args.seed,
                             min_batch=replicas)
     dev_ds = make_dataset(x_dev, y_dev, args.batch_size, training=False)
+    # Bucket sizes depend on lengths only, so every epoch has the same batches count;
+    # stating it gives the progress bar its total.
     steps_per_epoch = sum(1 for _ in train_ds)
+    train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
     total_steps = steps_per_epoch * args.epochs
     print(f"{args.task}: {len(train)} training examples, {len(dev)} dev, labels {labels}; "
           f"{steps_per_epoch} steps/epoch × {args.epochs} epochs on "
@@ -163,6 +162,7 @@ def finetune(args) -> dict:
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             # XLA recompiles for every batch shape; on CPU it measured slower here.
             jit_compile=args.jit_compile)
+    fit_under_multi_worker(train_model, strategy)
 
     dev_eval = DevEvaluation(dev_ds, y_dev, len(labels))
     callbacks = [
@@ -177,6 +177,7 @@ def finetune(args) -> dict:
     wall = time.time() - start
     final = dev_eval.evaluate()
     if not chief:
+        shutil.rmtree(work_dir, ignore_errors=True)
         return final
 
     epochs_run = len(history.history.get("loss", []))

@@ -85,3 +85,67 @@ def build_mlm_model(encoder: keras.Model, config: BertConfig) -> keras.Model:
                         embeddings=encoder.get_layer("embeddings"), name="mlm_head")
     outputs["mlm_logits"] = head(outputs["sequence_output"], positions)
     return keras.Model({**inputs, "masked_lm_positions": positions}, outputs, name="bert_mlm")
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class NextSentenceHead(keras.layers.Layer):
+    """BERT's next-sentence head: `pooled_output` `[B, H]` -> logits `[B, 2]`
+    (0: B follows A, 1: B is random). Stored as Google's `cls/seq_relationship`
+    (`output_weights` `[2, H]`, transposed)."""
+
+    def __init__(self, hidden_size, initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.initializer_range = initializer_range
+
+    def build(self, pooled_output_shape=None):
+        self.output_weights = self.add_weight(
+            name="output_weights", shape=(2, self.hidden_size),
+            initializer=keras.initializers.TruncatedNormal(stddev=self.initializer_range))
+        self.output_bias = self.add_weight(name="output_bias", shape=(2,), initializer="zeros")
+        self.built = True
+
+    def call(self, pooled_output):
+        weights = ops.cast(self.output_weights, pooled_output.dtype)
+        return ops.matmul(pooled_output, ops.transpose(weights)) + ops.cast(self.output_bias,
+                                                                             pooled_output.dtype)
+
+    def checkpoint_variables(self):
+        return {"cls/seq_relationship/output_weights": self.output_weights,
+                "cls/seq_relationship/output_bias": self.output_bias}
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_size": self.hidden_size,
+                "initializer_range": self.initializer_range}
+
+
+def build_pretraining_model(encoder: keras.Model, config: BertConfig) -> keras.Model:
+    """Encoder + MLM head + NSP head: the three inputs and `masked_lm_positions` ->
+    `mlm_logits` `[B, P, vocab]` and `nsp_logits` `[B, 2]` (float32 under mixed
+    precision, so that the losses are computed in float32)."""
+    mlm = build_mlm_model(encoder, config)
+    inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
+              for name in mlm.input}
+    outputs = mlm(inputs)
+    nsp = NextSentenceHead(config.hidden_size, config.initializer_range, name="nsp_head")
+    to_float = keras.layers.Activation("linear", dtype="float32", name="mlm_logits")
+    return keras.Model(inputs, {
+        "mlm_logits": to_float(outputs["mlm_logits"]),
+        "nsp_logits": keras.layers.Activation("linear", dtype="float32", name="nsp_logits")(
+            nsp(outputs["pooled_output"]))}, name="bert_pretraining")
+
+
+def pretraining_heads(model: keras.Model) -> dict:
+    """Google names -> variables of a `build_pretraining_model` model's two heads."""
+    found = {}
+    for layer in _all_layers(model):
+        if isinstance(layer, (MaskedLMHead, NextSentenceHead)):
+            found.update(layer.checkpoint_variables())
+    return found
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)

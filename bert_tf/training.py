@@ -49,13 +49,52 @@ def split_cpu(n: int) -> None:
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
 
 
-def is_chief(strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    return resolver.task_type in (None, "chief") or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
+def chief_from_tf_config() -> tuple[bool, int]:
+    """(is this task the chief, its index), read from `TF_CONFIG` before any strategy
+    exists, so that only the chief checks and writes the run dir."""
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    cluster = resolver.cluster_spec().as_dict()
+    if not cluster:
+        return True, 0
+    task_type, task_id = resolver.task_type, resolver.task_id or 0
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0
+                                     and "chief" not in cluster)
+    return chief, task_id
+
+
+def fit_under_multi_worker(model, strategy) -> None:
+    """Lets Keras 3.13's `fit` run under MultiWorkerMirroredStrategy (call after
+    `compile`). Two defects in keras/src/backend/tensorflow/trainer.py stop it:
+
+    1. `_maybe_symbolic_build` passes the whole first batch (a dict) to
+       `strategy.reduce`, which takes one tensor. Building from the local replica's
+       batch needs only its shapes, no collective.
+    2. The step logs (scalars) are reduced with `axis=0`: "Invalid reduction
+       dimension 0". Returning them with shape [1] makes that reduction valid.
+    """
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode()):
+        return
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = next(batches)
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=tf.nest.map_structure(local, data_batch))
+
+    def rank_one(step):
+        return lambda data: tf.nest.map_structure(lambda t: tf.reshape(t, [1]), step(data))
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    model.train_step = rank_one(model.train_step)
+    model.test_step = rank_one(model.test_step)
 
 
 def set_mixed_precision(mode: str) -> None:

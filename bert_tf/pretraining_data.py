@@ -1,0 +1,444 @@
+"""Pre-training data: BERT's masked-LM + next-sentence instances as TFRecords.
+
+Input text is BERT's format: one sentence per line, documents separated by blank
+lines (`prepare_text` turns WikiText and plain text into it). Instances are built
+as google-research/bert's `create_pretraining_data.py` builds them (in the random
+order of Model Garden's port of it, which the tests compare against): segment A from
+consecutive sentences of a document, B its true continuation or (50%) a span of
+another document, the pair trimmed to fit, then 15% of the tokens chosen for
+prediction (80% `[MASK]`, 10% a random token, 10% kept), optionally whole words.
+The records carry Google's feature names and dtypes, so files made by either tool
+train the other.
+
+Example:
+    >>> from bert_tf.pretraining_data import create_pretraining_data  # doctest: +SKIP
+    >>> create_pretraining_data(["wiki.txt"], "vocab.txt", "train.tfrecord", seed=1)
+    {'documents': 600, 'instances': 5421, 'tokens': 648210, ...}
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import random
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from bert_tf.data import DataError
+
+FEATURES = {  # Google's names; int64 ids, float weights
+    "input_ids": "int", "input_mask": "int", "segment_ids": "int",
+    "masked_lm_positions": "int", "masked_lm_ids": "int", "masked_lm_weights": "float",
+    "next_sentence_labels": "int",
+}
+
+
+@dataclasses.dataclass
+class Instance:
+    ids: list[int]            # [CLS] A [SEP] B [SEP], after masking
+    segment_ids: list[int]
+    positions: list[int]      # masked positions, ascending
+    labels: list[int]         # the original ids there
+    is_random_next: bool      # NSP label 1: B does not follow A
+
+
+@dataclasses.dataclass
+class MaskingVocab:
+    """What masking needs to know of the vocab."""
+    size: int
+    cls: int
+    sep: int
+    mask: int
+    pad: int
+    continuation: np.ndarray  # bool [size]: the piece continues a word ("##...")
+
+    @classmethod
+    def from_file(cls, vocab_file: str) -> "MaskingVocab":
+        with open(vocab_file, encoding="utf-8") as f:
+            tokens = [line.rstrip("\n") for line in f]
+        index = {t: i for i, t in enumerate(tokens)}
+        missing = [t for t in ("[CLS]", "[SEP]", "[MASK]", "[PAD]") if t not in index]
+        if missing:
+            raise DataError(f"{vocab_file}: no {', '.join(missing)} token")
+        return cls(len(tokens), index["[CLS]"], index["[SEP]"], index["[MASK]"], index["[PAD]"],
+                   np.array([t.startswith("##") for t in tokens]))
+
+
+# --- text -> documents --------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9<])")
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """A plain rule: a sentence ends at `.`, `!` or `?` followed by a space and an
+    upper-case letter or digit (good enough for WikiText's tokenised prose)."""
+    return [s.strip() for s in _SENTENCE_END.split(paragraph.strip()) if s.strip()]
+
+
+def wikitext_documents(text: str) -> list[list[str]]:
+    """WikiText: a ` = Title = ` line starts an article (a document); ` = = Section = = `
+    lines are dropped; each paragraph line is split into sentences."""
+    documents: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if re.fullmatch(r"=( =)* .* (= )*=", line):
+            if re.fullmatch(r"= [^=].* =", line):
+                documents.append([])
+            continue
+        if not documents:
+            documents.append([])
+        documents[-1].extend(split_sentences(line))
+    return [d for d in documents if d]
+
+
+def plain_documents(text: str, lines_per_document: int = 40) -> list[list[str]]:
+    """Plain text such as Tiny Shakespeare: blank-line separated blocks (speeches)
+    are joined into sentences; every `lines_per_document` sentences make a document."""
+    blocks = [" ".join(b.split()) for b in re.split(r"\n\s*\n", text) if b.strip()]
+    sentences = [s for b in blocks for s in split_sentences(b)]
+    return [sentences[i:i + lines_per_document]
+            for i in range(0, len(sentences), lines_per_document)]
+
+
+def prepare_text(inputs: list[str], out_file: str, fmt: str = "auto") -> dict:
+    """Writes BERT's input format (sentence per line, blank line between documents).
+    `fmt`: `wikitext`, `plain`, or `auto` (WikiText if the file has ` = Title = ` lines)."""
+    documents = []
+    for path in inputs:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        kind = fmt
+        if kind == "auto":
+            kind = "wikitext" if re.search(r"^ = [^=].* = $", text, re.M) else "plain"
+        documents += wikitext_documents(text) if kind == "wikitext" else plain_documents(text)
+    tmp = out_file + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for doc in documents:
+            f.write("\n".join(doc) + "\n\n")
+    os.replace(tmp, out_file)
+    return {"documents": len(documents), "sentences": sum(len(d) for d in documents)}
+
+
+def read_documents(paths: list[str]) -> list[list[str]]:
+    """Documents (lists of sentences) from files in BERT's input format."""
+    documents: list[list[str]] = [[]]
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    documents[-1].append(line)
+                elif documents[-1]:
+                    documents.append([])
+        if documents[-1]:
+            documents.append([])
+    return [d for d in documents if d]
+
+
+def expand_inputs(patterns: list[str]) -> list[str]:
+    files = []
+    for pattern in patterns:
+        for part in pattern.split(","):
+            matched = sorted(glob.glob(part))
+            if not matched:
+                raise DataError(f"--input {part}: no such file")
+            files += matched
+    return files
+
+
+def tokenize_documents(documents: list[list[str]], tokenizer, batch_size: int = 4096):
+    """Sentences -> lists of WordPiece ids, in-graph in large batches."""
+    flat = [s for d in documents for s in d]
+    ids: list[list[int]] = []
+    for i in range(0, len(flat), batch_size):
+        pieces = tokenizer.tokenize(tf.constant(flat[i:i + batch_size]))
+        ids += pieces.merge_dims(1, 2).to_list()
+    out, k = [], 0
+    for d in documents:
+        doc = [s for s in ids[k:k + len(d)] if s]
+        k += len(d)
+        if doc:
+            out.append(doc)
+    return out
+
+
+# --- instances ------------------------------------------------------------------------
+
+def truncate_pair(a: list, b: list, max_tokens: int, rng: random.Random) -> None:
+    """Trims the longer segment, from the front or the back at random, until they fit."""
+    while len(a) + len(b) > max_tokens:
+        longer = a if len(a) > len(b) else b
+        del longer[0 if rng.random() < 0.5 else -1]
+
+
+def mask_tokens(ids: list[int], vocab: MaskingVocab, rng: random.Random, masked_lm_prob: float,
+                max_predictions: int, whole_word: bool) -> tuple[list, list, list]:
+    """BERT's masking. Candidates are the tokens but [CLS]/[SEP] (whole words if
+    `whole_word`: a `##` piece joins the word before it), shuffled; they are taken
+    until `round(len * prob)` positions (at most `max_predictions`) are chosen, a
+    word that would overshoot being skipped. Each chosen candidate becomes [MASK]
+    80% of the time, stays 10%, is a random vocab id 10%. The random draws come in
+    the order of Model Garden's `create_pretraining_data.py`, so a seed gives the
+    same instances as that script. Returns (masked ids, positions, original ids)."""
+    candidates: list[list[int]] = []
+    previous_special = True
+    for i, t in enumerate(ids):
+        special = t in (vocab.cls, vocab.sep)
+        if not special:
+            if whole_word and not previous_special and vocab.continuation[t]:
+                candidates[-1].append(i)
+            else:
+                candidates.append([i])
+        previous_special = special
+    rng.shuffle(candidates)
+    budget = min(max_predictions, max(1, int(round(len(ids) * masked_lm_prob))))
+    out = list(ids)
+    chosen: list[int] = []
+    while candidates and len(chosen) < budget:
+        group = candidates.pop()
+        if len(chosen) + len(group) > budget:
+            continue
+        if rng.random() < 0.8:
+            replacement = [vocab.mask] * len(group)
+        elif rng.random() < 0.5:
+            replacement = [ids[i] for i in group]
+        else:
+            replacement = [rng.randint(0, vocab.size - 1) for _ in group]
+        for i, new in zip(group, replacement):
+            out[i] = new
+        chosen += group
+    chosen.sort()
+    return out, chosen, [ids[i] for i in chosen]
+
+
+def document_instances(documents: list[list[list[int]]], index: int, vocab: MaskingVocab,
+                       rng: random.Random, max_seq_length: int, short_seq_prob: float,
+                       masked_lm_prob: float, max_predictions: int,
+                       whole_word: bool) -> list[Instance]:
+    """The instances of one document, as BERT makes them (see the module docstring)."""
+    document = documents[index]
+    max_tokens = max_seq_length - 3  # [CLS], [SEP], [SEP]
+    target = rng.randint(2, max_tokens) if rng.random() < short_seq_prob else max_tokens
+    instances, chunk, length, i = [], [], 0, 0
+    while i < len(document):
+        chunk.append(document[i])
+        length += len(document[i])
+        if i == len(document) - 1 or length >= target:
+            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+            a = [t for s in chunk[:a_end] for t in s]
+            b: list[int] = []
+            random_next = len(chunk) == 1 or rng.random() < 0.5
+            if random_next:
+                for _ in range(10):
+                    other = rng.randint(0, len(documents) - 1)
+                    if other != index:
+                        break
+                other_doc = documents[other]
+                for sentence in other_doc[rng.randint(0, len(other_doc) - 1):]:
+                    b.extend(sentence)
+                    if len(b) >= target - len(a):
+                        break
+                i -= len(chunk) - a_end  # the unused sentences start the next chunk
+            else:
+                b = [t for s in chunk[a_end:] for t in s]
+            truncate_pair(a, b, max_tokens, rng)
+            if a and b:
+                ids = [vocab.cls, *a, vocab.sep, *b, vocab.sep]
+                segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+                ids, positions, labels = mask_tokens(ids, vocab, rng, masked_lm_prob,
+                                                     max_predictions, whole_word)
+                instances.append(Instance(ids, segments, positions, labels, random_next))
+            chunk, length = [], 0
+        i += 1
+    return instances
+
+
+def to_example(instance: Instance, max_seq_length: int, max_predictions: int) -> bytes:
+    def pad(values, n, fill=0):
+        return list(values) + [fill] * (n - len(values))
+
+    n = len(instance.ids)
+    values = {
+        "input_ids": pad(instance.ids, max_seq_length),
+        "input_mask": pad([1] * n, max_seq_length),
+        "segment_ids": pad(instance.segment_ids, max_seq_length),
+        "masked_lm_positions": pad(instance.positions, max_predictions),
+        "masked_lm_ids": pad(instance.labels, max_predictions),
+        "masked_lm_weights": pad([1.0] * len(instance.positions), max_predictions, 0.0),
+        "next_sentence_labels": [int(instance.is_random_next)],
+    }
+    feature = {
+        k: tf.train.Feature(float_list=tf.train.FloatList(value=v)) if FEATURES[k] == "float"
+        else tf.train.Feature(int64_list=tf.train.Int64List(value=v))
+        for k, v in values.items()}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def shard_names(out: str, shards: int) -> list[str]:
+    if shards == 1:
+        return [out]
+    return [f"{out}-{i:05d}-of-{shards:05d}" for i in range(shards)]
+
+
+def create_pretraining_data(inputs: list[str], vocab_file: str, out: str, max_seq_length=128,
+                            max_predictions=20, masked_lm_prob=0.15, dupe_factor=10,
+                            short_seq_prob=0.1, whole_word_mask=False, seed=12345,
+                            shards=1, lower_case=True, progress=True) -> dict:
+    """Reads text, writes shuffled instances round-robin into `shards` TFRecord files
+    (written to temporary names and renamed at the end). Returns a summary."""
+    from keras.utils import Progbar
+
+    from bert_tf.tokenizer import BertTokenizer
+    if max_seq_length < 5:
+        raise DataError(f"--max-seq-length {max_seq_length}: needs room for [CLS] A [SEP] B [SEP]")
+    if not 0 < masked_lm_prob < 1:
+        raise DataError(f"--masked-lm-prob {masked_lm_prob}: must be in (0, 1)")
+    files = expand_inputs(inputs)
+    vocab = MaskingVocab.from_file(vocab_file)
+    documents = tokenize_documents(read_documents(files), BertTokenizer(vocab_file, lower_case))
+    if len(documents) < 2:
+        raise DataError(f"{', '.join(files)}: {len(documents)} document(s); next-sentence "
+                        "prediction needs at least two (separate documents by blank lines)")
+    rng = random.Random(seed)
+    rng.shuffle(documents)
+    instances: list[Instance] = []
+    bar = Progbar(dupe_factor * len(documents), unit_name="document") if progress else None
+    for _ in range(dupe_factor):
+        for index in range(len(documents)):
+            instances += document_instances(documents, index, vocab, rng, max_seq_length,
+                                            short_seq_prob, masked_lm_prob, max_predictions,
+                                            whole_word_mask)
+            if bar and (index % 50 == 0 or index == len(documents) - 1):
+                bar.update(len(documents) * _ + index + 1)
+    rng.shuffle(instances)
+    names = shard_names(out, shards)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    writers = [tf.io.TFRecordWriter(name + ".tmp") for name in names]
+    try:
+        for k, instance in enumerate(instances):
+            writers[k % shards].write(to_example(instance, max_seq_length, max_predictions))
+    finally:
+        for w in writers:
+            w.close()
+    for name in names:
+        os.replace(name + ".tmp", name)
+    summary = {
+        "files": files, "outputs": names, "documents": len(documents),
+        "sentences": sum(len(d) for d in documents),
+        "tokens": sum(len(s) for d in documents for s in d), "instances": len(instances),
+        "instance_tokens": sum(len(x.ids) for x in instances),
+        "masked": sum(len(x.positions) for x in instances),
+        "random_next": round(float(np.mean([x.is_random_next for x in instances])), 4)
+        if instances else None,
+    }
+    return summary
+
+
+# --- reading --------------------------------------------------------------------------
+
+def parse_features(max_seq_length: int, max_predictions: int) -> dict:
+    spec = {}
+    for name, kind in FEATURES.items():
+        length = {"masked_lm_positions": max_predictions, "masked_lm_ids": max_predictions,
+                  "masked_lm_weights": max_predictions, "next_sentence_labels": 1}.get(
+                      name, max_seq_length)
+        spec[name] = tf.io.FixedLenFeature([length], tf.float32 if kind == "float" else tf.int64)
+    return spec
+
+
+def record_lengths(path: str) -> tuple[int, int]:
+    """(max_seq_length, max_predictions) of a TFRecord file, from its first record."""
+    for raw in tf.data.TFRecordDataset(path).take(1):
+        example = tf.train.Example.FromString(raw.numpy())
+        feature = example.features.feature
+        missing = [k for k in FEATURES if k not in feature]
+        if missing:
+            raise DataError(f"{path}: not a BERT pre-training record (no {', '.join(missing)})")
+        return (len(feature["input_ids"].int64_list.value),
+                len(feature["masked_lm_positions"].int64_list.value))
+    raise DataError(f"{path}: no records")
+
+
+def to_model_inputs(record: dict) -> tuple[dict, dict, dict]:
+    """Google's feature names -> (inputs, targets, sample weights) for `fit`."""
+    ints = {k: tf.cast(v, tf.int32) for k, v in record.items() if k != "masked_lm_weights"}
+    x = {"input_word_ids": ints["input_ids"], "input_mask": ints["input_mask"],
+         "input_type_ids": ints["segment_ids"], "masked_lm_positions": ints["masked_lm_positions"]}
+    y = {"mlm_logits": ints["masked_lm_ids"], "nsp_logits": ints["next_sentence_labels"][..., 0]}
+    w = {"mlm_logits": record["masked_lm_weights"],
+         "nsp_logits": tf.ones_like(record["masked_lm_weights"][..., 0])}
+    return x, y, w
+
+
+def remask(record: dict, seed, vocab: MaskingVocab, masked_lm_prob: float) -> dict:
+    """Dynamic masking: restores a record's original ids, then draws new positions
+    (uniformly among the real tokens but [CLS]/[SEP]) and new 80/10/10 replacements
+    from the stateless `seed` (shape [2]). Not whole-word."""
+    ids = record["input_ids"]
+    weights = record["masked_lm_weights"]
+    positions = record["masked_lm_positions"]
+    max_predictions = positions.shape[0]
+    seq_length = ids.shape[0]
+    real = tf.cast(weights > 0, tf.int64)
+    restore = tf.scatter_nd(positions[:, None], (record["masked_lm_ids"] - tf.gather(ids, positions))
+                            * real, [seq_length])
+    ids = ids + restore
+    mask = record["input_mask"]
+    candidate = (mask > 0) & (ids != vocab.cls) & (ids != vocab.sep)
+    length = tf.reduce_sum(mask)
+    budget = tf.minimum(tf.cast(max_predictions, tf.int64), tf.maximum(
+        tf.cast(1, tf.int64), tf.cast(tf.round(tf.cast(length, tf.float32) * masked_lm_prob),
+                                      tf.int64)))
+    budget = tf.minimum(budget, tf.reduce_sum(tf.cast(candidate, tf.int64)))
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    scores = tf.where(candidate, tf.random.stateless_uniform([seq_length], seeds[0]), -1.0)
+    top = tf.math.top_k(scores, max_predictions).indices
+    keep = tf.range(max_predictions, dtype=tf.int64) < budget
+    new_positions = tf.sort(tf.where(keep, tf.cast(top, tf.int64), seq_length))
+    keep = new_positions < seq_length
+    new_positions = tf.where(keep, new_positions, 0)
+    labels = tf.where(keep, tf.gather(ids, new_positions), 0)
+    draw = tf.random.stateless_uniform([max_predictions], seeds[1])
+    random_ids = tf.random.stateless_uniform([max_predictions], seeds[2], 0, vocab.size, tf.int64)
+    replacement = tf.where(draw < 0.8, tf.cast(vocab.mask, tf.int64),
+                           tf.where(draw < 0.9, random_ids, labels))
+    updates = tf.where(keep, replacement - labels, 0)
+    masked_ids = ids + tf.scatter_nd(new_positions[:, None], updates, [seq_length])
+    return {**record, "input_ids": masked_ids, "masked_lm_positions": new_positions,
+            "masked_lm_ids": labels, "masked_lm_weights": tf.cast(keep, tf.float32)}
+
+
+def pretraining_dataset(pattern: str, batch_size: int, training: bool = True, seed: int = 0,
+                        dynamic_masking: bool = False, vocab: MaskingVocab | None = None,
+                        masked_lm_prob: float = 0.15) -> tf.data.Dataset:
+    """Batches of `(inputs, targets, sample_weights)` from TFRecord files. For training:
+    shuffled and repeated; with `dynamic_masking`, masks are drawn anew every epoch."""
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise DataError(f"{pattern}: no TFRecord files match")
+    seq_length, max_predictions = record_lengths(files[0])
+    spec = parse_features(seq_length, max_predictions)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 4),
+                       deterministic=True)
+    ds = ds.map(lambda raw: tf.io.parse_single_example(raw, spec),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training:
+        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True).repeat()
+        if dynamic_masking:
+            if vocab is None:
+                raise ValueError("dynamic masking needs the vocab")
+            seeds = tf.data.Dataset.random(seed=seed).batch(2)
+            ds = tf.data.Dataset.zip(ds, seeds).map(
+                lambda r, s: remask(r, s, vocab, masked_lm_prob),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    ds = ds.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
