@@ -80,7 +80,8 @@ def _finetune(args):
 
 def _prepare_text(args):
     from bert_tf.pretraining_data import prepare_text
-    print(json.dumps(prepare_text(args.input, args.out, args.format)))
+    print(json.dumps(prepare_text(args.input, args.out, args.format, args.eval_out,
+                                  args.eval_every)))
 
 
 def _create_pretraining_data(args):
@@ -147,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="+", help="text files")
     p.add_argument("--out", required=True, help="text file to write")
     p.add_argument("--format", default="auto", choices=("auto", "wikitext", "plain"))
+    p.add_argument("--eval-out", help="also write every --eval-every-th document here "
+                   "(held out of --out)")
+    p.add_argument("--eval-every", type=int, default=20)
     p.set_defaults(func=_prepare_text)
 
     p = sub.add_parser("create-pretraining-data", help="masked-LM + NSP instances as TFRecords")

@@ -64,8 +64,10 @@ class DevEvaluation(keras.callbacks.Callback):
         # Plain calls, not `predict`: outside the distribution strategy, a last batch
         # smaller than the replica count needs no special care.
         if self._logits is None:
-            self._logits = tf.function(lambda x: self.model(x, training=False),
-                                       reduce_retracing=True)
+            @tf.function(reduce_retracing=True, autograph=False)
+            def logits(x):
+                return self.model(x, training=False)
+            self._logits = logits
         pred = np.concatenate([np.argmax(self._logits(x).numpy(), axis=-1)
                                for x, _ in self.dataset])
         result = {"dev_accuracy": float(np.mean(pred == self.labels))}
@@ -99,11 +101,21 @@ def plot_curves(history: dict, path: str) -> None:
     plt.close(fig)
 
 
+def reinit_pooler(encoder: keras.Model, stddev: float, seed: int) -> None:
+    """Draws the pooler's dense layer afresh (truncated normal, zero bias), as if it
+    had never been trained by next-sentence prediction."""
+    dense = encoder.get_layer("pooler").dense
+    dense.kernel.assign(keras.initializers.TruncatedNormal(stddev=stddev, seed=seed)(
+        dense.kernel.shape))
+    dense.bias.assign(np.zeros(dense.bias.shape, "float32"))
+
+
 def run_args(args) -> dict:
     """The arguments that define a run (a resumed run must repeat them)."""
     keys = ("task", "model", "data_dir", "train", "dev", "text_column", "text_b_column",
             "label_column", "epochs", "learning_rate", "batch_size", "max_seq_length",
-            "warmup_proportion", "train_limit", "seed", "pooling", "mixed_precision")
+            "warmup_proportion", "train_limit", "seed", "pooling", "mixed_precision",
+            "reinit_pooler")
     return {k: getattr(args, k, None) for k in keys}
 
 
@@ -152,6 +164,8 @@ def finetune(args) -> dict:
 
     with strategy.scope():
         encoder = load_encoder(args.model)
+        if args.reinit_pooler:
+            reinit_pooler(encoder, load_config(args.model).initializer_range, args.seed)
         train_model, _ = build_classifier(encoder, len(labels), args.pooling,
                                           dropout=load_config(args.model).hidden_dropout_prob)
         optimizer = bert_optimizer(args.learning_rate, total_steps,
@@ -227,6 +241,8 @@ def add_arguments(p) -> None:
                    help="split the CPU into N logical devices (to try mirrored without GPUs)")
     p.add_argument("--mixed-precision", default="none", choices=("none", "bfloat16", "float16"))
     p.add_argument("--pooling", default="pooled_output", choices=POOLINGS)
+    p.add_argument("--reinit-pooler", action="store_true",
+                   help="re-initialise the pooler's dense layer (drop its NSP-trained weights)")
     p.add_argument("--train", help="--task tsv: training TSV (with a header row)")
     p.add_argument("--dev", help="--task tsv: dev TSV")
     p.add_argument("--text-column", help="--task tsv: column of the text")

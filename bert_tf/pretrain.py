@@ -28,7 +28,6 @@ import tensorflow as tf
 
 from bert_tf.checkpoint import CKPT_NAME, read_checkpoint, read_meta, write_model_files
 from bert_tf.config import BertConfig, load_config
-from bert_tf.data import DataError
 from bert_tf.encoder import build_encoder, encoder_checkpoint_variables
 from bert_tf.heads import build_pretraining_model, pretraining_heads
 from bert_tf.models import assign
@@ -141,8 +140,12 @@ def pretrain(args) -> dict:
                                    seed=args.seed + resumed_epoch,
                                    dynamic_masking=args.dynamic_masking, vocab=vocab,
                                    masked_lm_prob=args.masked_lm_prob)
-    eval_ds = pretraining_dataset(args.eval, args.batch_size, training=False) if args.eval \
-        else None
+    eval_ds = None
+    if args.eval:
+        eval_ds = pretraining_dataset(args.eval, args.batch_size, training=False)
+        # a known size keeps Keras from warning that validation "ran out of data"
+        eval_ds = eval_ds.apply(tf.data.experimental.assert_cardinality(
+            sum(1 for _ in eval_ds)))
     if chief:
         run.start(state)
     os.makedirs(work_dir, exist_ok=True)

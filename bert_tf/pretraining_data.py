@@ -104,23 +104,40 @@ def plain_documents(text: str, lines_per_document: int = 40) -> list[list[str]]:
             for i in range(0, len(sentences), lines_per_document)]
 
 
-def prepare_text(inputs: list[str], out_file: str, fmt: str = "auto") -> dict:
+def write_documents(documents: list[list[str]], out_file: str) -> None:
+    tmp = out_file + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for doc in documents:
+            f.write("\n".join(doc) + "\n\n")
+    os.replace(tmp, out_file)
+
+
+def prepare_text(inputs: list[str], out_file: str, fmt: str = "auto",
+                 eval_out: str | None = None, eval_every: int = 20) -> dict:
     """Writes BERT's input format (sentence per line, blank line between documents).
-    `fmt`: `wikitext`, `plain`, or `auto` (WikiText if the file has ` = Title = ` lines)."""
+    `fmt`: `wikitext`, `plain`, or `auto` (WikiText if the file has ` = Title = `
+    lines). With `eval_out`, every `eval_every`-th document goes there instead (a
+    held-out set of whole documents)."""
     documents = []
     for path in inputs:
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such file")
         with open(path, encoding="utf-8") as f:
             text = f.read()
         kind = fmt
         if kind == "auto":
             kind = "wikitext" if re.search(r"^ = [^=].* = $", text, re.M) else "plain"
         documents += wikitext_documents(text) if kind == "wikitext" else plain_documents(text)
-    tmp = out_file + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for doc in documents:
-            f.write("\n".join(doc) + "\n\n")
-    os.replace(tmp, out_file)
-    return {"documents": len(documents), "sentences": sum(len(d) for d in documents)}
+    held_out = [d for i, d in enumerate(documents) if eval_out and i % eval_every == eval_every - 1]
+    kept = [d for i, d in enumerate(documents)
+            if not (eval_out and i % eval_every == eval_every - 1)]
+    write_documents(kept, out_file)
+    summary = {"documents": len(kept), "sentences": sum(len(d) for d in kept)}
+    if eval_out:
+        write_documents(held_out, eval_out)
+        summary.update(eval_documents=len(held_out),
+                       eval_sentences=sum(len(d) for d in held_out))
+    return summary
 
 
 def read_documents(paths: list[str]) -> list[list[str]]:
@@ -423,8 +440,7 @@ def pretraining_dataset(pattern: str, batch_size: int, training: bool = True, se
     seq_length, max_predictions = record_lengths(files[0])
     spec = parse_features(seq_length, max_predictions)
     ds = tf.data.Dataset.from_tensor_slices(files)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 4),
-                       deterministic=True)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 4))
     ds = ds.map(lambda raw: tf.io.parse_single_example(raw, spec),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training:

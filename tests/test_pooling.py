@@ -39,8 +39,6 @@ def test_strategies_compute_what_they_say():
 
 def test_mean_pooling_matches_sentence_transformers(minilm_dir):
     import json
-    import bert_tf
-    import tensorflow as tf
     ref = np.load(os.path.join(REFERENCE_DIR, "minilm_outputs.npz"))
     texts = json.load(open(os.path.join(REFERENCE_DIR, "minilm_texts.json"), encoding="utf-8"))
     from bert_tf.embed import Embedder

@@ -229,9 +229,13 @@ def test_pretrain_steps_loss_falls_and_round_trips(vocab_file, records, tmp_path
     back = read_checkpoint(str(tmp_path / "back" / "bert_model.ckpt"))
     assert sorted(back) == sorted(tensors)
     assert all(np.array_equal(back[k], tensors[k]) for k in tensors)
-    # the export carries the encoder's .mlm
-    from bert_tf.export import build_encoder_module
-    assert hasattr(build_encoder_module(str(out)), "mlm")
+    # the encoder export carries the MLM head as `.mlm`
+    from bert_tf.export import export_all
+    targets = export_all(str(out), str(tmp_path / "export"), seq_length=16)
+    loaded = tf.saved_model.load(targets["encoder"])
+    x = {"input_word_ids": tf.constant([[101, 2023, 103, 102]]), "input_mask": tf.ones((1, 4), tf.int32),
+         "input_type_ids": tf.zeros((1, 4), tf.int32), "masked_lm_positions": tf.constant([[2]])}
+    assert loaded.mlm(x, training=False)["mlm_logits"].shape == (1, 1, 30522)
     # a finished run is not overwritten
     assert cli(pretrain_cmd(vocab_file, records, out, "--steps", "60", "--steps-per-epoch",
                             "15")) == 2

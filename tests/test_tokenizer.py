@@ -145,7 +145,7 @@ def test_pairs_are_packed_and_trimmed_longest_first(tokenizer, google):
 
 def test_trim_matches_bert_loop_for_all_small_lengths():
     from bert_tf.tokenizer import trim_longest_first
-    la, lb, budgets = [], [], []
+    la, lb = [], []
     for x in range(8):
         for y in range(8):
             la.append(x)
