@@ -93,6 +93,11 @@ def _create_pretraining_data(args):
     print(json.dumps(summary, indent=1))
 
 
+def _pooling_report(args):
+    from bert_tf.pooling_report import pooling_report
+    pooling_report(args)
+
+
 def _pretrain(args):
     from bert_tf.pretrain import pretrain
     from bert_tf.training import split_cpu
@@ -171,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cased", action="store_true", help="do not lower-case")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_create_pretraining_data)
+
+    p = sub.add_parser("pooling-report", help="compare pooling strategies per model and task "
+                       "(frozen-encoder probes, optionally fine-tunes)")
+    from bert_tf.pooling_report import add_arguments as pooling_report_arguments
+    pooling_report_arguments(p)
+    p.set_defaults(func=_pooling_report)
 
     p = sub.add_parser("pretrain", help="masked-LM + next-sentence pre-training")
     from bert_tf.pretrain import add_arguments as pretrain_arguments

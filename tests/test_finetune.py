@@ -1,6 +1,7 @@
 """Fine-tuning: a real small run, strategies, resume after SIGKILL, bad input."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,8 +108,7 @@ def test_strategies_reach_the_same_accuracy(minilm_dir, tmp_path):
         assert abs(acc[name]["dev_accuracy"] - acc["one"]["dev_accuracy"]) <= 0.03, name
     # both workers trained the same weights: the second worker's dev accuracy (it
     # prints it and writes nothing) equals the chief's
-    last = [[line for line in out.splitlines() if line.startswith("dev_accuracy")][-1]
-            for out in outputs]
+    last = [re.findall(r"dev_accuracy: [0-9.]+ - dev_f1: [0-9.]+", out)[-1] for out in outputs]
     assert last[0] == last[1], last
     assert sorted(os.listdir(tmp_path / "multi_worker")) == sorted(os.listdir(tmp_path / "one"))
 
@@ -248,3 +248,17 @@ def test_buckets_pad_each_batch_to_the_smallest_width():
         assert x["input_mask"].shape[1] == min([w for w in BUCKET_WIDTHS if w >= longest] + [72])
         seen += y.numpy().tolist()
     assert sorted(seen) == list(range(500))
+
+
+def test_reinit_pooler_draws_new_weights(tiny_model_dir):
+    import numpy as np
+    import bert_tf
+    from bert_tf.finetune import reinit_pooler
+    encoder = bert_tf.load_encoder(tiny_model_dir)
+    dense = encoder.get_layer("pooler").dense
+    dense.bias.assign(np.ones(dense.bias.shape, "float32"))
+    before = dense.kernel.numpy().copy()
+    reinit_pooler(encoder, 0.02, seed=4)
+    after = dense.kernel.numpy()
+    assert not np.allclose(before, after) and np.all(dense.bias.numpy() == 0)
+    assert abs(after.std() - 0.02 * 0.88) < 0.003 and np.abs(after).max() <= 0.04 + 1e-6

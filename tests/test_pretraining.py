@@ -289,3 +289,13 @@ def test_bad_pretraining_input(vocab_file, tmp_path, capsys):
                 "--out", str(tmp_path / "m"), "--steps", "2"]) == 2
     assert "not a BERT pre-training record" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_prepare_text_holds_out_whole_documents(corpus, tmp_path):
+    from bert_tf.pretraining_data import prepare_text, read_documents
+    summary = prepare_text([str(corpus)], str(tmp_path / "train.txt"), "plain",
+                           str(tmp_path / "eval.txt"), eval_every=3)
+    train, held = read_documents([str(tmp_path / "train.txt")]), read_documents(
+        [str(tmp_path / "eval.txt")])
+    assert summary["documents"] == len(train) and summary["eval_documents"] == len(held) > 0
+    assert not {tuple(d) for d in train} & {tuple(d) for d in held}

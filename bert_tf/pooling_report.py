@@ -1,0 +1,637 @@
+"""`bert-tf pooling-report`: which pooling strategy works best, per model and task.
+
+For every model × task × strategy (`bert_tf.pooling.STRATEGIES`) a *probe* cell:
+the encoder stays frozen and a logistic regression on the pooled vectors of the
+training set is evaluated on the dev set; with `--finetune` also a *finetune*
+cell: `bert_tf.finetune` with that pooling head, in `OUT/runs/<model>-<task>-<strategy>`.
+
+The probe runs the encoder once per text (batches sorted by length, each padded
+only to its longest), computes every parameter-free pooling from the same
+outputs with the masked layers of `bert_tf.pooling`, and keeps, for `attention`,
+the real tokens' sequence outputs as float16 (`[tokens, H]` plus lengths).
+
+Logistic regression (`fit_logistic`): features standardised with the training
+mean and std; softmax over a dense layer from zeros; loss = mean cross-entropy +
+`||W||² / (2 N)` (scikit-learn's default L2, C=1); full-batch Adam, 1000 steps,
+learning rate 0.02 decaying linearly to 0. No randomness at all.
+The `attention` probe (`fit_attention_probe`): tokens standardised with the
+training tokens' mean and std, then `AttentionPooling` (query drawn from
+`--seed`) and the same dense layer and L2; mini-batch Adam on 128 examples of
+similar length, for 50 epochs but at least 300 and at most 1500 steps, learning
+rate 3e-3 decaying linearly to 0, batch order drawn from `--seed`.
+
+Each finished cell is `OUT/cells/<model>__<task>__<strategy>__<probe|finetune>.json`;
+a rerun reuses it (and refuses a cell made with other settings). At the end:
+`OUT/report.md`, `OUT/report.json` and `OUT/report.png`.
+
+Example:
+    >>> args = build_parser().parse_args(["--model", "saved_models/minilm",  # doctest: +SKIP
+    ...     "--tasks", "sst2", "--out", "reports/pooling", "--train-limit", "2000"])
+    >>> report = pooling_report(args)                                # doctest: +SKIP
+    >>> cell = report["cells"][0]                                     # doctest: +SKIP
+    >>> cell["strategy"], cell["mode"], round(cell["dev_accuracy"], 2)  # doctest: +SKIP
+    ('pooled_output', 'probe', 0.72)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bert_tf.checkpoint import CKPT_NAME
+from bert_tf.config import load_config
+from bert_tf.data import GLUE_TASKS, DataError, Examples, encode, glue_files, label_map, \
+    make_dataset, read_task
+from bert_tf.pooling import STRATEGIES, pool
+
+MODES = ("probe", "finetune")
+LOGISTIC = {"steps": 1000, "learning_rate": 0.02, "l2": "1/(2N)", "init": "zeros",
+            "standardise": "train mean/std"}
+ATTENTION = {"steps": "50 epochs, 300 to 1500", "batch_size": 128, "learning_rate": 3e-3,
+             "l2": "1/(2N)", "standardise": "train token mean/std"}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, action="append",
+                   help="model dir (repeat for several models)")
+    p.add_argument("--tasks", default="sst2,mrpc", help="comma list of sst2, mrpc")
+    p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
+                   help="folder with SST-2/ and MRPC/ (default $BERT_TF_DATA or ../shared/data)")
+    p.add_argument("--out", required=True, help="report dir")
+    p.add_argument("--strategies", default=",".join(STRATEGIES),
+                   help=f"comma list (default all: {','.join(STRATEGIES)})")
+    p.add_argument("--finetune", action="store_true",
+                   help="also fine-tune the whole model with each pooling head")
+    p.add_argument("--train-limit", type=int, help="use the first N training examples")
+    p.add_argument("--dev-limit", type=int, help="probe cells only: evaluate on the first N dev "
+                   "examples (quick checks; fine-tune cells always use the whole dev set)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="batch size of the frozen encoder and of fine-tuning")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=1, help="fine-tune cells: epochs")
+    p.add_argument("--learning-rate", type=float, default=5e-5,
+                   help="fine-tune cells: peak learning rate")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bert-tf pooling-report")
+    add_arguments(p)
+    return p
+
+
+def model_name(model_dir: str) -> str:
+    return os.path.basename(os.path.normpath(os.path.abspath(model_dir)))
+
+
+def cell_name(model: str, task: str, strategy: str, mode: str) -> str:
+    return f"{model}__{task}__{strategy}__{mode}"
+
+
+def _comma_list(value: str, known, flag: str) -> list[str]:
+    items = list(dict.fromkeys(x.strip() for x in value.split(",") if x.strip()))
+    if not items:
+        raise ValueError(f"{flag} is empty; choose from {', '.join(known)}")
+    for item in items:
+        if item not in known:
+            raise ValueError(f"{flag}: unknown {item!r}; choose from {', '.join(known)}")
+    return items
+
+
+def _limit(examples: Examples, n: int | None) -> Examples:
+    if not n:
+        return examples
+    return Examples(examples.texts_a[:n], examples.texts_b[:n] if examples.texts_b else None,
+                    examples.labels[:n], examples.source)
+
+
+class Plan:
+    """The checked command: models, tasks (with their data), strategies, modes."""
+
+    def __init__(self, args):
+        self.args = args
+        self.tasks = _comma_list(args.tasks, tuple(GLUE_TASKS), "--tasks")
+        self.strategies = _comma_list(args.strategies, STRATEGIES, "--strategies")
+        self.modes = MODES if args.finetune else MODES[:1]
+        for flag in ("train_limit", "dev_limit", "epochs", "batch_size", "max_seq_length"):
+            value = getattr(args, flag)
+            if value is not None and value < 1:
+                raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
+        self.models = {}  # name -> absolute model dir
+        for model_dir in args.model:
+            if not os.path.isdir(model_dir):
+                raise FileNotFoundError(f"--model {model_dir}: no such model dir")
+            load_config(model_dir)
+            if not os.path.exists(os.path.join(model_dir, CKPT_NAME + ".index")):
+                raise FileNotFoundError(f"--model {model_dir}: no checkpoint {CKPT_NAME}")
+            name = model_name(model_dir)
+            if name in self.models:
+                raise ValueError(f"two --model dirs are named {name!r}; the report names models "
+                                 "by their folder name")
+            self.models[name] = os.path.abspath(model_dir)
+        self.data = {}  # task -> (train, dev, labels)
+        for task in self.tasks:
+            missing = [p for p in glue_files(task, args.data_dir).values() if not os.path.exists(p)]
+            if missing:
+                raise DataError(f"{task}: looked for {', '.join(missing)} and did not find it; "
+                                "pass --data-dir (or set BERT_TF_DATA) to a folder holding the "
+                                "GLUE layout")
+            train, dev = read_task(task, args.data_dir, "train"), read_task(task, args.data_dir,
+                                                                            "dev")
+            self.data[task] = (_limit(train, args.train_limit), dev, label_map(train, dev))
+
+    def cells(self):
+        """`(model, task, strategy, mode)` in report order."""
+        return [(m, t, s, mode) for m in self.models for t in self.tasks
+                for s in self.strategies for mode in self.modes]
+
+    def settings(self, model: str, task: str, strategy: str, mode: str) -> dict:
+        """What a cell's result depends on: a stored cell is reused only if these match."""
+        a = self.args
+        common = {"model_dir": self.models[model], "task": task, "strategy": strategy,
+                  "mode": mode, "data_dir": os.path.abspath(a.data_dir),
+                  "train_limit": a.train_limit, "seed": a.seed, "max_seq_length": a.max_seq_length}
+        if mode == "probe":
+            return {**common, "dev_limit": a.dev_limit,
+                    "probe": ATTENTION if strategy == "attention" else LOGISTIC}
+        return {**common, "epochs": a.epochs, "learning_rate": a.learning_rate,
+                "batch_size": a.batch_size}
+
+    def cell_path(self, *cell) -> str:
+        return os.path.join(self.args.out, "cells", cell_name(*cell) + ".json")
+
+    def finished(self) -> dict:
+        """The stored cells of this grid; raises if the report dir is not ours or a
+        stored cell was made with other settings."""
+        out = self.args.out
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise FileExistsError(f"--out {out} is a file")
+        if os.path.isdir(out) and os.listdir(out) and not os.path.isdir(os.path.join(out, "cells")):
+            raise FileExistsError(f"{out} exists and is not a pooling report; choose another --out")
+        done = {}
+        for cell in self.cells():
+            path = self.cell_path(*cell)
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                stored = json.load(f)
+            wanted = json.loads(json.dumps(self.settings(*cell)))
+            if stored.get("settings") != wanted:
+                changed = sorted(k for k in set(stored.get("settings", {})) | set(wanted)
+                                 if stored.get("settings", {}).get(k) != wanted.get(k))
+                raise FileExistsError(f"{path} was made with other settings (differs in "
+                                      f"{changed}); choose another --out or delete that cell")
+            done[cell] = stored
+        return done
+
+
+def evaluate(labels: np.ndarray, predictions: np.ndarray, num_labels: int) -> dict:
+    """Dev accuracy, and F1 of label id 1 for two labels.
+
+    >>> evaluate(np.array([1, 0, 1]), np.array([1, 1, 1]), 2)
+    {'dev_accuracy': 0.6666666666666666, 'dev_f1': 0.8}
+    """
+    from bert_tf.finetune import binary_f1
+    result = {"dev_accuracy": float(np.mean(predictions == labels))}
+    if num_labels == 2:
+        result["dev_f1"] = binary_f1(labels, predictions)
+    return result
+
+
+# ---- the frozen encoder, once per text ------------------------------------------------------
+
+def feature_model(encoder: keras.Model, strategies) -> keras.Model:
+    """Encoder inputs -> dict of every parameter-free pooling `[B, H]` in `strategies`,
+    plus `sequence_output` when `attention` is among them."""
+    from bert_tf.encoder import encoder_inputs
+    inputs = encoder_inputs()
+    outputs = encoder(inputs)
+    out = {}
+    for s in strategies:
+        if s == "attention":
+            out["sequence_output"] = outputs["sequence_output"]
+        else:
+            out[s] = pool(s, outputs, inputs["input_mask"], name=f"pooling_{s}")
+    return keras.Model(inputs, out)
+
+
+def embed(model_fn, tokenizer, examples: Examples, labels: list[str], args,
+          progress: bool) -> dict:
+    """Runs the frozen encoder once over `examples`, sorted by length (stable) so that
+    each batch pads little. Everything returned is in that sorted order:
+    `y` `[N]`, one float32 `[N, H]` array per pooling, and for attention `tokens`
+    (float16 `[real tokens, H]`) with `lengths` `[N]`."""
+    features, y, trimmed = encode(tokenizer, examples, args.max_seq_length, labels)
+    if trimmed:
+        print(f"note: {trimmed} of {len(y)} examples exceed --max-seq-length "
+              f"{args.max_seq_length} tokens and are trimmed")
+    lengths = features["input_mask"].sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    features = {k: v[order] for k, v in features.items()}
+    y, lengths = y[order], lengths[order]
+    bar = keras.utils.Progbar(len(y), unit_name="text") if progress else None
+    parts: dict[str, list] = {}
+    for x, _ in make_dataset(features, y, args.batch_size, training=False):
+        out = model_fn(x)
+        for key, value in out.items():
+            value = value.numpy()
+            if key == "sequence_output":  # real tokens only, row by row
+                value = value[x["input_mask"].numpy().astype(bool)].astype(np.float16)
+            parts.setdefault(key, []).append(value)
+        if bar:
+            bar.add(len(out[next(iter(out))]))
+    result = {"y": y, **{k: np.concatenate(v) for k, v in parts.items()}}
+    if "sequence_output" in result:
+        result["tokens"] = result.pop("sequence_output")
+        result["lengths"] = lengths.astype(np.int64)
+    return result
+
+
+# ---- probes ---------------------------------------------------------------------------------
+
+def _linear_decay(learning_rate: float, steps: int):
+    return keras.optimizers.schedules.PolynomialDecay(learning_rate, steps, 0.0)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, num_labels: int, steps: int = LOGISTIC["steps"],
+                 learning_rate: float = LOGISTIC["learning_rate"]):
+    """Multinomial logistic regression (settings: module docstring). Returns
+    `(predict, info)`: `predict(x) -> label ids`, `info` the final loss, gradient
+    norm and training accuracy.
+
+    >>> x = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9], [0.9, 0.2]], "float32")
+    >>> predict, info = fit_logistic(x, np.array([0, 1, 0, 1]), 2, steps=50)
+    >>> predict(x).tolist(), info["train_accuracy"]
+    ([0, 1, 0, 1], 1.0)
+    """
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = tf.constant((x - mean) / std, tf.float32)
+    labels = tf.constant(y, tf.int32)
+    l2 = 1.0 / (2 * len(y))
+    kernel = keras.Variable(np.zeros((x.shape[1], num_labels), np.float32), name="kernel")
+    bias = keras.Variable(np.zeros((num_labels,), np.float32), name="bias")
+    variables = [kernel, bias]
+    optimizer = keras.optimizers.Adam(_linear_decay(learning_rate, steps))
+    optimizer.build(variables)
+
+    def loss_and_grads():
+        with tf.GradientTape() as tape:
+            logits = tf.matmul(z, kernel.value) + bias.value
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            loss += l2 * tf.reduce_sum(tf.square(kernel.value))
+        return loss, tape.gradient(loss, [v.value for v in variables])
+
+    @tf.function(autograph=False)
+    def step():
+        loss, grads = loss_and_grads()
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    for _ in range(steps):
+        step()
+    loss, grads = loss_and_grads()
+    w, b = kernel.numpy(), bias.numpy()
+
+    def predict(features: np.ndarray) -> np.ndarray:
+        return np.argmax(((features - mean) / std) @ w + b, axis=1)
+
+    info = {"train_loss": float(loss), "grad_norm": float(tf.linalg.global_norm(grads)),
+            "train_accuracy": float(np.mean(predict(x) == y))}
+    return predict, info
+
+
+def _padded(tokens: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, idx: np.ndarray):
+    """Rows `idx` of the ragged token store as float32 `[B, longest, H]` and a mask."""
+    width = int(lengths[idx].max())
+    x = np.zeros((len(idx), width, tokens.shape[1]), np.float32)
+    mask = np.zeros((len(idx), width), np.int32)
+    for row, i in enumerate(idx):
+        n = lengths[i]
+        x[row, :n] = tokens[offsets[i]:offsets[i] + n]
+        mask[row, :n] = 1
+    return x, mask
+
+
+def attention_steps(n: int, batch_size: int = ATTENTION["batch_size"]) -> int:
+    """50 epochs of `n` examples, at least 300 and at most 1500 steps.
+
+    >>> attention_steps(64), attention_steps(2000), attention_steps(67349)
+    (300, 800, 1500)
+    """
+    return min(1500, max(300, 50 * -(-n // batch_size)))
+
+
+def fit_attention_probe(train: dict, num_labels: int, seed: int, steps: int | None = None,
+                        batch_size: int = ATTENTION["batch_size"],
+                        learning_rate: float = ATTENTION["learning_rate"]):
+    """A learned attention pooling + logistic regression on frozen token vectors
+    (`train` as `embed` returns it; settings: module docstring). Returns
+    `(predict, info)`: `predict(store) -> label ids` for another such store."""
+    from bert_tf.pooling import AttentionPooling
+    tokens, lengths, y = train["tokens"], train["lengths"], train["y"]
+    hidden = tokens.shape[1]
+    steps = steps or attention_steps(len(y), batch_size)
+    mean = tokens.astype(np.float32).mean(axis=0)
+    std = tokens.astype(np.float32).std(axis=0) + 1e-6
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    keras.utils.set_random_seed(seed)
+    pooling = AttentionPooling(name="probe_attention")
+    dense = keras.layers.Dense(num_labels, kernel_initializer="zeros", name="probe_dense")
+    pooling.build((None, None, hidden))
+    dense.build((None, hidden))
+    variables = pooling.trainable_variables + dense.trainable_variables
+    l2 = 1.0 / (2 * len(y))
+    optimizer = keras.optimizers.Adam(_linear_decay(learning_rate, steps))
+    optimizer.build(variables)
+    spec = [tf.TensorSpec([None, None, hidden], tf.float32), tf.TensorSpec([None, None], tf.int32)]
+
+    @tf.function(input_signature=spec, autograph=False)
+    def logits_of(x, mask):
+        return dense(pooling((x - mean) / std, mask))
+
+    @tf.function(input_signature=spec + [tf.TensorSpec([None], tf.int32)], autograph=False)
+    def step(x, mask, labels):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels, logits_of(x, mask)))
+            loss += l2 * tf.reduce_sum(tf.square(dense.kernel.value))
+        optimizer.apply_gradients(zip(tape.gradient(loss, [v.value for v in variables]),
+                                      variables))
+        return loss
+
+    rng = np.random.default_rng(seed)
+    batches, losses = [], []
+    while len(losses) < steps:
+        if not batches:  # an epoch: random order, then grouped by length (bucket of 8)
+            perm = rng.permutation(len(y))
+            perm = perm[np.argsort(lengths[perm] // 8, kind="stable")]
+            batches = [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        idx = batches.pop()
+        x, mask = _padded(tokens, offsets, lengths, idx)
+        losses.append(float(step(x, mask, y[idx])))
+
+    def predict(store: dict) -> np.ndarray:
+        offs = np.concatenate([[0], np.cumsum(store["lengths"])[:-1]])
+        preds = []
+        for i in range(0, len(store["y"]), 256):
+            idx = np.arange(i, min(i + 256, len(store["y"])))
+            x, mask = _padded(store["tokens"], offs, store["lengths"], idx)
+            preds.append(np.argmax(logits_of(x, mask).numpy(), axis=1))
+        return np.concatenate(preds)
+
+    info = {"train_loss_last_100_steps": float(np.mean(losses[-100:])),
+            "train_accuracy": float(np.mean(predict(train) == y))}
+    return predict, info
+
+
+# ---- cells ----------------------------------------------------------------------------------
+
+def probe_cells(plan: Plan, model: str, task: str, strategies, encoder_fn, tokenizer,
+                progress: bool) -> dict:
+    """Embeds `task`'s train and dev sets once and fits a probe per strategy."""
+    train_examples, dev_examples, labels = plan.data[task]
+    dev_examples = _limit(dev_examples, plan.args.dev_limit)
+    stores = {}
+    for split, examples in (("train", train_examples), ("dev", dev_examples)):
+        if progress:
+            print(f"{model} {task}: embedding {len(examples)} {split} examples")
+        stores[split] = embed(encoder_fn, tokenizer, examples, labels, plan.args, progress)
+    train, dev = stores["train"], stores["dev"]
+    majority = int(np.argmax(np.bincount(train["y"], minlength=len(labels))))
+    results = {}
+    for strategy in strategies:
+        start = time.time()
+        if strategy == "attention":
+            predict, info = fit_attention_probe(train, len(labels), plan.args.seed)
+            predictions = predict(dev)
+        else:
+            predict, info = fit_logistic(train[strategy], train["y"], len(labels))
+            predictions = predict(dev[strategy])
+        results[strategy] = {
+            **evaluate(dev["y"], predictions, len(labels)), **info,
+            "train_examples": len(train["y"]), "dev_examples": len(dev["y"]), "labels": labels,
+            "majority_dev_accuracy": float(np.mean(dev["y"] == majority)),
+            "fit_seconds": round(time.time() - start, 1)}
+    return results
+
+
+def finetune_cell(plan: Plan, model: str, task: str, strategy: str) -> dict:
+    """A `bert_tf.finetune` run with `strategy` as the pooling head (no exports),
+    in `OUT/runs/<model>-<task>-<strategy>`; a finished run's metrics are reused."""
+    from bert_tf.finetune import add_arguments as finetune_arguments, finetune, run_args
+    a = plan.args
+    run_dir = os.path.join(a.out, "runs", f"{model}-{task}-{strategy}")
+    parser = argparse.ArgumentParser()
+    finetune_arguments(parser)
+    argv = ["--task", task, "--model", plan.models[model], "--data-dir",
+            os.path.abspath(a.data_dir), "--out", run_dir, "--pooling", strategy, "--no-export",
+            "--epochs", str(a.epochs), "--learning-rate", str(a.learning_rate),
+            "--batch-size", str(a.batch_size), "--max-seq-length", str(a.max_seq_length),
+            "--seed", str(a.seed)]
+    if a.train_limit:
+        argv += ["--train-limit", str(a.train_limit)]
+    if a.quiet:
+        argv.append("--quiet")
+    ns = parser.parse_args(argv)
+    metrics_file = os.path.join(run_dir, "metrics.json")
+    run_file = os.path.join(run_dir, "run.json")
+    metrics = None
+    if os.path.exists(metrics_file) and os.path.exists(run_file):
+        with open(run_file) as f:
+            if json.load(f) == json.loads(json.dumps(run_args(ns))):
+                with open(metrics_file) as g:
+                    metrics = json.load(g)
+                print(f"reused finished run {run_dir}")
+    if metrics is None:
+        metrics = finetune(ns)
+    keep = ("dev_accuracy", "dev_f1", "train_examples", "dev_examples", "train_wall_seconds",
+            "train_examples_per_second", "replicas")
+    return {**{k: metrics[k] for k in keep if k in metrics}, "run_dir": os.path.abspath(run_dir),
+            "distribution": metrics.get("strategy"), "labels": plan.data[task][2]}
+
+
+def write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def pooling_report(args, command: str | None = None) -> dict:
+    """Runs (or resumes) the whole grid and writes the report; returns `report.json`'s dict."""
+    plan = Plan(args)
+    done = plan.finished()  # everything checked: from here on we write
+    os.makedirs(os.path.join(args.out, "cells"), exist_ok=True)
+    cells = plan.cells()
+    for cell in cells:
+        if cell in done:
+            print(f"reused {os.path.relpath(plan.cell_path(*cell), args.out)}")
+    progress = not args.quiet
+    bar = keras.utils.Progbar(len(cells), unit_name="cell") if progress else None
+    if bar and done:
+        bar.add(len(done))
+    for model in plan.models:
+        todo = [c for c in cells if c[0] == model and c not in done]
+        probes = [c for c in todo if c[3] == "probe"]
+        if probes:
+            from bert_tf.models import load_encoder, load_tokenizer
+            strategies = list(dict.fromkeys(c[2] for c in probes))
+            encoder = load_encoder(plan.models[model])
+            net = feature_model(encoder, strategies)
+            encoder_fn = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+            tokenizer = load_tokenizer(plan.models[model])
+        for task in plan.tasks:
+            wanted = [c[2] for c in probes if c[1] == task]
+            results = probe_cells(plan, model, task, wanted, encoder_fn, tokenizer,
+                                  progress) if wanted else {}
+            for strategy, result in results.items():
+                done[model, task, strategy, "probe"] = _save(plan, (model, task, strategy,
+                                                                    "probe"), result, bar)
+        if probes:
+            del encoder, net, encoder_fn
+            keras.backend.clear_session()
+        for cell in (c for c in todo if c[3] == "finetune"):
+            done[cell] = _save(plan, cell, finetune_cell(plan, *cell[:3]), bar)
+    if bar:
+        print()
+    report = {"command": command or command_line(args), "machine": machine(),
+              "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+              "models": plan.models, "tasks": plan.tasks, "strategies": plan.strategies,
+              "modes": list(plan.modes), "cells": [done[c] for c in cells]}
+    write_json(os.path.join(args.out, "report.json"), report)
+    with open(os.path.join(args.out, "report.md"), "w", encoding="utf-8") as f:
+        f.write(markdown(report))
+    plot(report, os.path.join(args.out, "report.png"))
+    print(f"wrote {os.path.join(args.out, 'report.md')}, report.json and report.png")
+    return report
+
+
+def _save(plan: Plan, cell, result: dict, bar) -> dict:
+    model, task, strategy, mode = cell
+    stored = {"model": model, "task": task, "strategy": strategy, "mode": mode, **result,
+              "settings": plan.settings(*cell)}
+    write_json(plan.cell_path(*cell), stored)
+    line = f"{model} {task} {strategy} {mode}: dev accuracy {result['dev_accuracy']:.4f}"
+    if "dev_f1" in result:
+        line += f", F1 {result['dev_f1']:.4f}"
+    print(("\n" if bar else "") + line)
+    if bar:
+        bar.add(1)
+    return stored
+
+
+# ---- report ---------------------------------------------------------------------------------
+
+def command_line(args) -> str:
+    """The command as typed when run as `bert-tf pooling-report`; else the equivalent one."""
+    argv = sys.argv[1:]
+    if argv[:1] != ["pooling-report"]:
+        argv = ["pooling-report"]
+        for m in args.model:
+            argv += ["--model", m]
+        argv += ["--tasks", args.tasks, "--strategies", args.strategies, "--data-dir",
+                 args.data_dir, "--out", args.out, "--seed", str(args.seed), "--batch-size",
+                 str(args.batch_size), "--max-seq-length", str(args.max_seq_length)]
+        for flag in ("train_limit", "dev_limit"):
+            if getattr(args, flag):
+                argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+        if args.finetune:
+            argv += ["--finetune", "--epochs", str(args.epochs), "--learning-rate",
+                     str(args.learning_rate)]
+        if args.quiet:
+            argv.append("--quiet")
+    return shlex.join(["bert-tf", *argv])
+
+
+def machine() -> str:
+    return (f"{platform.platform()}, processor {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs")
+
+
+def _columns(report: dict, task: str):
+    """`(model, mode, metric)` columns with at least one value for `task`."""
+    present = {(c["model"], c["mode"]) for c in report["cells"] if c["task"] == task}
+    metrics = ["dev_accuracy"] + (["dev_f1"] if task == "mrpc" else [])
+    return [(m, mode, k) for m in report["models"] for mode in report["modes"]
+            if (m, mode) in present for k in metrics]
+
+
+def markdown(report: dict) -> str:
+    cells = {(c["model"], c["task"], c["strategy"], c["mode"]): c for c in report["cells"]}
+    lines = ["# Pooling report", "", "Command:", "", "```", report["command"], "```", "",
+             f"Machine: {report['machine']}  ", f"Date: {report['date']}", "",
+             "probe: frozen encoder, logistic regression on the pooled vectors "
+             "(`attention`: learned query + logistic regression on the frozen token vectors); "
+             "finetune: the whole model fine-tuned with that pooling head. "
+             "Best value per column in bold.", ""]
+    for task in report["tasks"]:
+        columns = _columns(report, task)
+        any_cell = next(c for c in report["cells"] if c["task"] == task)
+        sizes = ", ".join(f"{mode}: {c['train_examples']} train / {c['dev_examples']} dev"
+                          for mode in report["modes"]
+                          for c in [next((x for x in report["cells"] if x["task"] == task
+                                          and x["mode"] == mode), None)] if c)
+        lines += [f"## {task}", "", f"Dev accuracy{' and F1' if task == 'mrpc' else ''} "
+                  f"({sizes}; majority class "
+                  f"{any_cell.get('majority_dev_accuracy', float('nan')):.3f})", ""]
+        names = {"dev_accuracy": "acc", "dev_f1": "F1"}
+        lines.append("| strategy | " + " | ".join(f"{m} {mode} {names[k]}"
+                                                   for m, mode, k in columns) + " |")
+        lines.append("|---|" + "---:|" * len(columns))
+        best = {col: max((cells[col[0], task, s, col[1]].get(col[2], -1)
+                          for s in report["strategies"]
+                          if (col[0], task, s, col[1]) in cells), default=None)
+                for col in columns}
+        for s in report["strategies"]:
+            row = []
+            for col in columns:
+                value = cells.get((col[0], task, s, col[1]), {}).get(col[2])
+                text = "" if value is None else f"{value:.3f}"
+                row.append(f"**{text}**" if value is not None and value == best[col] else text)
+            lines.append(f"| {s} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: str) -> None:
+    """A grouped bar chart: a subplot per task, a group of bars per strategy, a bar
+    per model × mode; the dashed line is the majority class."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks, strategies = report["tasks"], report["strategies"]
+    series = [(m, mode) for m in report["models"] for mode in report["modes"]]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(6, 1.3 * len(strategies)) * len(tasks),
+                                                     4), squeeze=False)
+    width = 0.8 / len(series)
+    cells = {(c["model"], c["task"], c["strategy"], c["mode"]): c for c in report["cells"]}
+    for ax, task in zip(axes[0], tasks):
+        for i, (model, mode) in enumerate(series):
+            values = [cells.get((model, task, s, mode), {}).get("dev_accuracy", np.nan)
+                      for s in strategies]
+            ax.bar(np.arange(len(strategies)) + (i - (len(series) - 1) / 2) * width, values,
+                   width, label=f"{model} {mode}")
+        majority = [c.get("majority_dev_accuracy") for c in report["cells"]
+                    if c["task"] == task and "majority_dev_accuracy" in c]
+        if majority:
+            ax.axhline(majority[0], color="gray", linestyle="--", linewidth=1,
+                       label="majority class")
+        ax.set_xticks(np.arange(len(strategies)), strategies, rotation=20)
+        ax.set(title=task, ylabel="dev accuracy", ylim=(0, 1))
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
