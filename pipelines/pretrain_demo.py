@@ -1,7 +1,7 @@
 """Pre-train a BERT-tiny from scratch on real text, then ask whether its NSP-trained
 pooler helps SST-2.
 
-    .venv/bin/python -m pipelines.pretrain_demo [--steps 3000] [--data-dir ../shared/data]
+    .venv/bin/python -m pipelines.pretrain_demo [--steps 2000] [--data-dir ../shared/data]
 
 1. `bert-tf prepare-text`: WikiText-2 valid + test and Tiny Shakespeare -> BERT's
    input format; every 20th document is held out for evaluation.
@@ -38,11 +38,11 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"))
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "pretrain-demo"))
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--dupe-factor", type=int, default=5)
-    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--finetune-epochs", type=int, default=1)
     args = p.parse_args(argv)
     d = args.data_dir
     out = os.path.abspath(args.out)
