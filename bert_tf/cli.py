@@ -8,6 +8,7 @@
     bert-tf prepare-text WIKI.txt ... --out CORPUS.txt
     bert-tf create-pretraining-data --input CORPUS.txt --vocab VOCAB --out PATH.tfrecord
     bert-tf pretrain --config tiny --vocab VOCAB --train PATTERN --out MODEL_DIR --steps N
+    bert-tf pooling-report --model MODEL_DIR --tasks sst2,mrpc --out REPORT_DIR [--finetune]
 """
 from __future__ import annotations
 
