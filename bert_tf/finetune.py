@@ -22,7 +22,7 @@ from bert_tf.data import DataError, Examples, encode, glue_files, label_map, mak
     read_task, read_tsv
 from bert_tf.models import load_encoder, load_tokenizer
 from bert_tf.tokenizer import vocab_path
-from bert_tf.training import RunDir, bert_optimizer, chief_from_tf_config, \
+from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, chief_from_tf_config, \
     fit_under_multi_worker, resolve_strategy, set_mixed_precision
 
 
@@ -222,7 +222,6 @@ def finetune(args) -> dict:
 
 def add_arguments(p) -> None:
     from bert_tf.pooling import STRATEGIES as POOLINGS
-    from bert_tf.training import STRATEGIES
     p.add_argument("--task", required=True, choices=("sst2", "mrpc", "tsv"))
     p.add_argument("--model", required=True, help="pretrained model dir")
     p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
@@ -235,11 +234,6 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup-proportion", type=float, default=0.1)
     p.add_argument("--train-limit", type=int, help="use the first N training examples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--strategy", default="auto", choices=STRATEGIES)
-    p.add_argument("--tpu", help="TPU address for --strategy tpu/auto")
-    p.add_argument("--cpu-replicas", type=int, default=1,
-                   help="split the CPU into N logical devices (to try mirrored without GPUs)")
-    p.add_argument("--mixed-precision", default="none", choices=("none", "bfloat16", "float16"))
     p.add_argument("--pooling", default="pooled_output", choices=POOLINGS)
     p.add_argument("--reinit-pooler", action="store_true",
                    help="re-initialise the pooler's dense layer (drop its NSP-trained weights)")
@@ -248,9 +242,5 @@ def add_arguments(p) -> None:
     p.add_argument("--text-column", help="--task tsv: column of the text")
     p.add_argument("--text-b-column", help="--task tsv: column of the second text (pairs)")
     p.add_argument("--label-column", help="--task tsv: column of the label (read as strings)")
-    p.add_argument("--checkpoint-every", type=int, default=200,
-                   help="steps between resumable checkpoints")
-    p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished or other run")
-    p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    add_run_arguments(p)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -33,7 +34,7 @@ from bert_tf.heads import build_pretraining_model, pretraining_heads
 from bert_tf.models import assign
 from bert_tf.pretraining_data import MaskingVocab, pretraining_dataset
 from bert_tf.tokenizer import vocab_path
-from bert_tf.training import RunDir, bert_optimizer, chief_from_tf_config, \
+from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, chief_from_tf_config, \
     fit_under_multi_worker, resolve_strategy, set_mixed_precision
 
 
@@ -177,7 +178,6 @@ def pretrain(args) -> dict:
     wall = time.time() - start
     hist = {rename(k): [float(v) for v in vs] for k, vs in history.history.items()}
     if not chief:
-        import shutil
         shutil.rmtree(work_dir, ignore_errors=True)
         return hist
     metrics = {"steps": per_epoch * epochs, "batch_size": args.batch_size,
@@ -206,7 +206,6 @@ def rename(key: str) -> str:
 
 
 def add_arguments(p) -> None:
-    from bert_tf.training import STRATEGIES
     p.add_argument("--config", help="preset (tiny, mini, small, medium, base, large) or a "
                    "CONFIG.json, for a model drawn at random")
     p.add_argument("--init", help="model dir to start from instead of --config")
@@ -226,13 +225,4 @@ def add_arguments(p) -> None:
                    help="draw new masks every epoch in tf.data (the records' masks are undone)")
     p.add_argument("--masked-lm-prob", type=float, default=0.15, help="for --dynamic-masking")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--strategy", default="auto", choices=STRATEGIES)
-    p.add_argument("--tpu", help="TPU address for --strategy tpu/auto")
-    p.add_argument("--cpu-replicas", type=int, default=1,
-                   help="split the CPU into N logical devices (to try mirrored without GPUs)")
-    p.add_argument("--mixed-precision", default="none", choices=("none", "bfloat16", "float16"))
-    p.add_argument("--checkpoint-every", type=int, default=200,
-                   help="steps between resumable checkpoints")
-    p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished or other run")
-    p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    add_run_arguments(p)

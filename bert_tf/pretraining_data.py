@@ -401,9 +401,8 @@ def remask(record: dict, seed, vocab: MaskingVocab, masked_lm_prob: float) -> di
     max_predictions = positions.shape[0]
     seq_length = ids.shape[0]
     real = tf.cast(weights > 0, tf.int64)
-    restore = tf.scatter_nd(positions[:, None], (record["masked_lm_ids"] - tf.gather(ids, positions))
-                            * real, [seq_length])
-    ids = ids + restore
+    change = (record["masked_lm_ids"] - tf.gather(ids, positions)) * real
+    ids = ids + tf.scatter_nd(positions[:, None], change, [seq_length])
     mask = record["input_mask"]
     candidate = (mask > 0) & (ids != vocab.cls) & (ids != vocab.sep)
     length = tf.reduce_sum(mask)

@@ -11,6 +11,20 @@ import tensorflow as tf
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu")
 
 
+def add_run_arguments(p) -> None:
+    """The flags `finetune` and `pretrain` share: where and how the training runs."""
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    p.add_argument("--tpu", help="TPU address for --strategy tpu/auto")
+    p.add_argument("--cpu-replicas", type=int, default=1,
+                   help="split the CPU into N logical devices (to try mirrored without GPUs)")
+    p.add_argument("--mixed-precision", default="none", choices=("none", "bfloat16", "float16"))
+    p.add_argument("--checkpoint-every", type=int, default=200,
+                   help="steps between resumable checkpoints")
+    p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished or other run")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+
+
 def resolve_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.Strategy:
     """`auto`: a TPU if one is named (`--tpu` or `TPU_NAME`), else all GPUs with
     MirroredStrategy, else the CPU. `multi_worker` reads the cluster from `TF_CONFIG`.
