@@ -9,6 +9,9 @@
     bert-tf create-pretraining-data --input CORPUS.txt --vocab VOCAB --out PATH.tfrecord
     bert-tf pretrain --config tiny --vocab VOCAB --train PATTERN --out MODEL_DIR --steps N
     bert-tf pooling-report --model MODEL_DIR --tasks sst2,mrpc --out REPORT_DIR [--finetune]
+    bert-tf squad --model MODEL_DIR --train FILE.json --predict FILE.json --out RUN_DIR
+    bert-tf squad-eval DATA.json PREDICTIONS.json
+    bert-tf squad-answer --export RUN_DIR/export/serving/1 --question Q --context TEXT
 """
 from __future__ import annotations
 
@@ -107,6 +110,35 @@ def _pretrain(args):
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=1))
 
 
+def _squad(args):
+    from bert_tf.squad import squad
+    from bert_tf.training import split_cpu
+    split_cpu(args.cpu_replicas)
+    metrics = squad(args)
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "exports")},
+                     indent=1))
+
+
+def _squad_eval(args):
+    from bert_tf.squad import squad_eval
+    print(json.dumps(squad_eval(args.data, args.predictions, args.articles)))
+
+
+def _squad_answer(args):
+    from bert_tf.squad import answer
+    context = args.context
+    if args.context_file:
+        with open(args.context_file, encoding="utf-8") as f:
+            context = f.read()
+    if not context:
+        raise UsageError("squad-answer needs --context TEXT or --context-file FILE")
+    result = answer(args.export, args.question, context)
+    print(json.dumps(result, ensure_ascii=False))
+    if result["truncated"]:
+        print("note: the context was longer than the export's window; only its start was read",
+              file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bert-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,6 +215,24 @@ def build_parser() -> argparse.ArgumentParser:
     from bert_tf.pooling_report import add_arguments as pooling_report_arguments
     pooling_report_arguments(p)
     p.set_defaults(func=_pooling_report)
+
+    p = sub.add_parser("squad", help="SQuAD v1.1 question answering: fine-tune, predict, score")
+    from bert_tf.squad import add_arguments as squad_arguments
+    squad_arguments(p)
+    p.set_defaults(func=_squad)
+
+    p = sub.add_parser("squad-eval", help="the official SQuAD v1.1 exact match and F1")
+    p.add_argument("data", help="SQuAD v1.1 JSON with the gold answers")
+    p.add_argument("predictions", help="predictions.json ({question id: answer text})")
+    p.add_argument("--articles", help="A:B, score only these articles of DATA")
+    p.set_defaults(func=_squad_eval)
+
+    p = sub.add_parser("squad-answer", help="answer a question with an exported SQuAD model")
+    p.add_argument("--export", required=True, help="the serving SavedModel (export/serving/N)")
+    p.add_argument("--question", required=True)
+    p.add_argument("--context", help="the text holding the answer")
+    p.add_argument("--context-file", help="read the context from this file")
+    p.set_defaults(func=_squad_answer)
 
     p = sub.add_parser("pretrain", help="masked-LM + next-sentence pre-training")
     from bert_tf.pretrain import add_arguments as pretrain_arguments

@@ -14,6 +14,8 @@
   [, `text_b`] -> `sequence_output`, `pooled_output`, `input_mask`, and for task
   models `logits`, `probabilities`, `label`), with warm-up requests. Batches are
   padded to their longest text, not to `seq_length` (at most `seq_length` tokens).
+  A SQuAD model's serving export takes `question` and `context` instead and
+  returns start/end logits with the tokens' character offsets (`bert_tf.squad`).
 
 Each SavedModel is written into a temporary folder beside its target and renamed
 into place when complete: a TF Serving instance polling `base` never sees a
@@ -248,12 +250,22 @@ def export_all(model_dir: str, base: str, version: int | None = None, seq_length
                               "to replace it, or leave out --version for the next free one")
     encoder = load_encoder(model_dir)
     tokenizer = load_tokenizer(model_dir)
-    task = meta.get("task")
-    if task:
-        _, model = load_classifier(model_dir, encoder)
-        labels, pair = task["labels"], task.get("pair", False)
+    task = meta.get("task") or {}
+    if task.get("type") == "squad":
+        from bert_tf.squad import WARMUP, build_squad_serving_module, load_span_model
+        serving = build_squad_serving_module(tokenizer, load_span_model(model_dir, encoder),
+                                             seq_length, task["max_query_length"])
+        warmup = WARMUP
     else:
-        model, labels, pair = encoder, None, False
+        if task:
+            _, model = load_classifier(model_dir, encoder)
+            labels, pair = task["labels"], task.get("pair", False)
+        else:
+            model, labels, pair = encoder, None, False
+        serving = build_serving_module(tokenizer, model, seq_length, pair, labels)
+        warmup = {"text": WARMUP_TEXTS}
+        if pair and labels:
+            warmup["text_b"] = list(reversed(WARMUP_TEXTS))
 
     # All three are written in full before any is renamed into place.
     written = {}
@@ -263,12 +275,9 @@ def export_all(model_dir: str, base: str, version: int | None = None, seq_length
         written["encoder"] = save_to_temp(targets["encoder"], root, sigs)
         root, sigs = build_preprocessor_module(tokenizer, seq_length)
         written["preprocessor"] = save_to_temp(targets["preprocessor"], root, sigs)
-        root, sigs = build_serving_module(tokenizer, model, seq_length, pair, labels)
-        examples = {"text": WARMUP_TEXTS}
-        if pair and labels:
-            examples["text_b"] = list(reversed(WARMUP_TEXTS))
+        root, sigs = serving
         written["serving"] = save_to_temp(targets["serving"], root, sigs,
-                                          after=lambda d: write_warmup_requests(d, examples))
+                                          after=lambda d: write_warmup_requests(d, warmup))
         for name, tmp in written.items():
             replace_dir(tmp, targets[name])
     finally:
