@@ -12,6 +12,7 @@
     bert-tf squad --model MODEL_DIR --train FILE.json --predict FILE.json --out RUN_DIR
     bert-tf squad-eval DATA.json PREDICTIONS.json
     bert-tf squad-answer --export RUN_DIR/export/serving/1 --question Q --context TEXT
+    bert-tf bench [--suite encoder,e2e,train,tokenize] [--peers ...] --out BENCH_DIR
 """
 from __future__ import annotations
 
@@ -238,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     from bert_tf.pretrain import add_arguments as pretrain_arguments
     pretrain_arguments(p)
     p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("bench", help="bert-tf beside Model Garden, keras-hub and HF, case by case")
+    from bert_tf.bench import add_arguments as bench_arguments, main as bench_main
+    bench_arguments(p)
+    p.set_defaults(func=bench_main)
     return parser
 
 
