@@ -70,8 +70,11 @@ def _export(args):
     targets = export_all(args.model, args.out, args.version, args.seq_length, args.overwrite)
     for name, path in targets.items():
         print(f"{name:<13} {path}")
+    from bert_tf.checkpoint import read_meta
     name = os.path.basename(os.path.abspath(args.out)) or "bert"
-    print(serving_instructions(args.out, name))
+    squad = (read_meta(args.model).get("task") or {}).get("type") == "squad"
+    print(serving_instructions(args.out, name, {"question": "Who?", "context": "Ann did."}
+                               if squad else None))
 
 
 def _finetune(args):

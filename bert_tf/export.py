@@ -23,6 +23,7 @@ half-written version, and a failure leaves none behind.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -286,7 +287,8 @@ def export_all(model_dir: str, base: str, version: int | None = None, seq_length
     return targets
 
 
-def serving_instructions(base: str, model_name: str) -> str:
+def serving_instructions(base: str, model_name: str, instance: dict | None = None) -> str:
+    instance = json.dumps(instance or {"text": "hello world"})
     serving_base = os.path.join(os.path.abspath(base), "serving")
     return (f"TensorFlow Serving:\n"
             f"  tensorflow_model_server --rest_api_port=8501 --model_name={model_name} "
@@ -294,5 +296,5 @@ def serving_instructions(base: str, model_name: str) -> str:
             f"models.config:\n"
             f"  model_config_list {{\n    config {{\n      name: '{model_name}'\n"
             f"      base_path: '{serving_base}'\n      model_platform: 'tensorflow'\n    }}\n  }}\n"
-            f"REST: curl -d '{{\"instances\": [{{\"text\": \"hello world\"}}]}}' "
+            f"REST: curl -d '{{\"instances\": [{instance}]}}' "
             f"localhost:8501/v1/models/{model_name}:predict")
