@@ -10,8 +10,10 @@ HF's own recipe (transformers' examples/pytorch/question-answering/run_qa.py, wr
 here without `datasets`/`Trainer`): the fast tokenizer's overflowing windows (HF's
 `--doc_stride` is the overlap between windows, BERT's the step; both default to 128, as
 each recipe is used); answers located with `offset_mapping`; windows without the answer
-point at [CLS]; BertForQuestionAnswering with AdamW (eps 1e-6, decay 0.01), linear
-warm-up over 10% then decay, clipping at 1.0, batches padded to their longest window;
+point at [CLS]; BertForQuestionAnswering with AdamW (eps 1e-6, decay 0.01 except LayerNorm
+and biases), linear warm-up over 10% then decay, clipping at 1.0, shuffled batches padded
+to their longest window (bert-tf buckets windows by length: compare tokens/s with that in
+mind); CPU only;
 post-processing over the n-best starts and ends of all windows, cut from the context by
 character offsets. Writes
 `OUT/predictions.json` and prints one JSON line (examples/s, wall time); score it with
@@ -128,8 +130,12 @@ def main():
     train_rows = questions(args.data, args.train_articles)
     enc, starts, ends = train_features(tok, train_rows, args)
     steps = math.ceil(len(starts) / args.batch_size) * args.epochs
-    opt = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01,
-                            eps=1e-6)
+    # BERT's (and HF Trainer's) AdamW: no weight decay on LayerNorm weights and biases.
+    no_decay = [p for n, p in model.named_parameters() if "LayerNorm" in n or n.endswith("bias")]
+    decay = [p for n, p in model.named_parameters() if not ("LayerNorm" in n or n.endswith("bias"))]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.learning_rate, eps=1e-6)
     schedule = get_linear_schedule_with_warmup(opt, int(0.1 * steps), steps)
     rng = np.random.default_rng(args.seed)
     model.train()

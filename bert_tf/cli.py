@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="export base: writes OUT/{encoder,preprocessor,"
                    "serving}/VERSION")
     p.add_argument("--version", type=int, help="integer version (default: the next free one)")
-    p.add_argument("--seq-length", type=int, default=128)
+    p.add_argument("--seq-length", type=int,
+                   help="longest input in tokens (default: the fine-tuned model's, else 128)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.set_defaults(func=_export)
 

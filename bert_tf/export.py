@@ -234,9 +234,10 @@ def save_to_temp(target: str, root, signatures, after=None) -> str:
 WARMUP_TEXTS = ["the movie was wonderful", "a dull, lifeless script", "It's fine."]
 
 
-def export_all(model_dir: str, base: str, version: int | None = None, seq_length: int = 128,
-               overwrite: bool = False) -> dict[str, str]:
-    """Writes `base/{encoder,preprocessor,serving}/<version>` from a model dir."""
+def export_all(model_dir: str, base: str, version: int | None = None,
+               seq_length: int | None = None, overwrite: bool = False) -> dict[str, str]:
+    """Writes `base/{encoder,preprocessor,serving}/<version>` from a model dir.
+    `seq_length` defaults to what a fine-tuned model was trained with, else 128."""
     from bert_tf.checkpoint import read_meta
     from bert_tf.classifier import load_classifier
     from bert_tf.models import load_encoder, load_mlm_model, load_tokenizer
@@ -252,10 +253,12 @@ def export_all(model_dir: str, base: str, version: int | None = None, seq_length
     encoder = load_encoder(model_dir)
     tokenizer = load_tokenizer(model_dir)
     task = meta.get("task") or {}
+    seq_length = seq_length or task.get("max_seq_length", 128)
     if task.get("type") == "squad":
         from bert_tf.squad import WARMUP, build_squad_serving_module, load_span_model
         serving = build_squad_serving_module(tokenizer, load_span_model(model_dir, encoder),
-                                             seq_length, task["max_query_length"])
+                                             seq_length or task["max_seq_length"],
+                                             task["max_query_length"], task["max_answer_length"])
         warmup = WARMUP
     else:
         if task:

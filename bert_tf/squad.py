@@ -3,9 +3,8 @@
 The span head is BERT's (`run_squad.py`): a dense layer from each token's final
 hidden state to two logits, start and end (`cls/squad/output_weights` `[2, H]`,
 `cls/squad/output_bias` `[2]`), with the loss the mean of the start and end
-cross-entropies. Positions that cannot hold an answer (the question, padding,
-separators) are masked out of the softmax; [CLS] stays, as the target of windows
-that do not contain the answer.
+cross-entropies. The question and padding are masked out of the softmax; [CLS]
+stays, as the target of windows that do not contain the answer.
 
 Flow: SQuAD JSON -> `squad_data.read_squad` -> windowed features -> Keras `fit`
 (bucketed by length) -> logits for every window of the prediction file ->
@@ -49,8 +48,10 @@ HEAD_NAMES = ("cls/squad/output_weights", "cls/squad/output_bias")
 class SpanLogits(keras.layers.Layer):
     """`sequence_output` `[B, L, H]` -> start/end logits `[B, 2, L]`.
 
-    Positions outside the second segment (the context) are set to -10,000, except
-    [CLS] at position 0. Computed in float32 under mixed precision.
+    Positions outside the second segment (the question, its [SEP], padding) are set
+    to -10,000, except [CLS] at position 0, the target of windows without the
+    answer. The final [SEP] belongs to the second segment and stays (post-processing
+    never picks it). Computed in float32 under mixed precision.
 
     >>> layer = SpanLogits()
     >>> x = keras.random.normal([2, 5, 8])
@@ -162,6 +163,16 @@ def run_args(args) -> dict:
     return {k: getattr(args, k, None) for k in keys}
 
 
+def check_sizes(max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
+    room = max_seq_length - max_query_length - 3
+    if room < 1 or doc_stride < 1:
+        raise SquadError(f"--max-seq-length {max_seq_length} must exceed --max-query-length "
+                         f"{max_query_length} + 3, and --doc-stride ({doc_stride}) be positive")
+    if doc_stride > room:
+        raise SquadError(f"--doc-stride {doc_stride} is longer than a window's context "
+                         f"(at least {room} tokens): tokens between windows would never be seen")
+
+
 def squad(args) -> dict:
     """Fine-tunes on `--train`, predicts `--predict`, scores it; see the module docstring."""
     chief, task_id = chief_from_tf_config() if args.strategy == "multi_worker" else (True, 0)
@@ -170,6 +181,10 @@ def squad(args) -> dict:
     predict, _ = read_squad(args.predict, args.predict_articles)
     if not train:
         raise SquadError(f"{args.train}: no training question has a usable answer")
+    check_sizes(args.max_seq_length, args.doc_stride, args.max_query_length)
+    tokenizer = load_tokenizer(args.model)
+    config = load_config(args.model)
+    meta = read_meta(args.model)
     state = run.check() if chief else None
     keras.utils.set_random_seed(args.seed)
     set_mixed_precision(args.mixed_precision)
@@ -179,7 +194,6 @@ def squad(args) -> dict:
         run.start(state)
     os.makedirs(work_dir, exist_ok=True)
 
-    tokenizer = load_tokenizer(args.model)
     if skipped:
         print(f"note: skipped {len(skipped)} training questions whose answer text is not at "
               f"answer_start (as BERT does), e.g. {skipped[:3]}")
@@ -198,7 +212,6 @@ def squad(args) -> dict:
           f"{len(predict)} questions to predict -> {len(predict_features)} windows; "
           f"{steps_per_epoch} steps/epoch × {args.epochs} epochs on {replicas} replica(s)")
 
-    config = load_config(args.model)
     with strategy.scope():
         model = build_span_model(load_encoder(args.model), config.initializer_range)
         model.compile(optimizer=bert_optimizer(args.learning_rate, total_steps,
@@ -212,41 +225,53 @@ def squad(args) -> dict:
                                          save_freq=args.checkpoint_every, double_checkpoint=True),
         keras.callbacks.TensorBoard(os.path.join(work_dir, "logs"), update_freq=50),
     ]
+    model_dir = run.file("model")
+    trained = chief and os.path.exists(os.path.join(model_dir, "bert_tf.json"))
     start = time.time()
-    history = model.fit(train_ds, epochs=args.epochs, callbacks=callbacks,
-                        verbose=2 if args.quiet else "auto")
+    if trained:  # a resumed run that had finished training: predict with that model
+        print(f"note: {model_dir} holds the trained model of this run; predicting with it")
+        model.set_weights(load_span_model(model_dir).get_weights())
+        history = keras.callbacks.History()
+        with open(run.file("history.json")) as f:
+            history.history = json.load(f)
+    else:
+        history = model.fit(train_ds, epochs=args.epochs, callbacks=callbacks,
+                            verbose=2 if args.quiet else "auto")
     wall = time.time() - start
     if not chief:
         import shutil
         shutil.rmtree(work_dir, ignore_errors=True)
         return {}
+    if not trained:  # saved at once: BackupAndRestore drops its backup when fit ends
+        run.write_json("history.json", {k: [float(v) for v in vs]
+                                        for k, vs in history.history.items()})
+        write_model_dir(
+            model_dir, config, vocab_path(args.model), span_tensors(model),
+            {"do_lower_case": meta["do_lower_case"],
+             "source": f"squad fine-tune of {args.model}",
+             "task": {"type": "squad", "max_seq_length": args.max_seq_length,
+                      "max_query_length": args.max_query_length,
+                      "max_answer_length": args.max_answer_length}}, overwrite=True)
 
     start_predict = time.time()
     starts, ends = predict_logits(model, predict_features, 2 * args.batch_size)
     predictions, nbest = postprocess(predict, predict_features, starts, ends, tokenizer.vocab,
                                      args.n_best_size, args.max_answer_length,
-                                     read_meta(args.model)["do_lower_case"])
+                                     meta["do_lower_case"])
     predict_wall = time.time() - start_predict
     scores = evaluate_file(args.predict, args.predict_articles, predictions)
     epochs_run = len(history.history.get("loss", []))
     metrics = {**scores, "train_questions": len(train), "train_windows": len(train_features),
                "skipped_training_questions": len(skipped), "predict_questions": len(predict),
                "predict_windows": len(predict_features), "epochs": args.epochs,
-               "train_wall_seconds": round(wall, 1),
+               "train_wall_seconds": None if trained else round(wall, 1),
                "train_windows_per_second": round(len(train_features) * epochs_run / wall, 2)
-               if epochs_run else None,
+               if epochs_run and not trained else None,
                "predict_wall_seconds": round(predict_wall, 1),
                "strategy": type(strategy).__name__, "replicas": replicas,
                "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
     for name, obj in (("predictions.json", predictions), ("nbest_predictions.json", nbest)):
         run.write_json(name, obj)
-    meta = read_meta(args.model)
-    model_dir = write_model_dir(
-        run.file("model"), config, vocab_path(args.model), span_tensors(model),
-        {"do_lower_case": meta["do_lower_case"], "source": f"squad fine-tune of {args.model}",
-         "task": {"type": "squad", "max_seq_length": args.max_seq_length,
-                  "max_query_length": args.max_query_length,
-                  "max_answer_length": args.max_answer_length}}, overwrite=True)
     if not args.no_export:
         from bert_tf.export import export_all
         metrics["exports"] = export_all(model_dir, run.file("export"),
@@ -261,27 +286,35 @@ WHITESPACE = r"[ \t\r\n\x{202F}]+"  # run_squad's is_whitespace
 
 
 def build_squad_serving_module(tokenizer, model: keras.Model, seq_length: int,
-                               max_query_length: int):
+                               max_query_length: int, max_answer_length: int = 30):
     """`serving_default`: `question`, `context` (strings `[B]`) -> `start_logits`,
     `end_logits` `[B, L]`, and per token: `tokens` (WordPiece strings),
     `token_start` / `token_end` (the character span in `context` of the word the
     token belongs to; -1 outside the context), plus `context_truncated` `[B]` when
     the context did not fit in one window of `seq_length` tokens.
     `answer_from_outputs` turns one row into answer text."""
+    if seq_length < max_query_length + 4:
+        raise ValueError(f"seq_length {seq_length} leaves no room for the context after a "
+                         f"question of up to {max_query_length} tokens")
     root = tf.train.Checkpoint()
     root.tokenizer = tokenizer
     root.model = model
+    # What answer_from_outputs needs to cut answers as the model was trained to.
+    root.do_lower_case = tf.Variable(tokenizer.lower_case, trainable=False)
+    root.max_answer_length = tf.Variable(max_answer_length, trainable=False)
     vocab = tf.constant(tokenizer.vocab)
     cls = tokenizer.special_ids["start_of_sequence_id"]
     sep = tokenizer.special_ids["end_of_segment_id"]
 
     def serve(question, context):
         words, begin, _ = tf_text.regex_split_with_offsets(context, WHITESPACE)
-        # Byte offsets -> character offsets (clients index Python strings).
-        row_context = tf.gather(context, words.value_rowids())
-        before = tf.strings.substr(row_context, tf.zeros_like(begin.flat_values),
-                                   begin.flat_values)
-        char_begin = tf.strings.length(before, unit="UTF8_CHAR")
+        # Byte offsets -> character offsets (clients index Python strings): each word
+        # starts at a character, found among the characters' byte offsets.
+        _, char_bytes = tf.strings.unicode_decode_with_offsets(context, "UTF-8")
+        char_begin = tf.searchsorted(char_bytes.to_tensor(default_value=tf.int64.max),
+                                     begin.to_tensor(), out_type=tf.int32)
+        char_begin = tf.RaggedTensor.from_tensor(char_begin, lengths=begin.row_lengths())
+        char_begin = char_begin.flat_values
         char_end = char_begin + tf.strings.length(words.flat_values, unit="UTF8_CHAR")
         pieces = tokenizer.tokenize(words.flat_values).merge_dims(1, 2)   # [words, pieces]
         per_example = tf.math.unsorted_segment_sum(
@@ -351,11 +384,20 @@ def answer_from_outputs(context: str, outputs: dict, row: int = 0, n_best_size: 
     return {"text": text, "score": sl + el, "truncated": truncated}
 
 
-def answer(export_dir: str, question: str, context: str, **kwargs) -> dict:
+def answer(export_dir: str, question: str, context: str, n_best_size: int = 20) -> dict:
     """Asks an exported SQuAD serving SavedModel: `answer(dir, "Who?", "...")["text"]`."""
-    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    if not tf.saved_model.contains_saved_model(export_dir):
+        raise SquadError(f"{export_dir}: no SavedModel here (pass export/serving/N of a "
+                         "`bert-tf squad` run)")
+    loaded = tf.saved_model.load(export_dir)
+    serve = loaded.signatures["serving_default"]
+    if "context" not in serve.structured_input_signature[1]:
+        raise SquadError(f"{export_dir}: not a SQuAD export (its inputs are "
+                         f"{sorted(serve.structured_input_signature[1])})")
     outputs = serve(question=tf.constant([question]), context=tf.constant([context]))
-    return answer_from_outputs(context, outputs, **kwargs)
+    return answer_from_outputs(context, outputs, n_best_size=n_best_size,
+                               max_answer_length=int(loaded.max_answer_length.numpy()),
+                               lower_case=bool(loaded.do_lower_case.numpy()))
 
 
 def add_arguments(p) -> None:

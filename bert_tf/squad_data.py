@@ -480,9 +480,16 @@ def squad_v1_scores(articles: list[dict], predictions: dict[str, str]) -> dict:
                 if qa["id"] not in predictions:
                     unanswered += 1
                     continue
-                truths = [a["text"] for a in qa["answers"]]
-                em += max(exact_match_score(predictions[qa["id"]], t) for t in truths)
-                f1 += max(f1_score(predictions[qa["id"]], t) for t in truths)
+                truths = [a["text"] for a in qa.get("answers") or []
+                          if isinstance(a, dict) and isinstance(a.get("text"), str)]
+                if not truths:
+                    raise SquadError(f"question {qa['id']}: no gold answers to score against")
+                prediction = predictions[qa["id"]]
+                if not isinstance(prediction, str):
+                    raise SquadError(f"question {qa['id']}: the prediction should be a string, "
+                                     f"not {type(prediction).__name__}")
+                em += max(exact_match_score(prediction, t) for t in truths)
+                f1 += max(f1_score(prediction, t) for t in truths)
     if not total:
         raise SquadError("no questions to evaluate")
     scores = {"exact_match": 100.0 * em / total, "f1": 100.0 * f1 / total}

@@ -198,6 +198,11 @@ def test_bad_files_name_article_and_question(tmp_path, capsys):
     assert cli(["squad-eval", squad_file(), str(bad_json)]) == 2
     assert "bad.json: Expecting value: line 1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    assert cli(["squad", "--model", str(tmp_path / "m"), "--train", squad_file(), "--predict",
+                squad_file(), "--out", str(tmp_path / "run"), "--max-seq-length", "128",
+                "--doc-stride", "100"]) == 2
+    assert "--doc-stride 100 is longer than a window's context" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_answers_not_at_answer_start_are_skipped_and_counted(tmp_path):
@@ -220,7 +225,7 @@ def test_tiny_squad_run_learns_and_writes_everything(tiny_model_dir, tmp_path, c
     out = tmp_path / "run"
     args = ["squad", "--model", tiny_model_dir, "--train", squad_file(), "--train-articles",
             "2:3", "--predict", squad_file(), "--predict-articles", "8:9", "--out", str(out),
-            "--max-seq-length", "128", "--doc-stride", "64", "--epochs", "3",
+            "--max-seq-length", "128", "--doc-stride", "48", "--epochs", "3",
             "--batch-size", "16", "--learning-rate", "1e-3", "--quiet"]
     assert cli(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -240,6 +245,13 @@ def test_tiny_squad_run_learns_and_writes_everything(tiny_model_dir, tmp_path, c
     report(f"SQuAD tiny run (random BERT-tiny, 3 epochs of article 2): loss "
            f"{loss[0]:.2f} -> {loss[-1]:.2f}")
     assert cli(args) == 2  # a finished run is not overwritten
+    # Stopped after training (no metrics.json yet): the rerun predicts with the saved
+    # model instead of training again, and gives the same answers.
+    (out / "metrics.json").unlink()
+    capsys.readouterr()
+    assert cli(args) == 0
+    assert "holds the trained model of this run" in capsys.readouterr().out
+    assert json.loads((out / "predictions.json").read_text()) == predictions
 
 
 @pytest.mark.slow
@@ -281,3 +293,30 @@ def test_serving_export_answers_as_the_python_path(minilm_dir, tokenizer, tmp_pa
         assert [e.word_starts[w] for w in f.token_to_word[i, :n][context]] \
             == begin[context].tolist()
         assert answer_from_outputs(e.context, out)["text"] == predictions[e.qas_id]
+        assert not out["context_truncated"][0]
+
+    # One batch of two: a short context with accents and an emoji, and one far longer
+    # than a window (its first window is what serving sees, and it says so).
+    short = "Zoë 🎉 met   José in Zürich\u00a0in 1999."
+    long_context = " ".join(e.context for e in examples) * 3
+    batch = [sd.SquadExample("a", "Who met José?", short, *sd.split_context(short)[:2], []),
+             sd.SquadExample("b", examples[1].question, long_context,
+                             *sd.split_context(long_context)[:2], [])]
+    f = sd.make_features(tokenizer, batch, 384, 128, 64)
+    out = serve(question=tf.constant([b.question for b in batch]),
+                context=tf.constant([b.context for b in batch]))
+    assert out["context_truncated"].numpy().tolist() == [False, True]
+    starts, _ = predict_logits(model, f, 8)
+    for i, b in enumerate(batch):
+        row = int(np.flatnonzero(f.example_index == i)[0])  # the first window
+        n = int(f.input_mask[row].sum())
+        context = f.token_to_word[row, :n] >= 0
+        tokens = [t.decode() for t in out["tokens"][i].numpy()[:n]]
+        assert tokens == [tokenizer.vocab[t] for t in f.input_word_ids[row, :n]]
+        begin, end = out["token_start"][i].numpy()[:n], out["token_end"][i].numpy()[:n]
+        words = f.token_to_word[row, :n][context]
+        assert [b.word_starts[w] for w in words] == begin[context].tolist()
+        assert [b.context[s:t] for s, t in zip(begin[context], end[context])] \
+            == [b.words[w] for w in words]  # character offsets, not bytes
+        np.testing.assert_allclose(out["start_logits"][i].numpy()[:n][context],
+                                   starts[row][:n][context], atol=1e-4)
