@@ -228,7 +228,8 @@ def add_arguments(p) -> None:
                    help="folder with SST-2/ and MRPC/ (default $BERT_TF_DATA or ../shared/data)")
     p.add_argument("--out", required=True, help="run dir")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--learning-rate", type=float, default=1e-4,
+                   help="peak learning rate (default from the sweep in BENCHMARKS.md)")
     p.add_argument("--batch-size", type=int, default=32, help="global batch size")
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--warmup-proportion", type=float, default=0.1)
