@@ -33,8 +33,8 @@ from bert_tf.config import load_config
 from bert_tf.data import make_dataset
 from bert_tf.encoder import encoder_checkpoint_variables, encoder_inputs
 from bert_tf.models import load_encoder, load_tokenizer
-from bert_tf.squad_data import (SquadError, basic_tokenize, best_spans, final_text, load_articles,
-                                make_features, postprocess, read_squad, split_context,
+from bert_tf.squad_data import (SquadError, basic_tokenize, best_spans, check_sizes, final_text,
+                                load_articles, make_features, postprocess, read_squad, split_context,
                                 squad_v1_scores)
 from bert_tf.tokenizer import vocab_path
 from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, chief_from_tf_config, \
@@ -161,16 +161,6 @@ def run_args(args) -> dict:
             "doc_stride", "max_query_length", "n_best_size", "max_answer_length", "epochs",
             "learning_rate", "batch_size", "warmup_proportion", "seed", "mixed_precision")
     return {k: getattr(args, k, None) for k in keys}
-
-
-def check_sizes(max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
-    room = max_seq_length - max_query_length - 3
-    if room < 1 or doc_stride < 1:
-        raise SquadError(f"--max-seq-length {max_seq_length} must exceed --max-query-length "
-                         f"{max_query_length} + 3, and --doc-stride ({doc_stride}) be positive")
-    if doc_stride > room:
-        raise SquadError(f"--doc-stride {doc_stride} is longer than a window's context "
-                         f"(at least {room} tokens): tokens between windows would never be seen")
 
 
 def squad(args) -> dict:

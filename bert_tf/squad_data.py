@@ -252,12 +252,21 @@ def improve_answer_span(doc_ids, start: int, end: int, answer_ids) -> tuple[int,
     return start, end
 
 
+def check_sizes(max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
+    """The window sizes leave room for the context, and the stride skips no token."""
+    room = max_seq_length - max_query_length - 3
+    if room < 1 or doc_stride < 1:
+        raise SquadError(f"--max-seq-length {max_seq_length} must exceed --max-query-length "
+                         f"{max_query_length} + 3, and --doc-stride ({doc_stride}) be positive")
+    if doc_stride > room:
+        raise SquadError(f"--doc-stride {doc_stride} is longer than a window's context "
+                         f"(at least {room} tokens): tokens between windows would never be seen")
+
+
 def make_features(tokenizer: BertTokenizer, examples: list[SquadExample], max_seq_length: int,
                   doc_stride: int, max_query_length: int, training: bool = False) -> SquadFeatures:
     """BERT's `convert_examples_to_features` for SQuAD v1.1 (see the module docstring)."""
-    if max_seq_length < max_query_length + 4 or doc_stride < 1:
-        raise ValueError(f"--max-seq-length {max_seq_length} must exceed --max-query-length "
-                         f"{max_query_length} + 3, and --doc-stride ({doc_stride}) be positive")
+    check_sizes(max_seq_length, doc_stride, max_query_length)
     cls = tokenizer.special_ids["start_of_sequence_id"]
     sep = tokenizer.special_ids["end_of_segment_id"]
     # Each distinct context's words are tokenised once, all contexts in one batch.
