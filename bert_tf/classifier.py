@@ -28,6 +28,8 @@ def build_classifier(encoder: keras.Model, num_labels: int, pooling: str = "pool
     """Returns `(train_model, full_model)`, sharing layers: `train_model` maps the
     three inputs to `logits` `[B, num_labels]` (for `fit`); `full_model` to a dict
     of `logits`, `pooled_output` (the vector the head sees) and `sequence_output`."""
+    if pooling != "pooled_output":  # the head never sees the pooler: nothing to train there
+        encoder.get_layer("pooler").trainable = False
     inputs = encoder_inputs()
     outputs = encoder(inputs)
     vector = pool(pooling, outputs, inputs["input_mask"], name="pooling")

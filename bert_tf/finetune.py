@@ -8,7 +8,6 @@ training-curve PNG and the three SavedModel exports.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import keras
@@ -22,8 +21,8 @@ from bert_tf.data import DataError, Examples, encode, glue_files, label_map, mak
     read_task, read_tsv
 from bert_tf.models import load_encoder, load_tokenizer
 from bert_tf.tokenizer import vocab_path
-from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, chief_from_tf_config, \
-    fit_under_multi_worker, resolve_strategy, set_mixed_precision
+from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, \
+    fit_under_multi_worker, prepare_training
 
 
 def load_examples(args) -> tuple[Examples, Examples]:
@@ -120,24 +119,17 @@ def run_args(args) -> dict:
 
 
 def finetune(args) -> dict:
-    # Everything is checked before anything is written. Under multi_worker only the
-    # chief owns RUN_DIR; another worker keeps its checkpoints in RUN_DIR/.worker-N.
-    chief, task_id = chief_from_tf_config() if args.strategy == "multi_worker" else (True, 0)
-    run = RunDir(args.out, run_args(args), overwrite=args.overwrite)
+    # Everything is checked before anything is written.
+    run = RunDir(args.out, run_args(args), args.overwrite, args.strategy == "multi_worker")
     train, dev = load_examples(args)
     labels = label_map(train, dev)
     if args.train_limit:
         train = Examples(train.texts_a[:args.train_limit],
                          train.texts_b[:args.train_limit] if train.texts_b else None,
                          train.labels[:args.train_limit], train.source)
-    state = run.check() if chief else None
-    keras.utils.set_random_seed(args.seed)
-    set_mixed_precision(args.mixed_precision)
-    strategy = resolve_strategy(args.strategy, args.tpu)
-    work_dir = run.path if chief else os.path.join(run.path, f".worker-{task_id}")
-    if chief:
-        run.start(state)
-    os.makedirs(work_dir, exist_ok=True)
+    state = run.check()
+    strategy = prepare_training(args, seed=args.seed)
+    run.start(state)
 
     tokenizer = load_tokenizer(args.model)
     x_train, y_train, trimmed_train = encode(tokenizer, train, args.max_seq_length, labels)
@@ -180,18 +172,18 @@ def finetune(args) -> dict:
 
     dev_eval = DevEvaluation(dev_ds, y_dev, len(labels))
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(work_dir, "backup"),
+        keras.callbacks.BackupAndRestore(os.path.join(run.work_dir, "backup"),
                                          save_freq=args.checkpoint_every, double_checkpoint=True),
         dev_eval,
-        keras.callbacks.TensorBoard(os.path.join(work_dir, "logs"), update_freq=50),
+        keras.callbacks.TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
     ]
     start = time.time()
     history = train_model.fit(train_ds, epochs=args.epochs, callbacks=callbacks,
                               verbose=2 if args.quiet else "auto")
     wall = time.time() - start
     final = dev_eval.evaluate()
-    if not chief:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    if not run.chief:
+        run.finish_worker()
         return final
 
     epochs_run = len(history.history.get("loss", []))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
 import keras
@@ -34,8 +33,8 @@ from bert_tf.heads import build_pretraining_model, pretraining_heads
 from bert_tf.models import assign
 from bert_tf.pretraining_data import MaskingVocab, pretraining_dataset
 from bert_tf.tokenizer import vocab_path
-from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, chief_from_tf_config, \
-    fit_under_multi_worker, resolve_strategy, set_mixed_precision
+from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, \
+    fit_under_multi_worker, prepare_training
 
 
 def resolve_model(args) -> tuple[BertConfig, str, dict | None, bool]:
@@ -117,20 +116,17 @@ def run_args(args) -> dict:
 
 
 def pretrain(args) -> dict:
-    chief, task_id = chief_from_tf_config() if args.strategy == "multi_worker" else (True, 0)
-    run = RunDir(args.out, run_args(args), overwrite=args.overwrite)
+    run = RunDir(args.out, run_args(args), args.overwrite, args.strategy == "multi_worker")
     config, vocab_file, tensors, lower_case = resolve_model(args)
     if args.steps < 1 or args.batch_size < 1:
         raise ValueError("--steps and --batch-size must be positive")
-    state = run.check() if chief else None
-    set_mixed_precision(args.mixed_precision)
-    strategy = resolve_strategy(args.strategy, args.tpu)
-    work_dir = run.path if chief else os.path.join(run.path, f".worker-{task_id}")
+    state = run.check()
+    strategy = prepare_training(args, seed=None)  # build() seeds the model's weights
 
     per_epoch = min(args.steps_per_epoch, args.steps)
     epochs = -(-args.steps // per_epoch)
     vocab = MaskingVocab.from_file(vocab_file)
-    backup = os.path.join(work_dir, "backup")
+    backup = os.path.join(run.work_dir, "backup")
     # A resumed run continues with a fresh shuffle (the data position is not saved).
     resumed_epoch = 0
     meta_file = os.path.join(backup, "training_metadata.json")
@@ -147,9 +143,7 @@ def pretrain(args) -> dict:
         # a known size keeps Keras from warning that validation "ran out of data"
         eval_ds = eval_ds.apply(tf.data.experimental.assert_cardinality(
             sum(1 for _ in eval_ds)))
-    if chief:
-        run.start(state)
-    os.makedirs(work_dir, exist_ok=True)
+    run.start(state)
 
     with strategy.scope():
         model = build(config, tensors, args.seed)
@@ -169,7 +163,7 @@ def pretrain(args) -> dict:
     callbacks = [
         keras.callbacks.BackupAndRestore(backup, save_freq=args.checkpoint_every,
                                          double_checkpoint=True),
-        keras.callbacks.TensorBoard(os.path.join(work_dir, "logs"), update_freq=50),
+        keras.callbacks.TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
     ]
     start = time.time()
     history = model.fit(train_ds, epochs=epochs, steps_per_epoch=per_epoch,
@@ -177,8 +171,8 @@ def pretrain(args) -> dict:
                         verbose=2 if args.quiet else "auto")
     wall = time.time() - start
     hist = {rename(k): [float(v) for v in vs] for k, vs in history.history.items()}
-    if not chief:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    if not run.chief:
+        run.finish_worker()
         return hist
     metrics = {"steps": per_epoch * epochs, "batch_size": args.batch_size,
                "train_wall_seconds": round(wall, 1),

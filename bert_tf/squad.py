@@ -37,8 +37,8 @@ from bert_tf.squad_data import (SquadError, basic_tokenize, best_spans, check_si
                                 load_articles, make_features, postprocess, read_squad, split_context,
                                 squad_v1_scores)
 from bert_tf.tokenizer import vocab_path
-from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, chief_from_tf_config, \
-    fit_under_multi_worker, resolve_strategy, set_mixed_precision
+from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, \
+    fit_under_multi_worker, prepare_training
 
 MASKED = -10_000.0
 HEAD_NAMES = ("cls/squad/output_weights", "cls/squad/output_bias")
@@ -89,6 +89,7 @@ class SpanLogits(keras.layers.Layer):
 
 def build_span_model(encoder: keras.Model, initializer_range: float = 0.02) -> keras.Model:
     """The three inputs -> `span_logits` `[B, 2, L]` (row 0 start, row 1 end)."""
+    encoder.get_layer("pooler").trainable = False  # spans use sequence_output only
     inputs = encoder_inputs()
     sequence = encoder(inputs)["sequence_output"]
     logits = SpanLogits(initializer_range, name="span_logits")(
@@ -165,8 +166,7 @@ def run_args(args) -> dict:
 
 def squad(args) -> dict:
     """Fine-tunes on `--train`, predicts `--predict`, scores it; see the module docstring."""
-    chief, task_id = chief_from_tf_config() if args.strategy == "multi_worker" else (True, 0)
-    run = RunDir(args.out, run_args(args), overwrite=args.overwrite)
+    run = RunDir(args.out, run_args(args), args.overwrite, args.strategy == "multi_worker")
     train, skipped = read_squad(args.train, args.train_articles, training=True)
     predict, _ = read_squad(args.predict, args.predict_articles)
     if not train:
@@ -175,14 +175,9 @@ def squad(args) -> dict:
     tokenizer = load_tokenizer(args.model)
     config = load_config(args.model)
     meta = read_meta(args.model)
-    state = run.check() if chief else None
-    keras.utils.set_random_seed(args.seed)
-    set_mixed_precision(args.mixed_precision)
-    strategy = resolve_strategy(args.strategy, args.tpu)
-    work_dir = run.path if chief else os.path.join(run.path, f".worker-{task_id}")
-    if chief:
-        run.start(state)
-    os.makedirs(work_dir, exist_ok=True)
+    state = run.check()
+    strategy = prepare_training(args, seed=args.seed)
+    run.start(state)
 
     if skipped:
         print(f"note: skipped {len(skipped)} training questions whose answer text is not at "
@@ -211,12 +206,12 @@ def squad(args) -> dict:
                       jit_compile=args.jit_compile)
     fit_under_multi_worker(model, strategy)
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(work_dir, "backup"),
+        keras.callbacks.BackupAndRestore(os.path.join(run.work_dir, "backup"),
                                          save_freq=args.checkpoint_every, double_checkpoint=True),
-        keras.callbacks.TensorBoard(os.path.join(work_dir, "logs"), update_freq=50),
+        keras.callbacks.TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
     ]
     model_dir = run.file("model")
-    trained = chief and os.path.exists(os.path.join(model_dir, "bert_tf.json"))
+    trained = run.chief and os.path.exists(os.path.join(model_dir, "bert_tf.json"))
     start = time.time()
     if trained:  # a resumed run that had finished training: predict with that model
         print(f"note: {model_dir} holds the trained model of this run; predicting with it")
@@ -228,9 +223,8 @@ def squad(args) -> dict:
         history = model.fit(train_ds, epochs=args.epochs, callbacks=callbacks,
                             verbose=2 if args.quiet else "auto")
     wall = time.time() - start
-    if not chief:
-        import shutil
-        shutil.rmtree(work_dir, ignore_errors=True)
+    if not run.chief:
+        run.finish_worker()
         return {}
     if not trained:  # saved at once: BackupAndRestore drops its backup when fit ends
         run.write_json("history.json", {k: [float(v) for v in vs]

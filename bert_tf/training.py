@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import keras
 import tensorflow as tf
@@ -111,6 +112,15 @@ def fit_under_multi_worker(model, strategy) -> None:
     model.test_step = rank_one(model.test_step)
 
 
+def prepare_training(args, seed: int | None) -> tf.distribute.Strategy:
+    """Seeds everything (unless `seed` is None), sets `--mixed-precision` and returns the
+    `--strategy`: the steps every training command takes before building its model."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    set_mixed_precision(args.mixed_precision)
+    return resolve_strategy(args.strategy, args.tpu)
+
+
 def set_mixed_precision(mode: str) -> None:
     policy = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
     if mode not in policy:
@@ -186,18 +196,33 @@ class RunDir:
     """A run directory that a repeated command resumes and a different one may not touch.
 
     `run.json` records the command's arguments; `metrics.json` marks a finished run.
+    Under `--strategy multi_worker` only the chief owns the dir (`chief`, read from
+    `TF_CONFIG`); another worker keeps its checkpoints in `work_dir` = `RUN_DIR/.worker-N`
+    and removes it when done. Nothing is written before `start`:
+
+        run = RunDir(args.out, run_args(args), args.overwrite, args.strategy == "multi_worker")
+        ...  # check the inputs
+        state = run.check()
+        strategy = prepare_training(args, seed=args.seed)
+        run.start(state)  # run.json written, run.work_dir exists
     """
 
-    def __init__(self, path: str, args: dict, overwrite: bool = False):
+    def __init__(self, path: str, args: dict, overwrite: bool = False,
+                 multi_worker: bool = False):
         self.path = os.path.abspath(path)
         self.args = args
         self.overwrite = overwrite
+        self.chief, task_id = chief_from_tf_config() if multi_worker else (True, 0)
+        self.work_dir = self.path if self.chief else self.file(f".worker-{task_id}")
 
     def file(self, *parts) -> str:
         return os.path.join(self.path, *parts)
 
-    def check(self) -> str:
-        """`new`, `resume`, or `overwrite`; raises if the dir is not ours to use."""
+    def check(self) -> str | None:
+        """`new`, `resume`, or `overwrite` (None on a worker that is not the chief);
+        raises if the dir is not ours to use."""
+        if not self.chief:
+            return None
         if not os.path.exists(self.path) or not os.listdir(self.path):
             return "new"
         if self.overwrite:
@@ -219,13 +244,21 @@ class RunDir:
                                   "run it again")
         return "resume"
 
-    def start(self, state: str) -> None:
-        import shutil
-        if state == "overwrite":
-            shutil.rmtree(self.path)
-        os.makedirs(self.path, exist_ok=True)
-        with open(self.file("run.json"), "w") as f:
-            json.dump(self.args, f, indent=2, sort_keys=True)
+    def start(self, state: str | None) -> None:
+        """Writes `run.json` (the chief; `overwrite` clears the dir first) and makes
+        `work_dir`."""
+        if self.chief:
+            if state == "overwrite":
+                shutil.rmtree(self.path)
+            os.makedirs(self.path, exist_ok=True)
+            with open(self.file("run.json"), "w") as f:
+                json.dump(self.args, f, indent=2, sort_keys=True)
+        os.makedirs(self.work_dir, exist_ok=True)
+
+    def finish_worker(self) -> None:
+        """A worker that is not the chief drops its own checkpoints after training."""
+        if not self.chief:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def write_json(self, name: str, obj: dict) -> None:
         tmp = self.file(name + ".tmp")
