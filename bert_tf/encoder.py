@@ -24,10 +24,13 @@ def encoder_inputs():
     return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
 
 
-def build_encoder(config: BertConfig, name: str = "bert_encoder") -> keras.Model:
+def build_encoder(config: BertConfig, name: str = "bert_encoder",
+                  skip_padding: bool = False) -> keras.Model:
     """A BERT encoder: dict of `input_word_ids`, `input_mask`, `input_type_ids` ->
     dict of `sequence_output` `[B, S, H]`, `pooled_output` `[B, H]` and
     `encoder_outputs` (one `[B, S, H]` per layer; the last is `sequence_output`).
+    `skip_padding`: the blocks' dense layers run on the real tokens only (see
+    `TransformerBlock`); padding positions of the outputs are then zeros.
     """
     inputs = encoder_inputs()
     x = BertEmbeddings(
@@ -44,7 +47,7 @@ def build_encoder(config: BertConfig, name: str = "bert_encoder") -> keras.Model
             hidden_dropout=config.hidden_dropout_prob,
             attention_dropout=config.attention_probs_dropout_prob,
             layer_norm_eps=config.layer_norm_eps, initializer_range=config.initializer_range,
-            name=f"layer_{i}")(x, inputs["input_mask"])
+            skip_padding=skip_padding, name=f"layer_{i}")(x, inputs["input_mask"])
         encoder_outputs.append(x)
     pooled = BertPooler(config.hidden_size, config.initializer_range, name="pooler")(x)
     outputs = {"sequence_output": x, "pooled_output": pooled, "encoder_outputs": encoder_outputs}

@@ -13,7 +13,9 @@
 - `base/serving/N/`: text to outputs for TF Serving (`serving_default`: `text`
   [, `text_b`] -> `sequence_output`, `pooled_output`, `input_mask`, and for task
   models `logits`, `probabilities`, `label`), with warm-up requests. Batches are
-  padded to their longest text, not to `seq_length` (at most `seq_length` tokens).
+  padded to their longest text, not to `seq_length` (at most `seq_length` tokens),
+  and the encoder's dense layers run on the real tokens only (`skip_padding`);
+  `sequence_output` is zero at padding positions (`input_mask` 0).
   A SQuAD model's serving export takes `question` and `context` instead and
   returns start/end logits with the tokens' character offsets (`bert_tf.squad`).
 
@@ -251,21 +253,24 @@ def export_all(model_dir: str, base: str, version: int | None = None,
         raise FileExistsError(f"version {version} exists ({existing[0]}); pass --overwrite "
                               "to replace it, or leave out --version for the next free one")
     encoder = load_encoder(model_dir)
+    # The serving export pads each batch to its longest text only, and its dense
+    # layers skip even that padding (a second copy of the weights, with the same values).
+    serving_encoder = load_encoder(model_dir, skip_padding=True)
     tokenizer = load_tokenizer(model_dir)
     task = meta.get("task") or {}
     seq_length = seq_length or task.get("max_seq_length", 128)
     if task.get("type") == "squad":
         from bert_tf.squad import WARMUP, build_squad_serving_module, load_span_model
-        serving = build_squad_serving_module(tokenizer, load_span_model(model_dir, encoder),
+        serving = build_squad_serving_module(tokenizer, load_span_model(model_dir, serving_encoder),
                                              seq_length or task["max_seq_length"],
                                              task["max_query_length"], task["max_answer_length"])
         warmup = WARMUP
     else:
         if task:
-            _, model = load_classifier(model_dir, encoder)
+            _, model = load_classifier(model_dir, serving_encoder)
             labels, pair = task["labels"], task.get("pair", False)
         else:
-            model, labels, pair = encoder, None, False
+            model, labels, pair = serving_encoder, None, False
         serving = build_serving_module(tokenizer, model, seq_length, pair, labels)
         warmup = {"text": WARMUP_TEXTS}
         if pair and labels:

@@ -108,6 +108,13 @@ class TransformerBlock(keras.layers.Layer):
     Call with `x` `[B, S, H]` and `input_mask` `[B, S]` (1 for tokens, 0 for
     padding; padding keys get no attention).
 
+    With `skip_padding=True` the dense layers (four of the five matmuls per
+    token) see only the real tokens, gathered into `[tokens, H]`; only the
+    attention scores are computed on the padded `[B, heads, S, S]`. Real tokens'
+    outputs are the same (padding keys get no attention either way) and padding
+    positions come out as zeros. It pays off on batches padded to their longest
+    text (serving); it needs dynamic shapes, so leave it off under XLA or TPU.
+
     Example:
         >>> block = TransformerBlock(hidden_size=8, num_heads=2, intermediate_size=16)
         >>> block(ops.ones((2, 5, 8)), ops.ones((2, 5), "int32")).shape
@@ -116,7 +123,7 @@ class TransformerBlock(keras.layers.Layer):
 
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act="gelu",
                  hidden_dropout=0.1, attention_dropout=0.1, layer_norm_eps=1e-12,
-                 initializer_range=0.02, **kwargs):
+                 initializer_range=0.02, skip_padding=False, **kwargs):
         super().__init__(**kwargs)
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size={hidden_size} is not a multiple of num_heads={num_heads}")
@@ -129,6 +136,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_dropout = attention_dropout
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
+        self.skip_padding = skip_padding
         init = _init(initializer_range)
 
         def dense(units, name, act=None):
@@ -163,21 +171,32 @@ class TransformerBlock(keras.layers.Layer):
     def call(self, x, input_mask, training=False):
         b, s = ops.shape(x)[0], ops.shape(x)[1]
         attention_bias = attention_bias_from_mask(input_mask)
-        # Dense layers see [B*S, H]: one large 2-D matmul each, not a batched one
-        # (TensorFlow's CPU kernel for [B, S, H] x [H, O] is several times slower).
+        # Dense layers see [B*S, H] (or [tokens, H]): one large 2-D matmul each, not a
+        # batched one (TensorFlow's CPU kernel for [B, S, H] x [H, O] is several times slower).
         x = ops.reshape(x, (-1, self.hidden_size))
-        q = self._split_heads(self.query(x), b, s)
-        k = self._split_heads(self.key(x), b, s)
-        v = self._split_heads(self.value(x), b, s)
+        if self.skip_padding:
+            tokens = ops.where(ops.reshape(input_mask, (-1,)) > 0)[0]
+            x = ops.take(x, tokens, axis=0)
+
+            def padded(t):  # [tokens, H] -> [B*S, H], zeros at padding
+                return ops.scatter(tokens[:, None], t, (b * s, self.hidden_size))
+        else:
+            def padded(t):
+                return t
+        q = self._split_heads(padded(self.query(x)), b, s)
+        k = self._split_heads(padded(self.key(x)), b, s)
+        v = self._split_heads(padded(self.value(x)), b, s)
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(self.head_size))
         scores = scores + ops.cast(attention_bias, scores.dtype)
         probs = self.attention_probs_dropout(ops.softmax(scores, axis=-1), training=training)
         context = ops.reshape(ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3)),
                               (-1, self.hidden_size))
+        if self.skip_padding:
+            context = ops.take(context, tokens, axis=0)
         attention = self.attention_output_dropout(self.attention_output(context), training=training)
         x = self.attention_layer_norm(x + attention)
         ffn = self.output_dropout(self.output_dense(self.intermediate(x)), training=training)
-        return ops.reshape(self.output_layer_norm(x + ffn), (b, s, self.hidden_size))
+        return ops.reshape(padded(self.output_layer_norm(x + ffn)), (b, s, self.hidden_size))
 
     def checkpoint_variables(self):
         names = {
@@ -200,7 +219,7 @@ class TransformerBlock(keras.layers.Layer):
                 "num_heads": self.num_heads, "intermediate_size": self.intermediate_size,
                 "hidden_act": self.hidden_act, "hidden_dropout": self.hidden_dropout,
                 "attention_dropout": self.attention_dropout, "layer_norm_eps": self.layer_norm_eps,
-                "initializer_range": self.initializer_range}
+                "initializer_range": self.initializer_range, "skip_padding": self.skip_padding}
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")

@@ -28,10 +28,12 @@ def assign(variables: dict, tensors: dict, source: str) -> None:
         var.assign(tensors[name])
 
 
-def load_encoder(model_dir: str, config: BertConfig | None = None) -> keras.Model:
-    """The encoder of a model dir as a functional Keras model with its weights."""
+def load_encoder(model_dir: str, config: BertConfig | None = None,
+                 skip_padding: bool = False) -> keras.Model:
+    """The encoder of a model dir as a functional Keras model with its weights
+    (`skip_padding`: see `build_encoder`)."""
     config = config or load_config(model_dir)
-    encoder = build_encoder(config)
+    encoder = build_encoder(config, skip_padding=skip_padding)
     prefix = os.path.join(model_dir, CKPT_NAME)
     assign(encoder_checkpoint_variables(encoder), read_checkpoint(prefix), prefix)
     return encoder

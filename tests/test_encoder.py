@@ -24,11 +24,12 @@ def reference():
         return ref, json.load(f)
 
 
+@pytest.mark.parametrize("skip_padding", [False, True])
 @pytest.mark.parametrize("kind", ["single", "pair"])
-def test_minilm_matches_transformers(minilm_dir, reference, kind):
+def test_minilm_matches_transformers(minilm_dir, reference, kind, skip_padding):
     import bert_tf
     ref, texts = reference
-    encoder = bert_tf.load_encoder(minilm_dir)
+    encoder = bert_tf.load_encoder(minilm_dir, skip_padding=skip_padding)
     preprocess = bert_tf.load_preprocessor(minilm_dir, seq_length=None)
     if kind == "single":
         inputs = preprocess(tf.constant(texts["single"]))
@@ -41,10 +42,13 @@ def test_minilm_matches_transformers(minilm_dir, reference, kind):
     real = ref[f"{kind}_input_mask"].astype(bool)
     seq_diff = np.abs(out["sequence_output"].numpy()[real] - ref[f"{kind}_sequence_output"][real])
     pooled_diff = np.abs(out["pooled_output"].numpy() - ref[f"{kind}_pooled_output"])
-    report(f"encoder parity vs transformers BertModel, MiniLM, {kind}: {real.shape[0]} texts, "
+    report(f"encoder parity vs transformers BertModel, MiniLM, {kind}, skip_padding="
+           f"{skip_padding}: {real.shape[0]} texts, "
            f"max |diff| sequence_output {seq_diff.max():.2e}, pooled_output {pooled_diff.max():.2e}")
     assert seq_diff.max() < 1e-4 and pooled_diff.max() < 1e-4
     np.testing.assert_array_equal(out["encoder_outputs"][-1], out["sequence_output"])
+    if skip_padding:
+        assert not out["sequence_output"].numpy()[~real].any()
 
 
 def tiny_inputs(batch=2, seq=7, vocab=100, pad=2):
@@ -64,6 +68,30 @@ def test_padding_does_not_change_real_token_outputs():
     np.testing.assert_allclose(full["pooled_output"], short["pooled_output"], atol=1e-5)
 
 
+def test_skip_padding_gives_the_same_outputs_and_gradients():
+    config = BertConfig.preset("tiny", vocab_size=100)
+    dense, skipping = build_encoder(config), build_encoder(config, skip_padding=True)
+    skipping.set_weights(dense.get_weights())
+    inputs = tiny_inputs(batch=3, seq=9, pad=4)
+    inputs["input_mask"][1, 3:] = 0  # rows of different lengths
+    real = inputs["input_mask"].astype(bool)
+    grads, outs = [], []
+    for encoder in (dense, skipping):
+        with tf.GradientTape() as tape:
+            out = encoder(inputs)
+            loss = tf.reduce_sum(out["pooled_output"] ** 2) + tf.reduce_sum(
+                tf.boolean_mask(out["sequence_output"], real) ** 2)
+        grads.append(tape.gradient(loss, encoder.trainable_variables))
+        outs.append(out)
+    np.testing.assert_allclose(outs[1]["sequence_output"].numpy()[real],
+                               outs[0]["sequence_output"].numpy()[real], atol=1e-5)
+    assert not outs[1]["sequence_output"].numpy()[~real].any()
+    np.testing.assert_allclose(outs[1]["pooled_output"], outs[0]["pooled_output"], atol=1e-5)
+    for a, b, var in zip(grads[0], grads[1], dense.trainable_variables):
+        np.testing.assert_allclose(tf.convert_to_tensor(b), tf.convert_to_tensor(a), atol=1e-4,
+                                   err_msg=var.path)
+
+
 def test_dropout_only_in_training():
     encoder = build_encoder(BertConfig.preset("tiny", vocab_size=100))
     inputs = tiny_inputs()
@@ -75,7 +103,7 @@ def test_dropout_only_in_training():
 
 def test_layers_serialise_and_model_round_trips(tmp_path):
     for layer in (BertEmbeddings(100, 8, name="e"), TransformerBlock(8, 2, 16, "gelu_tanh"),
-                  BertPooler(8)):
+                  TransformerBlock(8, 2, 16, skip_padding=True), BertPooler(8)):
         clone = layer.__class__.from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
     encoder = build_encoder(BertConfig.preset("tiny", vocab_size=100))

@@ -72,6 +72,7 @@ print(json.dumps({{"ids": x["input_word_ids"].numpy().tolist(),
     # the serving export pads to the batch's longest text: compare real tokens
     srv_seq, mask = np.array(got["srv_seq"]), np.array(got["srv_mask"]).astype(bool)
     diffs["srv_seq"] = float(np.abs(srv_seq[mask] - seq[:, :srv_seq.shape[1]][mask]).max())
+    assert not srv_seq[~mask].any()  # the serving export skips padding: zeros there
     report("export parity, fresh process vs in-process (max |diff|): " + ", ".join(
         f"{k} {v:.1e}" for k, v in diffs.items()))
     assert max(diffs.values()) <= 1e-5 and got["n_layers"] == 6
