@@ -11,9 +11,10 @@ Cases (`--suite`, default all four):
   random ids, no padding, fp32), sequences/s. Peers: Model Garden `BertEncoderV2` and
   keras-hub `BertBackbone`, each without and with XLA; HF `BertModel` (PyTorch, SDPA).
 - `e2e`: raw text -> `pooled_output` for the SST-2 dev sentences, `--batch-size` at a time:
-  bert-tf's serving SavedModel (`bert_tf.export`: pads each batch to its longest) vs the
-  TF Hub way, preprocessor + encoder SavedModels padding to `--seq-length` (`tfhub`), vs
-  HF's tokenizer + `BertModel` padding to each batch's longest, sentences/s.
+  bert-tf's serving SavedModel (`bert_tf.export`: pads each batch to its longest and its
+  dense layers skip that padding, `skip_padding`) vs the TF Hub way, preprocessor +
+  encoder SavedModels padding to `--seq-length` (`tfhub`), vs HF's tokenizer +
+  `BertModel` padding to each batch's longest, sentences/s.
 - `train`: fine-tuning passes over the first `--examples` (default 1600) SST-2 training
   examples (AdamW with an optimizer step per batch, lr 5e-5, dropout on), examples/s:
   bert-tf as `bert-tf finetune` trains (Keras `fit`, length-bucketed batches) vs Model
@@ -547,7 +548,7 @@ def _e2e_worker(job, tf):
     times, (pooled, tokens) = _timed(run, job["repeats"])
     np.savez(job["outputs"], pooled_output=pooled)
     _emit("bert-tf serving SavedModel (in-graph tokenizer + encoder, each batch padded to its "
-          "longest)", times, tokens_per_run=tokens)
+          "longest, dense layers on the real tokens only)", times, tokens_per_run=tokens)
 
 
 def _train_worker(job, tf):
