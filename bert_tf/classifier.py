@@ -27,7 +27,9 @@ def build_classifier(encoder: keras.Model, num_labels: int, pooling: str = "pool
                      dropout: float = 0.1, initializer_range: float = 0.02):
     """Returns `(train_model, full_model)`, sharing layers: `train_model` maps the
     three inputs to `logits` `[B, num_labels]` (for `fit`); `full_model` to a dict
-    of `logits`, `pooled_output` (the vector the head sees) and `sequence_output`."""
+    of `logits`, `pooled_output` (the vector the head sees) and `sequence_output`.
+    With any `pooling` but `pooled_output` the head never sees BERT's pooler, so
+    `encoder`'s pooler layer is set non-trainable (on the encoder passed in)."""
     if pooling != "pooled_output":  # the head never sees the pooler: nothing to train there
         encoder.get_layer("pooler").trainable = False
     inputs = encoder_inputs()

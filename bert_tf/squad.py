@@ -88,7 +88,8 @@ class SpanLogits(keras.layers.Layer):
 
 
 def build_span_model(encoder: keras.Model, initializer_range: float = 0.02) -> keras.Model:
-    """The three inputs -> `span_logits` `[B, 2, L]` (row 0 start, row 1 end)."""
+    """The three inputs -> `span_logits` `[B, 2, L]` (row 0 start, row 1 end).
+    Spans use `sequence_output` only: `encoder`'s pooler is set non-trainable."""
     encoder.get_layer("pooler").trainable = False  # spans use sequence_output only
     inputs = encoder_inputs()
     sequence = encoder(inputs)["sequence_output"]
