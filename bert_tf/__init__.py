@@ -10,12 +10,22 @@ Example:
     >>> preprocess = bert_tf.load_preprocessor("saved_models/minilm")
     >>> encoder(preprocess(tf.constant(["hello world"])))["pooled_output"].shape
     TensorShape([1, 384])
+
+TensorFlow's oneDNN CPU kernels: TensorFlow turns them on by default only on CPUs
+with AVX-512 VNNI/BF16 or AMX; bert-tf turns them on everywhere (when it is
+imported before TensorFlow, as by the `bert-tf` command), since on an AVX2-only
+CPU they measured faster for padded batches (serving) and fine-tuning (BENCHMARKS.md).
+`TF_ENABLE_ONEDNN_OPTS=0` in the environment keeps TensorFlow's own default.
 """
-from bert_tf.config import BertConfig, load_config
-from bert_tf.encoder import build_encoder
-from bert_tf.layers import BertEmbeddings, BertPooler, TransformerBlock
-from bert_tf.models import load_encoder, load_preprocessor, load_tokenizer
-from bert_tf.tokenizer import BertTokenizer
+import os
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from bert_tf.config import BertConfig, load_config  # noqa: E402  (after the setting)
+from bert_tf.encoder import build_encoder  # noqa: E402
+from bert_tf.layers import BertEmbeddings, BertPooler, TransformerBlock  # noqa: E402
+from bert_tf.models import load_encoder, load_preprocessor, load_tokenizer  # noqa: E402
+from bert_tf.tokenizer import BertTokenizer  # noqa: E402
 
 __all__ = ["BertConfig", "load_config", "build_encoder", "BertEmbeddings", "BertPooler",
            "TransformerBlock", "load_encoder", "load_preprocessor", "load_tokenizer",

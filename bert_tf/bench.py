@@ -155,7 +155,9 @@ def machine() -> dict:
                         if line.startswith("model name")), cpu)
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
             "tensorflow": tf.__version__, "keras": keras.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(),
+            # every TensorFlow worker inherits it: the same kernels for bert-tf and TF peers
+            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")}
 
 
 # ---- model dirs -----------------------------------------------------------------------------
@@ -445,7 +447,9 @@ def markdown(report: dict) -> str:
     lines = ["# bert-tf bench", "", f"`{report['command']}`", "",
              f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, "
              + (f"GPUs: {', '.join(m['gpus'])}" if m["gpus"] else "no GPU")
-             + f"; TensorFlow {m['tensorflow']}, Keras {m['keras']}. Model: {report['model']} "
+             + f"; TensorFlow {m['tensorflow']}, Keras {m['keras']}, TF_ENABLE_ONEDNN_OPTS="
+             f"{m.get('tf_enable_onednn_opts') or 'unset'} (for every TensorFlow worker). "
+             f"Model: {report['model']} "
              f"({c['num_hidden_layers']} layers, hidden {c['hidden_size']}, "
              f"{c['num_attention_heads']} heads, intermediate {c['intermediate_size']}).",
              f"fp32 matmul peak: {report['matmul_peak']['gflop_per_s']} GFLOP/s "
@@ -565,12 +569,13 @@ def _train_worker(job, tf):
         steps += 1
         tokens += int(np.prod(x["input_mask"].shape))
     total = steps * (job["repeats"] + 1)
-    model, _ = build_classifier(load_encoder(job["model"]), 2)
+    model, _ = build_classifier(load_encoder(job["model"], skip_padding=True), 2)
     model.compile(bert_optimizer(job["learning_rate"], total, int(0.1 * total)),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     times, _ = _timed(lambda: model.fit(ds, verbose=0), job["repeats"])
     _emit("bert-tf classifier as `bert-tf finetune` trains it (Keras fit, fused AdamW, "
-          "length-bucketed batches)", times, tokens_per_run=tokens)
+          "length-bucketed batches, dense layers on the real tokens only)", times,
+          tokens_per_run=tokens)
 
 
 def _tokenize_worker(job, tf):

@@ -155,7 +155,10 @@ def finetune(args) -> dict:
           f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
 
     with strategy.scope():
-        encoder = load_encoder(args.model)
+        # Length-bucketed batches still hold some padding; the dense layers skip it
+        # (dynamic shapes: not under XLA or on TPU).
+        encoder = load_encoder(args.model, skip_padding=not args.jit_compile and not isinstance(
+            strategy, tf.distribute.TPUStrategy))
         if args.reinit_pooler:
             reinit_pooler(encoder, load_config(args.model).initializer_range, args.seed)
         train_model, _ = build_classifier(encoder, len(labels), args.pooling,
