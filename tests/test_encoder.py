@@ -144,3 +144,19 @@ def test_gelu_variants_differ_as_documented():
     from math import erf, sqrt
     np.testing.assert_allclose(exact, [v * 0.5 * (1 + erf(v / sqrt(2))) for v in x], atol=1e-6)
     assert 1e-5 < np.abs(exact - tanh).max() < 1e-3
+
+
+@pytest.mark.parametrize("setting,expected", [(None, "1"), ("0", "0")])
+def test_importing_bert_tf_first_turns_on_onednn_unless_told_not_to(setting, expected):
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = ("import os, bert_tf; from tensorflow.python.util import _pywrap_util_port as p; "
+            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], p.IsMklEnabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    value, enabled = out.stdout.split()[-2:]
+    assert value == expected and enabled == str(expected == "1")
