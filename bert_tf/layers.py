@@ -112,8 +112,9 @@ class TransformerBlock(keras.layers.Layer):
     token) see only the real tokens, gathered into `[tokens, H]`; only the
     attention scores are computed on the padded `[B, heads, S, S]`. Real tokens'
     outputs are the same (padding keys get no attention either way) and padding
-    positions come out as zeros. It pays off on batches padded to their longest
-    text (serving); it needs dynamic shapes, so leave it off under XLA or TPU.
+    positions come out as zeros. It pays off whenever batches hold padding
+    (serving, length-bucketed fine-tuning: BENCHMARKS.md); it needs dynamic shapes,
+    so leave it off under XLA or TPU.
 
     Example:
         >>> block = TransformerBlock(hidden_size=8, num_heads=2, intermediate_size=16)
