@@ -242,6 +242,8 @@ def export_all(model_dir: str, base: str, version: int | None = None,
     `seq_length` defaults to what a fine-tuned model was trained with, else 128."""
     from bert_tf.checkpoint import read_meta
     from bert_tf.classifier import load_classifier
+    from bert_tf.config import load_config
+    from bert_tf.encoder import build_encoder
     from bert_tf.models import load_encoder, load_mlm_model, load_tokenizer
     from bert_tf.tokenizer import vocab_path
 
@@ -254,8 +256,9 @@ def export_all(model_dir: str, base: str, version: int | None = None,
                               "to replace it, or leave out --version for the next free one")
     encoder = load_encoder(model_dir)
     # The serving export pads each batch to its longest text only, and its dense
-    # layers skip even that padding (a second copy of the weights, with the same values).
-    serving_encoder = load_encoder(model_dir, skip_padding=True)
+    # layers skip even that padding: a second encoder with the same weights.
+    serving_encoder = build_encoder(load_config(model_dir), skip_padding=True)
+    serving_encoder.set_weights(encoder.get_weights())
     tokenizer = load_tokenizer(model_dir)
     task = meta.get("task") or {}
     seq_length = seq_length or task.get("max_seq_length", 128)
