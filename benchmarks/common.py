@@ -2,7 +2,7 @@
 where TensorFlow is not installed).
 
 A worker is run as `PYTHON benchmarks/<peer>.py JOB.json`. The job (written by
-`bert_tf.bench`) names the case, the bert-tf model dir whose weights to load, the
+`bert_tf.experiments.bench`) names the case, the bert-tf model dir whose weights to load, the
 input file, the sizes, and where to save the outputs; the worker prints one JSON
 line: its own description, the seconds of each timed run, and its peak RSS.
 """

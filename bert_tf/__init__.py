@@ -2,7 +2,7 @@
 
 The three parts of BERT: `BertEmbeddings`, `TransformerBlock` (the encoder) and
 `BertPooler`, composed by `build_encoder`. Text becomes ids in-graph with
-`BertTokenizer`. Model dirs hold Google-format checkpoints (`bert_tf.checkpoint`).
+`BertTokenizer`. Model dirs hold Google-format checkpoints (`bert_tf.io.checkpoint`).
 
 Example:
     >>> import bert_tf, tensorflow as tf                     # doctest: +SKIP
@@ -22,10 +22,10 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from bert_tf.config import BertConfig, load_config  # noqa: E402  (after the setting)
-from bert_tf.encoder import build_encoder  # noqa: E402
+from bert_tf.models.encoder import build_encoder  # noqa: E402
 from bert_tf.layers import BertEmbeddings, BertPooler, TransformerBlock  # noqa: E402
-from bert_tf.models import load_encoder, load_preprocessor, load_tokenizer  # noqa: E402
-from bert_tf.tokenizer import BertTokenizer  # noqa: E402
+from bert_tf.models.loading import load_encoder, load_preprocessor, load_tokenizer  # noqa: E402
+from bert_tf.preprocessing.tokenizer import BertTokenizer  # noqa: E402
 
 __all__ = ["BertConfig", "load_config", "build_encoder", "BertEmbeddings", "BertPooler",
            "TransformerBlock", "load_encoder", "load_preprocessor", "load_tokenizer",

@@ -22,10 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def bert_tf_throughput(data_dir: str, examples: int, batch_size: int, max_length: int) -> float:
     import keras
-    from bert_tf.classifier import build_classifier
-    from bert_tf.data import Examples, encode, make_dataset, read_task
-    from bert_tf.models import load_encoder, load_tokenizer
-    from bert_tf.training import bert_optimizer
+    from bert_tf.models.classifier import build_classifier
+    from bert_tf.data.glue import Examples, encode, make_dataset, read_task
+    from bert_tf.models.loading import load_encoder, load_tokenizer
+    from bert_tf.training.common import bert_optimizer
     from pipelines.minilm import ensure_minilm
 
     model_dir = ensure_minilm()

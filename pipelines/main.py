@@ -34,7 +34,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from bert_tf.cli import main as bert_tf
-    from bert_tf.data import glue_files
+    from bert_tf.data.glue import glue_files
     from pipelines.minilm import ensure_minilm
 
     missing = [p for p in glue_files("sst2", args.data_dir).values() if not os.path.exists(p)]

@@ -19,7 +19,7 @@ def data_path(*parts):
 @pytest.fixture(scope="session")
 def minilm_dir(tmp_path_factory):
     """all-MiniLM-L6-v2, converted from the installed package into a model dir."""
-    from bert_tf.convert import convert_hf
+    from bert_tf.io.convert import convert_hf
     from pipelines.minilm import minilm_source_dir
     return convert_hf(minilm_source_dir(), str(tmp_path_factory.mktemp("models") / "minilm"))
 
@@ -37,7 +37,7 @@ def vocab_file():
 
 @pytest.fixture(scope="session")
 def tokenizer(vocab_file):
-    from bert_tf.tokenizer import BertTokenizer
+    from bert_tf.preprocessing.tokenizer import BertTokenizer
     return BertTokenizer(vocab_file)
 
 
@@ -60,9 +60,9 @@ def pytest_terminal_summary(terminalreporter):
 def tiny_model_dir(tmp_path_factory, vocab_file):
     """A randomly initialised BERT-tiny with the uncased vocab, as a model dir."""
     import keras
-    from bert_tf.checkpoint import write_model_dir
+    from bert_tf.io.checkpoint import write_model_dir
     from bert_tf.config import BertConfig
-    from bert_tf.encoder import build_encoder, encoder_checkpoint_variables
+    from bert_tf.models.encoder import build_encoder, encoder_checkpoint_variables
     keras.utils.set_random_seed(1)
     config = BertConfig.preset("tiny")
     encoder = build_encoder(config)

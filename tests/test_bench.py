@@ -7,14 +7,14 @@ import os
 import numpy as np
 import pytest
 
-from bert_tf import bench
+from bert_tf.experiments import bench
 from tests.conftest import DATA_DIR
 
 
 def test_forward_flops_count_every_dense_kernel():
     """2 FLOPs per weight of the encoder's matmuls per token, plus attention's 4·l²·H."""
     from bert_tf.config import BertConfig
-    from bert_tf.encoder import build_encoder, encoder_checkpoint_variables
+    from bert_tf.models.encoder import build_encoder, encoder_checkpoint_variables
     config = BertConfig.preset("tiny", vocab_size=50)
     kernels = sum(int(np.prod(v.shape)) for n, v in
                   encoder_checkpoint_variables(build_encoder(config)).items()
@@ -26,8 +26,8 @@ def test_forward_flops_count_every_dense_kernel():
 
 
 def test_hf_copy_holds_the_same_weights(tiny_model_dir, tmp_path):
-    from bert_tf.checkpoint import read_checkpoint
-    from bert_tf.convert import convert_hf
+    from bert_tf.io.checkpoint import read_checkpoint
+    from bert_tf.io.convert import convert_hf
     hf_dir = bench.write_hf_model(tiny_model_dir, str(tmp_path / "hf"))
     back = read_checkpoint(os.path.join(convert_hf(hf_dir, str(tmp_path / "back")),
                                         "bert_model.ckpt"))

@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from bert_tf.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from bert_tf.io.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from bert_tf.cli import main as cli
-from bert_tf.convert import convert_google, convert_hf, convert_to_google
+from bert_tf.io.convert import convert_google, convert_hf, convert_to_google
 
 
 def _ckpt(model_dir):

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from bert_tf.config import BertConfig
-from bert_tf.encoder import build_encoder
+from bert_tf.models.encoder import build_encoder
 from bert_tf.layers import BertEmbeddings, BertPooler, TransformerBlock
 from tests.conftest import REFERENCE_DIR, report
 

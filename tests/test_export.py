@@ -24,7 +24,7 @@ def minilm_export(minilm_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_export(tiny_model_dir, tmp_path_factory):
-    from bert_tf.export import export_all
+    from bert_tf.export.savedmodel import export_all
     base = str(tmp_path_factory.mktemp("exports") / "tiny")
     export_all(tiny_model_dir, base, seq_length=32)
     return base
@@ -191,7 +191,7 @@ def test_tfsm_layer_loads_serving_export(tiny_export):
 
 
 def test_interrupted_export_leaves_base_as_it_was(tiny_model_dir, tmp_path, monkeypatch):
-    from bert_tf import export
+    from bert_tf.export import savedmodel as export
     base = tmp_path / "base"
     export.export_all(tiny_model_dir, str(base), seq_length=16)
     before = sorted(str(p.relative_to(base)) for p in base.rglob("*"))

@@ -185,7 +185,7 @@ def test_missing_glue_data_says_where_it_looked(tiny_model_dir, tmp_path, capsys
 
 
 def test_warmup_linear_decay_schedule():
-    from bert_tf.training import WarmupLinearDecay
+    from bert_tf.training.common import WarmupLinearDecay
     s = WarmupLinearDecay(1.0, total_steps=100, warmup_steps=10)
     assert [round(float(s(x)), 4) for x in (0, 5, 10, 55, 100, 120)] == [0, 0.5, 1, 0.5, 0, 0]
     assert WarmupLinearDecay(**s.get_config()).get_config() == s.get_config()
@@ -193,7 +193,7 @@ def test_warmup_linear_decay_schedule():
 
 def test_weight_decay_skips_layernorm_and_bias():
     import keras
-    from bert_tf.training import bert_optimizer
+    from bert_tf.training.common import bert_optimizer
     opt = bert_optimizer(1e-3, 10, 1)
     dense, norm = keras.layers.Dense(2), keras.layers.LayerNormalization()
     dense.build((None, 2))
@@ -208,7 +208,7 @@ def test_fused_adamw_matches_keras_adamw():
     import keras
     import numpy as np
     import tensorflow as tf
-    from bert_tf.training import AdamW
+    from bert_tf.training.common import AdamW
 
     def run(opt_class):
         keras.utils.set_random_seed(1)
@@ -237,7 +237,7 @@ def test_fused_adamw_matches_keras_adamw():
 
 def test_buckets_pad_each_batch_to_the_smallest_width():
     import numpy as np
-    from bert_tf.data import BUCKET_WIDTHS, make_dataset
+    from bert_tf.data.glue import BUCKET_WIDTHS, make_dataset
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 70, 500)
     mask = (np.arange(72)[None, :] < lengths[:, None]).astype("int32")
@@ -253,7 +253,7 @@ def test_buckets_pad_each_batch_to_the_smallest_width():
 def test_reinit_pooler_draws_new_weights(tiny_model_dir):
     import numpy as np
     import bert_tf
-    from bert_tf.finetune import reinit_pooler
+    from bert_tf.training.finetune import reinit_pooler
     encoder = bert_tf.load_encoder(tiny_model_dir)
     dense = encoder.get_layer("pooler").dense
     dense.bias.assign(np.ones(dense.bias.shape, "float32"))

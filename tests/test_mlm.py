@@ -6,8 +6,8 @@ from math import erf, sqrt
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.checkpoint import read_checkpoint, write_model_dir
-from bert_tf.heads import pretraining_head_shapes
+from bert_tf.io.checkpoint import read_checkpoint, write_model_dir
+from bert_tf.layers.heads import pretraining_head_shapes
 from tests.conftest import report
 
 
@@ -36,12 +36,12 @@ def reference_mlm_logits(tensors, sequence_output, positions, eps=1e-12):
 
 def test_mlm_logits_and_export(tiny_model_dir, tmp_path, tokenizer):
     import bert_tf
-    from bert_tf.export import export_all
+    from bert_tf.export.savedmodel import export_all
     model_dir = _with_heads(tiny_model_dir, str(tmp_path / "with_heads"))
     inputs = tokenizer.preprocess(tf.constant(["the cat sat on the [MASK] .", "hello there"]), 12)
     positions = np.array([[1, 6], [2, 3]], np.int32)
     encoder = bert_tf.load_encoder(model_dir)
-    mlm = bert_tf.models.load_mlm_model(model_dir, encoder)
+    mlm = bert_tf.models.loading.load_mlm_model(model_dir, encoder)
     out = mlm({**inputs, "masked_lm_positions": tf.constant(positions)})
     tensors = read_checkpoint(os.path.join(model_dir, "bert_model.ckpt"))
     want = reference_mlm_logits(tensors, out["sequence_output"].numpy(), positions)
@@ -56,4 +56,4 @@ def test_mlm_logits_and_export(tiny_model_dir, tmp_path, tokenizer):
     np.testing.assert_allclose(got["mlm_logits"], out["mlm_logits"], atol=1e-5)
     assert len(loaded.variables) == len(encoder.variables)  # head weights not in the root's
     assert len(loaded.mlm.trainable_variables) == len(encoder.trainable_variables) + 5
-    assert bert_tf.models.load_mlm_model(tiny_model_dir, encoder) is None
+    assert bert_tf.models.loading.load_mlm_model(tiny_model_dir, encoder) is None

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from bert_tf.pooling import STRATEGIES, AttentionPooling, MaskedPooling, pool
+from bert_tf.layers.pooling import STRATEGIES, AttentionPooling, MaskedPooling, pool
 from tests.conftest import REFERENCE_DIR, report
 
 
@@ -41,7 +41,7 @@ def test_mean_pooling_matches_sentence_transformers(minilm_dir):
     import json
     ref = np.load(os.path.join(REFERENCE_DIR, "minilm_outputs.npz"))
     texts = json.load(open(os.path.join(REFERENCE_DIR, "minilm_texts.json"), encoding="utf-8"))
-    from bert_tf.embed import Embedder
+    from bert_tf.inference.embed import Embedder
     vectors = Embedder(minilm_dir, pooling="mean").embed(texts["single"])
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     diff = np.abs(vectors - ref["single_sentence_embedding"]).max()

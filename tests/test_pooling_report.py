@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bert_tf.cli import main as cli
-from bert_tf.pooling import STRATEGIES
+from bert_tf.layers.pooling import STRATEGIES
 from tests.conftest import DATA_DIR, report
 
 
@@ -93,7 +93,7 @@ def test_finetune_cell_and_its_run_are_reused(tiny_model_dir, tmp_path, capsys):
 
 
 def test_probes_are_deterministic_per_seed():
-    from bert_tf.pooling_report import fit_attention_probe, fit_logistic
+    from bert_tf.experiments.pooling_report import fit_attention_probe, fit_logistic
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 9, 40)
     y = rng.integers(0, 2, 40).astype(np.int32)

@@ -118,7 +118,7 @@ def test_instance_statistics_and_determinism(corpus, vocab_file, tmp_path):
 def test_dynamic_masking(corpus, vocab_file, tmp_path):
     """`remask` undoes a record's masks and draws new ones at BERT's rates; the
     tf.data option draws different masks for different seeds (epochs)."""
-    from bert_tf.pretraining_data import MaskingVocab, create_pretraining_data, parse_features, \
+    from bert_tf.data.pretraining import MaskingVocab, create_pretraining_data, parse_features, \
         pretraining_dataset, remask
     path = str(tmp_path / "d.tfrecord")
     create_pretraining_data([str(corpus)], vocab_file, path, 64, 10, dupe_factor=1,
@@ -156,10 +156,10 @@ def test_dynamic_masking(corpus, vocab_file, tmp_path):
 def test_pretraining_logits_match_numpy(minilm_dir):
     """MiniLM has no MLM/NSP heads: they are drawn from a fixed seed; both heads'
     logits match a numpy computation of Google's heads within 1e-4."""
-    from bert_tf.checkpoint import read_checkpoint
+    from bert_tf.io.checkpoint import read_checkpoint
     from bert_tf.config import load_config
-    from bert_tf.models import load_tokenizer
-    from bert_tf.pretrain import build, model_tensors
+    from bert_tf.models.loading import load_tokenizer
+    from bert_tf.training.pretrain import build, model_tensors
     tensors = read_checkpoint(os.path.join(minilm_dir, "bert_model.ckpt"))
     model = build(load_config(minilm_dir), tensors, seed=5)
     again = model_tensors(build(load_config(minilm_dir), tensors, seed=5))
@@ -203,7 +203,7 @@ def pretrain_cmd(vocab_file, records, out, *extra):
 
 def test_pretrain_steps_loss_falls_and_round_trips(vocab_file, records, tmp_path):
     import bert_tf
-    from bert_tf.checkpoint import read_checkpoint
+    from bert_tf.io.checkpoint import read_checkpoint
     out = tmp_path / "tiny"
     assert cli(pretrain_cmd(vocab_file, records, out, "--steps", "60", "--steps-per-epoch",
                             "15")) == 0
@@ -230,7 +230,7 @@ def test_pretrain_steps_loss_falls_and_round_trips(vocab_file, records, tmp_path
     assert sorted(back) == sorted(tensors)
     assert all(np.array_equal(back[k], tensors[k]) for k in tensors)
     # the encoder export carries the MLM head as `.mlm`
-    from bert_tf.export import export_all
+    from bert_tf.export.savedmodel import export_all
     targets = export_all(str(out), str(tmp_path / "export"), seq_length=16)
     loaded = tf.saved_model.load(targets["encoder"])
     x = {"input_word_ids": tf.constant([[101, 2023, 103, 102]]), "input_mask": tf.ones((1, 4), tf.int32),
@@ -292,7 +292,7 @@ def test_bad_pretraining_input(vocab_file, tmp_path, capsys):
 
 
 def test_prepare_text_holds_out_whole_documents(corpus, tmp_path):
-    from bert_tf.pretraining_data import prepare_text, read_documents
+    from bert_tf.data.pretraining import prepare_text, read_documents
     summary = prepare_text([str(corpus)], str(tmp_path / "train.txt"), "plain",
                            str(tmp_path / "eval.txt"), eval_every=3)
     train, held = read_documents([str(tmp_path / "train.txt")]), read_documents(

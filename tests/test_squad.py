@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from bert_tf import squad_data as sd
+from bert_tf.data.glue import squad as sd
 from bert_tf.cli import main as cli
 from tests.conftest import data_path, report
 
@@ -260,11 +260,11 @@ def test_serving_export_answers_as_the_python_path(minilm_dir, tokenizer, tmp_pa
     the same tokens, logits and answers as features + model + postprocess."""
     import keras
     import tensorflow as tf
-    from bert_tf.checkpoint import write_model_dir
+    from bert_tf.io.checkpoint import write_model_dir
     from bert_tf.config import load_config
-    from bert_tf.export import export_all
-    from bert_tf.models import load_encoder
-    from bert_tf.squad import answer_from_outputs, build_span_model, predict_logits, span_tensors
+    from bert_tf.export.savedmodel import export_all
+    from bert_tf.models.loading import load_encoder
+    from bert_tf.training.squad import answer_from_outputs, build_span_model, predict_logits, span_tensors
     keras.utils.set_random_seed(3)
     model = build_span_model(load_encoder(minilm_dir), 0.5)  # a wide head: distinct answers
     model_dir = write_model_dir(str(tmp_path / "m"), load_config(minilm_dir),

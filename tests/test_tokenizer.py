@@ -107,7 +107,7 @@ def test_unicode_edge_cases_match_google(ids_of, google, hf):
 
 
 def test_special_token_ids_come_from_vocab(tmp_path, vocab_file):
-    from bert_tf.tokenizer import BertTokenizer
+    from bert_tf.preprocessing.tokenizer import BertTokenizer
     vocab = open(vocab_file, encoding="utf-8").read().splitlines()
     shuffled = tmp_path / "vocab.txt"
     shuffled.write_text("\n".join(vocab[100:104] + vocab[:100] + vocab[104:]) + "\n",
@@ -144,7 +144,7 @@ def test_pairs_are_packed_and_trimmed_longest_first(tokenizer, google):
 
 
 def test_trim_matches_bert_loop_for_all_small_lengths():
-    from bert_tf.tokenizer import trim_longest_first
+    from bert_tf.preprocessing.tokenizer import trim_longest_first
     la, lb = [], []
     for x in range(8):
         for y in range(8):

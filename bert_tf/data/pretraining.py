@@ -11,7 +11,7 @@ The records carry Google's feature names and dtypes, so files made by either too
 train the other.
 
 Example:
-    >>> from bert_tf.pretraining_data import create_pretraining_data  # doctest: +SKIP
+    >>> from bert_tf.data.pretraining import create_pretraining_data  # doctest: +SKIP
     >>> create_pretraining_data(["wiki.txt"], "vocab.txt", "train.tfrecord", seed=1)
     {'documents': 600, 'instances': 5421, 'tokens': 648210, ...}
 """
@@ -26,7 +26,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.data import DataError
+from bert_tf.data.glue import DataError
 
 FEATURES = {  # Google's names; int64 ids, float weights
     "input_ids": "int", "input_mask": "int", "segment_ids": "int",
@@ -309,7 +309,7 @@ def create_pretraining_data(inputs: list[str], vocab_file: str, out: str, max_se
     (written to temporary names and renamed at the end). Returns a summary."""
     from keras.utils import Progbar
 
-    from bert_tf.tokenizer import BertTokenizer
+    from bert_tf.preprocessing.tokenizer import BertTokenizer
     if max_seq_length < 5:
         raise DataError(f"--max-seq-length {max_seq_length}: needs room for [CLS] A [SEP] B [SEP]")
     if not 0 < masked_lm_prob < 1:

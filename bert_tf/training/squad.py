@@ -28,63 +28,20 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from bert_tf.checkpoint import CKPT_NAME, read_checkpoint, read_meta, write_model_dir
+from bert_tf.layers.heads import SpanLogits
+from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta, write_model_dir
 from bert_tf.config import load_config
-from bert_tf.data import make_dataset
-from bert_tf.encoder import encoder_checkpoint_variables, encoder_inputs
-from bert_tf.models import load_encoder, load_tokenizer
-from bert_tf.squad_data import (SquadError, basic_tokenize, best_spans, check_sizes, final_text,
+from bert_tf.data.glue import make_dataset
+from bert_tf.models.encoder import encoder_checkpoint_variables, encoder_inputs
+from bert_tf.models.loading import load_encoder, load_tokenizer
+from bert_tf.data.squad import (SquadError, basic_tokenize, best_spans, check_sizes, final_text,
                                 load_articles, make_features, postprocess, read_squad, split_context,
                                 squad_v1_scores)
-from bert_tf.tokenizer import vocab_path
-from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, \
+from bert_tf.preprocessing.tokenizer import vocab_path
+from bert_tf.training.common import RunDir, add_run_arguments, bert_optimizer, \
     fit_under_multi_worker, prepare_training
 
-MASKED = -10_000.0
 HEAD_NAMES = ("cls/squad/output_weights", "cls/squad/output_bias")
-
-
-@keras.saving.register_keras_serializable(package="bert_tf")
-class SpanLogits(keras.layers.Layer):
-    """`sequence_output` `[B, L, H]` -> start/end logits `[B, 2, L]`.
-
-    Positions outside the second segment (the question, its [SEP], padding) are set
-    to -10,000, except [CLS] at position 0, the target of windows without the
-    answer. The final [SEP] belongs to the second segment and stays (post-processing
-    never picks it). Computed in float32 under mixed precision.
-
-    >>> layer = SpanLogits()
-    >>> x = keras.random.normal([2, 5, 8])
-    >>> mask = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
-    >>> types = np.array([[0, 0, 1, 1, 0], [0, 0, 0, 1, 1]])
-    >>> tuple(layer(x, mask, types).shape)
-    (2, 2, 5)
-    """
-
-    def __init__(self, initializer_range: float = 0.02, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        self.initializer_range = initializer_range
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(
-            name="kernel", shape=(input_shape[-1], 2),
-            initializer=keras.initializers.TruncatedNormal(stddev=self.initializer_range))
-        self.bias = self.add_weight(name="bias", shape=(2,), initializer="zeros")
-
-    def call(self, sequence_output, input_mask, input_type_ids):
-        x = keras.ops.cast(sequence_output, "float32")
-        logits = keras.ops.einsum("blh,hk->bkl", x, self.kernel) + self.bias[None, :, None]
-        positions = keras.ops.arange(keras.ops.shape(input_mask)[1])
-        allowed = keras.ops.logical_or(
-            keras.ops.logical_and(input_mask > 0, input_type_ids > 0), positions[None, :] == 0)
-        return keras.ops.where(allowed[:, None, :], logits, MASKED)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], 2, input_shape[1])
-
-    def get_config(self):
-        return {**super().get_config(), "initializer_range": self.initializer_range}
 
 
 def build_span_model(encoder: keras.Model, initializer_range: float = 0.02) -> keras.Model:
@@ -258,7 +215,7 @@ def squad(args) -> dict:
     for name, obj in (("predictions.json", predictions), ("nbest_predictions.json", nbest)):
         run.write_json(name, obj)
     if not args.no_export:
-        from bert_tf.export import export_all
+        from bert_tf.export.savedmodel import export_all
         metrics["exports"] = export_all(model_dir, run.file("export"),
                                         seq_length=args.max_seq_length, overwrite=True)
     run.write_json("metrics.json", metrics)  # last: marks the run finished

@@ -17,11 +17,11 @@ import shutil
 
 import numpy as np
 
-from bert_tf.checkpoint import (CKPT_NAME, CheckpointError, check_tensors, hf_tensors_to_google,
+from bert_tf.io.checkpoint import (CKPT_NAME, CheckpointError, check_tensors, hf_tensors_to_google,
                                 read_checkpoint, write_checkpoint, write_model_dir)
 from bert_tf.config import BertConfig
-from bert_tf.encoder import build_encoder, encoder_checkpoint_variables
-from bert_tf.heads import pretraining_head_shapes
+from bert_tf.models.encoder import build_encoder, encoder_checkpoint_variables
+from bert_tf.layers.heads import pretraining_head_shapes
 
 
 def expected_shapes(config: BertConfig) -> dict[str, tuple]:

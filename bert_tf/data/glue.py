@@ -16,7 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.tokenizer import BertTokenizer
+from bert_tf.preprocessing.tokenizer import BertTokenizer
 
 
 class DataError(ValueError):

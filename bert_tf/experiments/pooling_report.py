@@ -1,13 +1,13 @@
 """`bert-tf pooling-report`: which pooling strategy works best, per model and task.
 
-For every model × task × strategy (`bert_tf.pooling.STRATEGIES`) a *probe* cell:
+For every model × task × strategy (`bert_tf.layers.pooling.STRATEGIES`) a *probe* cell:
 the encoder stays frozen and a logistic regression on the pooled vectors of the
 training set is evaluated on the dev set; with `--finetune` also a *finetune*
-cell: `bert_tf.finetune` with that pooling head, in `OUT/runs/<model>-<task>-<strategy>`.
+cell: `bert_tf.training.finetune` with that pooling head, in `OUT/runs/<model>-<task>-<strategy>`.
 
 The probe runs the encoder once per text (batches sorted by length, each padded
 only to its longest), computes every parameter-free pooling from the same
-outputs with the masked layers of `bert_tf.pooling`, and keeps, for `attention`,
+outputs with the masked layers of `bert_tf.layers.pooling`, and keeps, for `attention`,
 the real tokens' sequence outputs as float16 (`[tokens, H]` plus lengths).
 
 Logistic regression (`fit_logistic`): features standardised with the training
@@ -47,11 +47,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.checkpoint import CKPT_NAME
+from bert_tf.io.checkpoint import CKPT_NAME
 from bert_tf.config import load_config
-from bert_tf.data import GLUE_TASKS, DataError, Examples, encode, glue_files, label_map, \
+from bert_tf.data.glue import GLUE_TASKS, DataError, Examples, encode, glue_files, label_map, \
     make_dataset, read_task
-from bert_tf.pooling import STRATEGIES, pool
+from bert_tf.layers.pooling import STRATEGIES, pool
 
 MODES = ("probe", "finetune")
 LOGISTIC = {"steps": 1000, "learning_rate": 0.02, "l2": "1/(2N)", "init": "zeros",
@@ -201,7 +201,7 @@ def evaluate(labels: np.ndarray, predictions: np.ndarray, num_labels: int) -> di
     >>> evaluate(np.array([1, 0, 1]), np.array([1, 1, 1]), 2)
     {'dev_accuracy': 0.6666666666666666, 'dev_f1': 0.8}
     """
-    from bert_tf.finetune import binary_f1
+    from bert_tf.training.finetune import binary_f1
     result = {"dev_accuracy": float(np.mean(predictions == labels))}
     if num_labels == 2:
         result["dev_f1"] = binary_f1(labels, predictions)
@@ -213,7 +213,7 @@ def evaluate(labels: np.ndarray, predictions: np.ndarray, num_labels: int) -> di
 def feature_model(encoder: keras.Model, strategies) -> keras.Model:
     """Encoder inputs -> dict of every parameter-free pooling `[B, H]` in `strategies`,
     plus `sequence_output` when `attention` is among them."""
-    from bert_tf.encoder import encoder_inputs
+    from bert_tf.models.encoder import encoder_inputs
     inputs = encoder_inputs()
     outputs = encoder(inputs)
     out = {}
@@ -337,7 +337,7 @@ def fit_attention_probe(train: dict, num_labels: int, seed: int, steps: int | No
     """A learned attention pooling + logistic regression on frozen token vectors
     (`train` as `embed` returns it; settings: module docstring). Returns
     `(predict, info)`: `predict(store) -> label ids` for another such store."""
-    from bert_tf.pooling import AttentionPooling
+    from bert_tf.layers.pooling import AttentionPooling
     tokens, lengths, y = train["tokens"], train["lengths"], train["y"]
     hidden = tokens.shape[1]
     steps = steps or attention_steps(len(y), batch_size)
@@ -427,9 +427,9 @@ def probe_cells(plan: Plan, model: str, task: str, strategies, encoder_fn, token
 
 
 def finetune_cell(plan: Plan, model: str, task: str, strategy: str) -> dict:
-    """A `bert_tf.finetune` run with `strategy` as the pooling head (no exports),
+    """A `bert_tf.training.finetune` run with `strategy` as the pooling head (no exports),
     in `OUT/runs/<model>-<task>-<strategy>`; a finished run's metrics are reused."""
-    from bert_tf.finetune import add_arguments as finetune_arguments, finetune, run_args
+    from bert_tf.training.finetune import add_arguments as finetune_arguments, finetune, run_args
     a = plan.args
     run_dir = os.path.join(a.out, "runs", f"{model}-{task}-{strategy}")
     parser = argparse.ArgumentParser()
@@ -486,7 +486,7 @@ def pooling_report(args, command: str | None = None) -> dict:
         todo = [c for c in cells if c[0] == model and c not in done]
         probes = [c for c in todo if c[3] == "probe"]
         if probes:
-            from bert_tf.models import load_encoder, load_tokenizer
+            from bert_tf.models.loading import load_encoder, load_tokenizer
             strategies = list(dict.fromkeys(c[2] for c in probes))
             encoder = load_encoder(plan.models[model])
             net = feature_model(encoder, strategies)

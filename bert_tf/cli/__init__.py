@@ -43,12 +43,12 @@ def _convert(args):
 
 
 def _info(args):
-    from bert_tf.info import model_info
+    from bert_tf.cli.info import model_info
     print(model_info(args.model_dir))
 
 
 def _embed(args):
-    from bert_tf.embed import Embedder, write_vectors
+    from bert_tf.inference.embed import Embedder, write_vectors
     if args.input == "-":
         lines = sys.stdin.read().splitlines()
     else:
@@ -66,11 +66,11 @@ def _embed(args):
 
 
 def _export(args):
-    from bert_tf.export import export_all, serving_instructions
+    from bert_tf.export.savedmodel import export_all, serving_instructions
     targets = export_all(args.model, args.out, args.version, args.seq_length, args.overwrite)
     for name, path in targets.items():
         print(f"{name:<13} {path}")
-    from bert_tf.checkpoint import read_meta
+    from bert_tf.io.checkpoint import read_meta
     name = os.path.basename(os.path.abspath(args.out)) or "bert"
     squad = (read_meta(args.model).get("task") or {}).get("type") == "squad"
     print(serving_instructions(args.out, name, {"question": "Who?", "context": "Ann did."}
@@ -78,8 +78,8 @@ def _export(args):
 
 
 def _finetune(args):
-    from bert_tf.finetune import finetune
-    from bert_tf.training import split_cpu
+    from bert_tf.training.finetune import finetune
+    from bert_tf.training.common import split_cpu
     split_cpu(args.cpu_replicas)
     metrics = finetune(args)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "exports")},
@@ -87,13 +87,13 @@ def _finetune(args):
 
 
 def _prepare_text(args):
-    from bert_tf.pretraining_data import prepare_text
+    from bert_tf.data.pretraining import prepare_text
     print(json.dumps(prepare_text(args.input, args.out, args.format, args.eval_out,
                                   args.eval_every)))
 
 
 def _create_pretraining_data(args):
-    from bert_tf.pretraining_data import create_pretraining_data
+    from bert_tf.data.pretraining import create_pretraining_data
     summary = create_pretraining_data(
         args.input, args.vocab, args.out, args.max_seq_length, args.max_predictions_per_seq,
         args.masked_lm_prob, args.dupe_factor, args.short_seq_prob, args.whole_word_mask,
@@ -102,21 +102,21 @@ def _create_pretraining_data(args):
 
 
 def _pooling_report(args):
-    from bert_tf.pooling_report import pooling_report
+    from bert_tf.experiments.pooling_report import pooling_report
     pooling_report(args)
 
 
 def _pretrain(args):
-    from bert_tf.pretrain import pretrain
-    from bert_tf.training import split_cpu
+    from bert_tf.training.pretrain import pretrain
+    from bert_tf.training.common import split_cpu
     split_cpu(args.cpu_replicas)
     metrics = pretrain(args)
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=1))
 
 
 def _squad(args):
-    from bert_tf.squad import squad
-    from bert_tf.training import split_cpu
+    from bert_tf.training.squad import squad
+    from bert_tf.training.common import split_cpu
     split_cpu(args.cpu_replicas)
     metrics = squad(args)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "exports")},
@@ -124,12 +124,12 @@ def _squad(args):
 
 
 def _squad_eval(args):
-    from bert_tf.squad import squad_eval
+    from bert_tf.training.squad import squad_eval
     print(json.dumps(squad_eval(args.data, args.predictions, args.articles)))
 
 
 def _squad_answer(args):
-    from bert_tf.squad import answer
+    from bert_tf.training.squad import answer
     context = args.context
     if args.context_file:
         with open(args.context_file, encoding="utf-8") as f:
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export)
 
     p = sub.add_parser("finetune", help="fine-tune a classifier with Keras fit")
-    from bert_tf.finetune import add_arguments
+    from bert_tf.training.finetune import add_arguments
     add_arguments(p)
     p.set_defaults(func=_finetune)
 
@@ -217,12 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pooling-report", help="compare pooling strategies per model and task "
                        "(frozen-encoder probes, optionally fine-tunes)")
-    from bert_tf.pooling_report import add_arguments as pooling_report_arguments
+    from bert_tf.experiments.pooling_report import add_arguments as pooling_report_arguments
     pooling_report_arguments(p)
     p.set_defaults(func=_pooling_report)
 
     p = sub.add_parser("squad", help="SQuAD v1.1 question answering: fine-tune, predict, score")
-    from bert_tf.squad import add_arguments as squad_arguments
+    from bert_tf.training.squad import add_arguments as squad_arguments
     squad_arguments(p)
     p.set_defaults(func=_squad)
 
@@ -240,12 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_squad_answer)
 
     p = sub.add_parser("pretrain", help="masked-LM + next-sentence pre-training")
-    from bert_tf.pretrain import add_arguments as pretrain_arguments
+    from bert_tf.training.pretrain import add_arguments as pretrain_arguments
     pretrain_arguments(p)
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("bench", help="bert-tf beside Model Garden, keras-hub and HF, case by case")
-    from bert_tf.bench import add_arguments as bench_arguments, main as bench_main
+    from bert_tf.experiments.bench import add_arguments as bench_arguments, main as bench_main
     bench_arguments(p)
     p.set_defaults(func=bench_main)
     return parser
@@ -253,8 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from bert_tf.checkpoint import CheckpointError
-    from bert_tf.data import DataError
+    from bert_tf.io.checkpoint import CheckpointError
+    from bert_tf.data.glue import DataError
     try:
         args.func(args)
     except (UsageError, CheckpointError, DataError, FileNotFoundError, FileExistsError,

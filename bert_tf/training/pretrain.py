@@ -1,6 +1,6 @@
 """`bert-tf pretrain`: masked-LM + next-sentence pre-training with Keras `fit`.
 
-The model is the encoder with BERT's two heads (`bert_tf.heads`): the MLM head on
+The model is the encoder with BERT's two heads (`bert_tf.layers.heads`): the MLM head on
 the masked positions (weights tied to the word embeddings) and the NSP head on
 `pooled_output`, which is where the pooler's weights are trained. Loss: the MLM
 cross-entropy averaged over the real masked positions (BERT's
@@ -26,14 +26,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.checkpoint import CKPT_NAME, read_checkpoint, read_meta, write_model_files
+from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta, write_model_files
 from bert_tf.config import BertConfig, load_config
-from bert_tf.encoder import build_encoder, encoder_checkpoint_variables
-from bert_tf.heads import build_pretraining_model, pretraining_heads
-from bert_tf.models import assign
-from bert_tf.pretraining_data import MaskingVocab, pretraining_dataset
-from bert_tf.tokenizer import vocab_path
-from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, \
+from bert_tf.models.encoder import build_encoder, encoder_checkpoint_variables
+from bert_tf.models.pretrainer import build_pretraining_model, pretraining_heads
+from bert_tf.models.loading import assign
+from bert_tf.data.pretraining import MaskingVocab, pretraining_dataset
+from bert_tf.preprocessing.tokenizer import vocab_path
+from bert_tf.training.common import RunDir, add_run_arguments, bert_optimizer, \
     fit_under_multi_worker, prepare_training
 
 

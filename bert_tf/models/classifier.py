@@ -6,7 +6,7 @@ attention pooling adds `pooling/attention/query`.
 
 Example:
     >>> from bert_tf.config import BertConfig                 # doctest: +SKIP
-    >>> from bert_tf.encoder import build_encoder
+    >>> from bert_tf.models.encoder import build_encoder
     >>> train_model, full_model = build_classifier(build_encoder(BertConfig.preset("tiny")), 2)
     >>> train_model.output_shape, sorted(full_model.output_shape)
     ((None, 2), ['logits', 'pooled_output', 'sequence_output'])
@@ -18,9 +18,9 @@ import os
 import keras
 import numpy as np
 
-from bert_tf.checkpoint import CKPT_NAME, read_checkpoint, read_meta
-from bert_tf.encoder import encoder_checkpoint_variables, encoder_inputs
-from bert_tf.pooling import AttentionPooling, pool
+from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta
+from bert_tf.models.encoder import encoder_checkpoint_variables, encoder_inputs
+from bert_tf.layers.pooling import AttentionPooling, pool
 
 
 def build_classifier(encoder: keras.Model, num_labels: int, pooling: str = "pooled_output",

@@ -13,9 +13,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.encoder import encoder_inputs
-from bert_tf.models import load_encoder, load_tokenizer
-from bert_tf.pooling import pool
+from bert_tf.models.encoder import encoder_inputs
+from bert_tf.models.loading import load_encoder, load_tokenizer
+from bert_tf.layers.pooling import pool
 
 EMBED_POOLINGS = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len")
 

@@ -1,15 +1,5 @@
-"""The Keras layers of BERT: embeddings, Transformer blocks, and the pooler.
-
-Each layer serialises with `get_config` and knows the names its weights have in
-Google's BERT checkpoints (`checkpoint_variables()`); those names are bert-tf's
-checkpoint format too (see `bert_tf.checkpoint`).
-
-Data flow (shapes for batch B, sequence S, hidden H):
-
-    input_word_ids, input_type_ids [B, S] --BertEmbeddings--> [B, S, H]
-    [B, S, H] --TransformerBlock × L--> sequence_output [B, S, H]
-    sequence_output --BertPooler--> pooled_output [B, H]
-"""
+"""`TransformerBlock`: one post-LayerNorm Transformer encoder block, as in BERT, and
+the pieces it shares with other layers (activations by name, the attention mask bias)."""
 from __future__ import annotations
 
 import math
@@ -35,67 +25,6 @@ def activation(name: str):
     if name == "gelu_tanh":
         return lambda x: keras.activations.gelu(x, approximate=True)
     return keras.activations.get(name)
-
-
-@keras.saving.register_keras_serializable(package="bert_tf")
-class BertEmbeddings(keras.layers.Layer):
-    """Word + position + segment (token type) embeddings, then LayerNorm and dropout.
-
-    Example:
-        >>> emb = BertEmbeddings(vocab_size=100, hidden_size=8)
-        >>> emb(ops.ones((2, 5), "int32"), ops.zeros((2, 5), "int32")).shape
-        (2, 5, 8)
-    """
-
-    def __init__(self, vocab_size, hidden_size, max_position_embeddings=512, type_vocab_size=2,
-                 dropout=0.1, layer_norm_eps=1e-12, initializer_range=0.02, **kwargs):
-        super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.max_position_embeddings = max_position_embeddings
-        self.type_vocab_size = type_vocab_size
-        self.dropout_rate = dropout
-        self.layer_norm_eps = layer_norm_eps
-        self.initializer_range = initializer_range
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="LayerNorm")
-        self.dropout = keras.layers.Dropout(dropout)
-
-    def build(self, input_shape=None):
-        init = _init(self.initializer_range)
-        self.word_embeddings = self.add_weight(
-            name="word_embeddings", shape=(self.vocab_size, self.hidden_size), initializer=init)
-        self.position_embeddings = self.add_weight(
-            name="position_embeddings", shape=(self.max_position_embeddings, self.hidden_size),
-            initializer=init)
-        self.token_type_embeddings = self.add_weight(
-            name="token_type_embeddings", shape=(self.type_vocab_size, self.hidden_size),
-            initializer=init)
-        self.layer_norm.build((None, None, self.hidden_size))
-        self.built = True
-
-    def call(self, input_word_ids, input_type_ids, training=False):
-        seq_length = ops.shape(input_word_ids)[1]
-        x = ops.take(self.word_embeddings, input_word_ids, axis=0)
-        x = x + ops.take(self.token_type_embeddings, input_type_ids, axis=0)
-        x = x + self.position_embeddings[None, :seq_length]
-        return self.dropout(self.layer_norm(x), training=training)
-
-    def checkpoint_variables(self):
-        return {
-            "word_embeddings": self.word_embeddings,
-            "position_embeddings": self.position_embeddings,
-            "token_type_embeddings": self.token_type_embeddings,
-            "LayerNorm/gamma": self.layer_norm.gamma,
-            "LayerNorm/beta": self.layer_norm.beta,
-        }
-
-    def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size,
-                "hidden_size": self.hidden_size,
-                "max_position_embeddings": self.max_position_embeddings,
-                "type_vocab_size": self.type_vocab_size, "dropout": self.dropout_rate,
-                "layer_norm_eps": self.layer_norm_eps,
-                "initializer_range": self.initializer_range}
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -221,45 +150,6 @@ class TransformerBlock(keras.layers.Layer):
                 "hidden_act": self.hidden_act, "hidden_dropout": self.hidden_dropout,
                 "attention_dropout": self.attention_dropout, "layer_norm_eps": self.layer_norm_eps,
                 "initializer_range": self.initializer_range, "skip_padding": self.skip_padding}
-
-
-@keras.saving.register_keras_serializable(package="bert_tf")
-class BertPooler(keras.layers.Layer):
-    """BERT's pooler: `tanh(Dense(sequence_output[:, 0]))`, `[B, S, H]` -> `[B, H]`.
-
-    It is called a *pooler* because it does a pooling layer's job, reducing a
-    sequence of vectors to one vector per sequence, but it does not take a max
-    or a mean: it takes the hidden state of the first token ([CLS]) and passes it
-    through a dense layer with tanh. Its weights were trained in pre-training by
-    the next-sentence-prediction (NSP) head, which sits on its output. Other ways
-    to reduce a sequence (mean, max, ...) are in `bert_tf.pooling`.
-
-    Example:
-        >>> pooler = BertPooler(hidden_size=8)
-        >>> pooler(ops.ones((2, 5, 8))).shape
-        (2, 8)
-    """
-
-    def __init__(self, hidden_size, initializer_range=0.02, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_size = hidden_size
-        self.initializer_range = initializer_range
-        self.dense = keras.layers.Dense(hidden_size, activation="tanh",
-                                        kernel_initializer=_init(initializer_range), name="dense")
-
-    def build(self, input_shape=None):
-        self.dense.build((None, self.hidden_size))
-        self.built = True
-
-    def call(self, sequence_output):
-        return self.dense(sequence_output[:, 0, :])
-
-    def checkpoint_variables(self):
-        return {"dense/kernel": self.dense.kernel, "dense/bias": self.dense.bias}
-
-    def get_config(self):
-        return {**super().get_config(), "hidden_size": self.hidden_size,
-                "initializer_range": self.initializer_range}
 
 
 def attention_bias_from_mask(input_mask):

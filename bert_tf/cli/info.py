@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from bert_tf.checkpoint import CKPT_NAME, read_checkpoint, read_meta
+from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta
 from bert_tf.config import load_config
 
 PARTS = (("embeddings", "bert/embeddings/"), ("encoder", "bert/encoder/"),

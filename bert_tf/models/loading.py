@@ -14,10 +14,10 @@ import os
 
 import keras
 
-from bert_tf.checkpoint import CKPT_NAME, check_tensors, read_checkpoint, read_meta
+from bert_tf.io.checkpoint import CKPT_NAME, check_tensors, read_checkpoint, read_meta
 from bert_tf.config import BertConfig, load_config
-from bert_tf.encoder import build_encoder, encoder_checkpoint_variables
-from bert_tf.tokenizer import BertTokenizer, vocab_path
+from bert_tf.models.encoder import build_encoder, encoder_checkpoint_variables
+from bert_tf.preprocessing.tokenizer import BertTokenizer, vocab_path
 
 
 def assign(variables: dict, tensors: dict, source: str) -> None:
@@ -40,9 +40,9 @@ def load_encoder(model_dir: str, config: BertConfig | None = None,
 
 
 def load_mlm_model(model_dir: str, encoder: keras.Model) -> keras.Model | None:
-    """Encoder + masked-LM head (`bert_tf.heads.build_mlm_model`) with the model dir's
+    """Encoder + masked-LM head (`bert_tf.models.pretrainer.build_mlm_model`) with the model dir's
     `cls/predictions/...` weights, or None when it has no MLM head."""
-    from bert_tf.heads import MaskedLMHead, build_mlm_model
+    from bert_tf.models.pretrainer import MaskedLMHead, build_mlm_model
     prefix = os.path.join(model_dir, CKPT_NAME)
     tensors = read_checkpoint(prefix)
     if "cls/predictions/output_bias" not in tensors:

@@ -26,7 +26,7 @@ Cases (`--suite`, default all four):
   built from the same vocab.txt; the ids must be identical. Sentences/s.
 
 Method. Every row is measured in a fresh process, a worker that loads the same weights
-(`python -m bert_tf.bench JOB.json` for bert-tf, `benchmarks/<peer>.py JOB.json` for a
+(`python -m bert_tf.experiments.bench JOB.json` for bert-tf, `benchmarks/<peer>.py JOB.json` for a
 peer, in the peer's own environment: `--hf-python`, `--keras-hub-path`), runs once to
 warm up, then `--repeats` timed runs, and prints one JSON line with each run's seconds
 and its peak RSS (`VmHWM`, the whole process). Rows give the median and the range;
@@ -165,10 +165,10 @@ def machine() -> dict:
 def random_model_dir(preset: str, vocab_file: str, out_dir: str) -> str:
     """A model dir of a preset size with random weights (seed 0)."""
     import keras
-    from bert_tf.checkpoint import write_model_dir
+    from bert_tf.io.checkpoint import write_model_dir
     from bert_tf.config import BertConfig
-    from bert_tf.encoder import build_encoder, encoder_checkpoint_variables
-    from bert_tf.tokenizer import load_vocab
+    from bert_tf.models.encoder import build_encoder, encoder_checkpoint_variables
+    from bert_tf.preprocessing.tokenizer import load_vocab
     keras.utils.set_random_seed(0)
     config = BertConfig.preset(preset, vocab_size=len(load_vocab(vocab_file)))
     tensors = {n: v.numpy() for n, v in encoder_checkpoint_variables(build_encoder(config)).items()}
@@ -180,7 +180,7 @@ def write_hf_model(model_dir: str, out_dir: str) -> str:
     """The encoder of a model dir as an HF `BertModel` folder (config.json,
     model.safetensors, vocab.txt, tokenizer_config.json), for the HF worker."""
     from safetensors.numpy import save_file
-    from bert_tf.checkpoint import CKPT_NAME, google_to_hf_name, read_checkpoint, read_meta
+    from bert_tf.io.checkpoint import CKPT_NAME, google_to_hf_name, read_checkpoint, read_meta
     from bert_tf.config import load_config
     os.makedirs(out_dir, exist_ok=True)
     tensors = {}
@@ -204,7 +204,7 @@ class System:
     """One row of a case: who runs it, and how."""
     label: str
     peer: str | None = None          # None: bert-tf itself
-    script: str | None = None        # benchmarks/<script>; None: python -m bert_tf.bench
+    script: str | None = None        # benchmarks/<script>; None: python -m bert_tf.experiments.bench
     xla: bool = False
 
 
@@ -274,7 +274,7 @@ class Bench:
         with open(job_file, "w") as f:
             json.dump(job, f, indent=1)
         command = ([python, os.path.join(BENCHMARKS_DIR, system.script)] if system.script
-                   else [python, "-m", "bert_tf.bench"]) + [job_file]
+                   else [python, "-m", "bert_tf.experiments.bench"]) + [job_file]
         print(f"{case}: {system.label} ...", end=" ", flush=True)
         start = time.time()
         proc = subprocess.run(command, capture_output=True, text=True,
@@ -314,8 +314,8 @@ def encoder_case(bench: Bench) -> dict:
 
 
 def _sst2(bench: Bench, split: str, default_limit: int | None):
-    from bert_tf.data import Examples, encode, read_task
-    from bert_tf.models import load_tokenizer
+    from bert_tf.data.glue import Examples, encode, read_task
+    from bert_tf.models.loading import load_tokenizer
     examples = read_task("sst2", bench.args.data_dir, split)
     n = bench.args.examples or default_limit or len(examples)
     examples = Examples(examples.texts_a[:n], None, examples.labels[:n], examples.source)
@@ -325,7 +325,7 @@ def _sst2(bench: Bench, split: str, default_limit: int | None):
 
 
 def e2e_case(bench: Bench) -> dict:
-    from bert_tf.export import export_all
+    from bert_tf.export.savedmodel import export_all
     examples, features, _ = _sst2(bench, "dev", None)
     data = bench.path("e2e-texts.json")
     with open(data, "w") as f:
@@ -364,7 +364,7 @@ def train_case(bench: Bench) -> dict:
 
 
 def tokenize_case(bench: Bench) -> dict:
-    from bert_tf.data import read_task
+    from bert_tf.data.glue import read_task
     texts = read_task("sst2", bench.args.data_dir, "train").texts_a[:bench.args.examples]
     data = bench.path("tokenize-texts.json")
     with open(data, "w") as f:
@@ -492,7 +492,7 @@ def main(args) -> dict:
 
 
 # ---- bert-tf's own workers ------------------------------------------------------------------
-# `python -m bert_tf.bench JOB.json`: one row of bert-tf, measured in this fresh process.
+# `python -m bert_tf.experiments.bench JOB.json`: one row of bert-tf, measured in this fresh process.
 
 def _timed(fn, repeats: int):
     """One warm-up call, then `repeats` timed calls: (seconds of each, last result)."""
@@ -519,7 +519,7 @@ def _peak_rss_mib() -> float:
 
 
 def _encoder_worker(job, tf):
-    from bert_tf.models import load_encoder
+    from bert_tf.models.loading import load_encoder
     encoder = load_encoder(job["model"])
     inputs = {k: tf.constant(v) for k, v in np.load(job["data"]).items()}
     call = tf.function(lambda x: encoder(x, training=False), jit_compile=job["xla"])
@@ -557,10 +557,10 @@ def _e2e_worker(job, tf):
 
 def _train_worker(job, tf):
     import keras
-    from bert_tf.classifier import build_classifier
-    from bert_tf.data import make_dataset
-    from bert_tf.models import load_encoder
-    from bert_tf.training import bert_optimizer
+    from bert_tf.models.classifier import build_classifier
+    from bert_tf.data.glue import make_dataset
+    from bert_tf.models.loading import load_encoder
+    from bert_tf.training.common import bert_optimizer
     features = dict(np.load(job["data"]))
     labels = features.pop("labels")
     ds = make_dataset(features, labels, job["batch_size"], training=True)
@@ -579,7 +579,7 @@ def _train_worker(job, tf):
 
 
 def _tokenize_worker(job, tf):
-    from bert_tf.models import load_tokenizer
+    from bert_tf.models.loading import load_tokenizer
     tokenizer = load_tokenizer(job["model"])
     tokenize = tf.function(lambda t: tokenizer.tokenize(t).merge_dims(-2, -1))
     with open(job["data"]) as f:

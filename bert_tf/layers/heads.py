@@ -1,12 +1,13 @@
-"""Pre-training heads: masked-LM over the word embeddings, and next-sentence
-prediction (NSP) over `pooled_output`. Their checkpoint names are Google's."""
+"""Task heads: BERT's pre-training heads (masked-LM over the word embeddings,
+next-sentence prediction over `pooled_output`) and the SQuAD span head. Their
+checkpoint names are Google's."""
 from __future__ import annotations
 
 import keras
 from keras import ops
 
 from bert_tf.config import BertConfig
-from bert_tf.layers import activation
+from bert_tf.layers.transformer import activation
 
 
 def pretraining_head_shapes(config: BertConfig) -> dict[str, tuple]:
@@ -77,20 +78,6 @@ class MaskedLMHead(keras.layers.Layer):
                 "layer_norm_eps": self.layer_norm_eps, "initializer_range": self.initializer_range}
 
 
-def build_mlm_model(encoder: keras.Model, config: BertConfig) -> keras.Model:
-    """Encoder + masked-LM head: the three inputs and `masked_lm_positions` `[B, P]` ->
-    the encoder's outputs plus `mlm_logits` `[B, P, vocab]` (the `.mlm` export)."""
-    from bert_tf.encoder import encoder_inputs
-    inputs = encoder_inputs()
-    positions = keras.Input(shape=(None,), dtype="int32", name="masked_lm_positions")
-    outputs = dict(encoder(inputs))
-    head = MaskedLMHead(config.hidden_size, config.vocab_size, config.hidden_act,
-                        config.layer_norm_eps, config.initializer_range,
-                        embeddings=encoder.get_layer("embeddings"), name="mlm_head")
-    outputs["mlm_logits"] = head(outputs["sequence_output"], positions)
-    return keras.Model({**inputs, "masked_lm_positions": positions}, outputs, name="bert_mlm")
-
-
 @keras.saving.register_keras_serializable(package="bert_tf")
 class NextSentenceHead(keras.layers.Layer):
     """BERT's next-sentence head: `pooled_output` `[B, H]` -> logits `[B, 2]`
@@ -123,33 +110,47 @@ class NextSentenceHead(keras.layers.Layer):
                 "initializer_range": self.initializer_range}
 
 
-def build_pretraining_model(encoder: keras.Model, config: BertConfig) -> keras.Model:
-    """Encoder + MLM head + NSP head: the three inputs and `masked_lm_positions` ->
-    `mlm_logits` `[B, P, vocab]` and `nsp_logits` `[B, 2]` (float32 under mixed
-    precision, so that the losses are computed in float32)."""
-    mlm = build_mlm_model(encoder, config)
-    inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
-              for name in mlm.input}
-    outputs = mlm(inputs)
-    nsp = NextSentenceHead(config.hidden_size, config.initializer_range, name="nsp_head")
-    to_float = keras.layers.Activation("linear", dtype="float32", name="mlm_logits")
-    return keras.Model(inputs, {
-        "mlm_logits": to_float(outputs["mlm_logits"]),
-        "nsp_logits": keras.layers.Activation("linear", dtype="float32", name="nsp_logits")(
-            nsp(outputs["pooled_output"]))}, name="bert_pretraining")
+MASKED = -10_000.0
 
 
-def pretraining_heads(model: keras.Model) -> dict:
-    """Google names -> variables of a `build_pretraining_model` model's two heads."""
-    found = {}
-    for layer in _all_layers(model):
-        if isinstance(layer, (MaskedLMHead, NextSentenceHead)):
-            found.update(layer.checkpoint_variables())
-    return found
+@keras.saving.register_keras_serializable(package="bert_tf")
+class SpanLogits(keras.layers.Layer):
+    """`sequence_output` `[B, L, H]` -> start/end logits `[B, 2, L]`.
 
+    Positions outside the second segment (the question, its [SEP], padding) are set
+    to -10,000, except [CLS] at position 0, the target of windows without the
+    answer. The final [SEP] belongs to the second segment and stays (post-processing
+    never picks it). Computed in float32 under mixed precision.
 
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
+    >>> layer = SpanLogits()
+    >>> x = keras.random.normal([2, 5, 8])
+    >>> mask = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    >>> types = np.array([[0, 0, 1, 1, 0], [0, 0, 0, 1, 1]])
+    >>> tuple(layer(x, mask, types).shape)
+    (2, 2, 5)
+    """
+
+    def __init__(self, initializer_range: float = 0.02, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.initializer_range = initializer_range
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_shape[-1], 2),
+            initializer=keras.initializers.TruncatedNormal(stddev=self.initializer_range))
+        self.bias = self.add_weight(name="bias", shape=(2,), initializer="zeros")
+
+    def call(self, sequence_output, input_mask, input_type_ids):
+        x = keras.ops.cast(sequence_output, "float32")
+        logits = keras.ops.einsum("blh,hk->bkl", x, self.kernel) + self.bias[None, :, None]
+        positions = keras.ops.arange(keras.ops.shape(input_mask)[1])
+        allowed = keras.ops.logical_or(
+            keras.ops.logical_and(input_mask > 0, input_type_ids > 0), positions[None, :] == 0)
+        return keras.ops.where(allowed[:, None, :], logits, MASKED)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2, input_shape[1])
+
+    def get_config(self):
+        return {**super().get_config(), "initializer_range": self.initializer_range}

@@ -38,7 +38,7 @@ import string
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.tokenizer import BertTokenizer, normalize, split_words
+from bert_tf.preprocessing.tokenizer import BertTokenizer, normalize, split_words
 
 
 class SquadError(ValueError):

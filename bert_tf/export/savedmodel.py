@@ -17,7 +17,7 @@
   and the encoder's dense layers run on the real tokens only (`skip_padding`);
   `sequence_output` is zero at padding positions (`input_mask` 0).
   A SQuAD model's serving export takes `question` and `context` instead and
-  returns start/end logits with the tokens' character offsets (`bert_tf.squad`).
+  returns start/end logits with the tokens' character offsets (`bert_tf.training.squad`).
 
 Each SavedModel is written into a temporary folder beside its target and renamed
 into place when complete: a TF Serving instance polling `base` never sees a
@@ -34,8 +34,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from bert_tf.checkpoint import replace_dir
-from bert_tf.encoder import INPUT_NAMES
+from bert_tf.io.checkpoint import replace_dir
+from bert_tf.models.encoder import INPUT_NAMES
 
 EXPORTS = ("encoder", "preprocessor", "serving")
 
@@ -240,12 +240,12 @@ def export_all(model_dir: str, base: str, version: int | None = None,
                seq_length: int | None = None, overwrite: bool = False) -> dict[str, str]:
     """Writes `base/{encoder,preprocessor,serving}/<version>` from a model dir.
     `seq_length` defaults to what a fine-tuned model was trained with, else 128."""
-    from bert_tf.checkpoint import read_meta
-    from bert_tf.classifier import load_classifier
+    from bert_tf.io.checkpoint import read_meta
+    from bert_tf.models.classifier import load_classifier
     from bert_tf.config import load_config
-    from bert_tf.encoder import build_encoder
-    from bert_tf.models import load_encoder, load_mlm_model, load_tokenizer
-    from bert_tf.tokenizer import vocab_path
+    from bert_tf.models.encoder import build_encoder
+    from bert_tf.models.loading import load_encoder, load_mlm_model, load_tokenizer
+    from bert_tf.preprocessing.tokenizer import vocab_path
 
     meta = read_meta(model_dir)
     version = version or next_version(base)
@@ -263,7 +263,7 @@ def export_all(model_dir: str, base: str, version: int | None = None,
     task = meta.get("task") or {}
     seq_length = seq_length or task.get("max_seq_length", 128)
     if task.get("type") == "squad":
-        from bert_tf.squad import WARMUP, build_squad_serving_module, load_span_model
+        from bert_tf.training.squad import WARMUP, build_squad_serving_module, load_span_model
         serving = build_squad_serving_module(tokenizer, load_span_model(model_dir, serving_encoder),
                                              seq_length or task["max_seq_length"],
                                              task["max_query_length"], task["max_answer_length"])

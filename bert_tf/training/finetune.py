@@ -14,14 +14,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.checkpoint import read_meta, write_model_dir
-from bert_tf.classifier import build_classifier, classifier_tensors
+from bert_tf.io.checkpoint import read_meta, write_model_dir
+from bert_tf.models.classifier import build_classifier, classifier_tensors
 from bert_tf.config import load_config
-from bert_tf.data import DataError, Examples, encode, glue_files, label_map, make_dataset, \
+from bert_tf.data.glue import DataError, Examples, encode, glue_files, label_map, make_dataset, \
     read_task, read_tsv
-from bert_tf.models import load_encoder, load_tokenizer
-from bert_tf.tokenizer import vocab_path
-from bert_tf.training import RunDir, add_run_arguments, bert_optimizer, \
+from bert_tf.models.loading import load_encoder, load_tokenizer
+from bert_tf.preprocessing.tokenizer import vocab_path
+from bert_tf.training.common import RunDir, add_run_arguments, bert_optimizer, \
     fit_under_multi_worker, prepare_training
 
 
@@ -208,7 +208,7 @@ def finetune(args) -> dict:
     if epochs_run:
         plot_curves(metrics["history"], run.file("training_curve.png"))
     if not args.no_export:
-        from bert_tf.export import export_all
+        from bert_tf.export.savedmodel import export_all
         metrics["exports"] = export_all(model_dir, run.file("export"),
                                         seq_length=args.max_seq_length, overwrite=True)
     run.write_json("metrics.json", metrics)  # last: marks the run finished
@@ -216,7 +216,7 @@ def finetune(args) -> dict:
 
 
 def add_arguments(p) -> None:
-    from bert_tf.pooling import STRATEGIES as POOLINGS
+    from bert_tf.layers.pooling import STRATEGIES as POOLINGS
     p.add_argument("--task", required=True, choices=("sst2", "mrpc", "tsv"))
     p.add_argument("--model", required=True, help="pretrained model dir")
     p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
