@@ -1,15 +1,18 @@
 """bert-tf: BERT for TensorFlow and Keras 3.
 
-The three parts of BERT: `BertEmbeddings`, `TransformerBlock` (the encoder) and
-`BertPooler`, composed by `build_encoder`. Text becomes ids in-graph with
-`BertTokenizer`. Model dirs hold Google-format checkpoints (`bert_tf.io.checkpoint`).
+The three parts of BERT are Keras layers, `BertEmbeddings`, `TransformerBlock` (the
+encoder) and `BertPooler`, composed by the functional model `BertEncoder`. Text
+becomes ids in-graph with the `BertPreprocessor` layer. Task models wrap the
+encoder: `BertClassifier`, `BertSpanModel` (SQuAD), `BertPretrainer` (MLM + NSP).
+Model dirs hold Google-format checkpoints; `export_model` writes the SavedModels
+for TF Hub and TF Serving.
 
 Example:
-    >>> import bert_tf, tensorflow as tf                     # doctest: +SKIP
-    >>> encoder = bert_tf.load_encoder("saved_models/minilm")
-    >>> preprocess = bert_tf.load_preprocessor("saved_models/minilm")
-    >>> encoder(preprocess(tf.constant(["hello world"])))["pooled_output"].shape
-    TensorShape([1, 384])
+    >>> import bert_tf, keras                                   # doctest: +SKIP
+    >>> pre = bert_tf.load_preprocessor("saved_models/minilm", seq_length=128)
+    >>> enc = bert_tf.load_encoder("saved_models/minilm")
+    >>> text = keras.Input(shape=(), dtype="string")
+    >>> model = keras.Model(text, keras.layers.Dense(2)(enc(pre(text))["pooled_output"]))
 
 TensorFlow's oneDNN CPU kernels: TensorFlow turns them on by default only on CPUs
 with AVX-512 VNNI/BF16 or AMX; bert-tf turns them on everywhere (when it is
@@ -21,13 +24,17 @@ import os
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from bert_tf.config import BertConfig, load_config  # noqa: E402  (after the setting)
-from bert_tf.models.encoder import build_encoder  # noqa: E402
+# After the setting above: these import TensorFlow.
+from bert_tf.config import BertConfig, load_config  # noqa: E402
+from bert_tf.export import export_model  # noqa: E402
 from bert_tf.layers import BertEmbeddings, BertPooler, TransformerBlock  # noqa: E402
-from bert_tf.models.loading import load_encoder, load_preprocessor, load_tokenizer  # noqa: E402
-from bert_tf.preprocessing.tokenizer import BertTokenizer  # noqa: E402
+from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer,  # noqa: E402
+                            BertSpanModel, build_encoder, load_encoder, load_model,
+                            load_preprocessor, load_tokenizer)
+from bert_tf.preprocessing import BertPreprocessor, BertTokenizer  # noqa: E402
 
-__all__ = ["BertConfig", "load_config", "build_encoder", "BertEmbeddings", "BertPooler",
-           "TransformerBlock", "load_encoder", "load_preprocessor", "load_tokenizer",
-           "BertTokenizer"]
+__all__ = ["BertConfig", "load_config", "BertEmbeddings", "TransformerBlock", "BertPooler",
+           "BertEncoder", "build_encoder", "BertClassifier", "BertSpanModel", "BertPretrainer",
+           "BertPreprocessor", "BertTokenizer", "load_encoder", "load_preprocessor",
+           "load_tokenizer", "load_model", "export_model"]
 __version__ = "0.1.0"

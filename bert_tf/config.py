@@ -21,6 +21,8 @@ import json
 import os
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "tanh", "linear")
+# The three int32 [batch, seq] inputs of every BERT model here, as TF Hub names them.
+INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
 # Turc et al. (2019), "Well-Read Students Learn Better": (layers, hidden).
 PRESETS = {

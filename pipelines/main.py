@@ -33,8 +33,11 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
 
-    from bert_tf.cli import main as bert_tf
-    from bert_tf.data.glue import glue_files
+    import tensorflow as tf
+
+    import bert_tf
+    from bert_tf.data.glue import DataError, glue_files
+    from bert_tf.training.finetune import FinetuneConfig, finetune
     from pipelines.minilm import ensure_minilm
 
     missing = [p for p in glue_files("sst2", args.data_dir).values() if not os.path.exists(p)]
@@ -44,32 +47,27 @@ def main(argv=None):
                  "(or set BERT_TF_DATA=DIR).")
     model_dir = ensure_minilm()
     metrics_file = os.path.join(args.run_dir, "metrics.json")
-    if args.overwrite or not os.path.exists(metrics_file):
-        cmd = ["finetune", "--task", "sst2", "--model", model_dir, "--data-dir", args.data_dir,
-               "--out", args.run_dir, "--epochs", str(args.epochs), "--no-export"]
-        if args.train_limit:
-            cmd += ["--train-limit", str(args.train_limit)]
-        if args.overwrite:
-            cmd.append("--overwrite")
-        if bert_tf(cmd) != 0:
-            sys.exit(2)
-    else:
-        print(f"reusing the finished run in {args.run_dir} (pass --overwrite to train again)")
-    with open(metrics_file) as f:
-        metrics = json.load(f)
-    print(f"\nSST-2 dev accuracy: {metrics['dev_accuracy']:.4f} "
-          f"({metrics['train_examples']} training examples, "
-          f"{metrics['train_examples_per_second']} examples/s, "
-          f"{metrics['train_wall_seconds']} s)")
-
-    if bert_tf(["export", "--model", os.path.join(args.run_dir, "model"),
-                "--out", args.export_base]) != 0:
-        sys.exit(2)
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the ops the serving export uses)
-    versions = sorted(int(v) for v in os.listdir(os.path.join(args.export_base, "serving"))
-                      if v.isdigit())
-    path = os.path.join(args.export_base, "serving", str(versions[-1]))
+    try:
+        if args.overwrite or not os.path.exists(metrics_file):
+            finetune(FinetuneConfig(task="sst2", model=model_dir, data_dir=args.data_dir,
+                                    out=args.run_dir, epochs=args.epochs,
+                                    train_limit=args.train_limit, no_export=True,
+                                    overwrite=args.overwrite))
+        else:
+            print(f"reusing the finished run in {args.run_dir} (pass --overwrite to train again)")
+        with open(metrics_file) as f:
+            metrics = json.load(f)
+        print(f"\nSST-2 dev accuracy: {metrics['dev_accuracy']:.4f} "
+              f"({metrics['train_examples']} training examples, "
+              f"{metrics['train_examples_per_second']} examples/s, "
+              f"{metrics['train_wall_seconds']} s)")
+        targets = bert_tf.export_model(bert_tf.load_model(os.path.join(args.run_dir, "model")),
+                                       args.export_base)
+    except (DataError, ValueError, OSError) as e:
+        sys.exit(f"make run: error: {e}")
+    for name, path in targets.items():
+        print(f"{name:<13} {path}")
+    path = targets["serving"]
     serve = tf.saved_model.load(path).signatures["serving_default"]
     out = serve(text=tf.constant(EXAMPLES))
     print(f"\nthrough the exported serving SavedModel {path}:")

@@ -62,13 +62,12 @@ def tiny_model_dir(tmp_path_factory, vocab_file):
     import keras
     from bert_tf.io.checkpoint import write_model_dir
     from bert_tf.config import BertConfig
-    from bert_tf.models.encoder import build_encoder, encoder_checkpoint_variables
+    from bert_tf.models import BertEncoder
     keras.utils.set_random_seed(1)
     config = BertConfig.preset("tiny")
-    encoder = build_encoder(config)
-    tensors = {n: v.numpy() for n, v in encoder_checkpoint_variables(encoder).items()}
+    encoder = BertEncoder.from_bert_config(config)
     return write_model_dir(str(tmp_path_factory.mktemp("models") / "tiny"), config, vocab_file,
-                           tensors, {"source": "random init, seed 1"})
+                           encoder.checkpoint_tensors(), {"source": "random init, seed 1"})
 
 
 def run_python(code: str, timeout=300):

@@ -24,9 +24,10 @@ def minilm_export(minilm_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_export(tiny_model_dir, tmp_path_factory):
-    from bert_tf.export.savedmodel import export_all
+    import bert_tf
     base = str(tmp_path_factory.mktemp("exports") / "tiny")
-    export_all(tiny_model_dir, base, seq_length=32)
+    bert_tf.export_model(bert_tf.load_encoder(tiny_model_dir), base, seq_length=32,
+                         preprocessor=bert_tf.load_preprocessor(tiny_model_dir))
     return base
 
 
@@ -191,15 +192,18 @@ def test_tfsm_layer_loads_serving_export(tiny_export):
 
 
 def test_interrupted_export_leaves_base_as_it_was(tiny_model_dir, tmp_path, monkeypatch):
-    from bert_tf.export import savedmodel as export
+    import bert_tf
+    from bert_tf import export
+    encoder = bert_tf.load_encoder(tiny_model_dir)
+    preprocessor = bert_tf.load_preprocessor(tiny_model_dir)
     base = tmp_path / "base"
-    export.export_all(tiny_model_dir, str(base), seq_length=16)
+    export.export_model(encoder, str(base), seq_length=16, preprocessor=preprocessor)
     before = sorted(str(p.relative_to(base)) for p in base.rglob("*"))
 
     def fail(*args, **kwargs):
         raise RuntimeError("simulated crash while writing warm-up requests")
     monkeypatch.setattr(export, "write_warmup_requests", fail)
     with pytest.raises(RuntimeError, match="simulated"):
-        export.export_all(tiny_model_dir, str(base), seq_length=16)
+        export.export_model(encoder, str(base), seq_length=16, preprocessor=preprocessor)
     after = sorted(str(p.relative_to(base)) for p in base.rglob("*"))
     assert after == before  # no version 2 of any export, no temporary folders

@@ -185,7 +185,7 @@ def test_missing_glue_data_says_where_it_looked(tiny_model_dir, tmp_path, capsys
 
 
 def test_warmup_linear_decay_schedule():
-    from bert_tf.training.common import WarmupLinearDecay
+    from bert_tf.optimizers import WarmupLinearDecay
     s = WarmupLinearDecay(1.0, total_steps=100, warmup_steps=10)
     assert [round(float(s(x)), 4) for x in (0, 5, 10, 55, 100, 120)] == [0, 0.5, 1, 0.5, 0, 0]
     assert WarmupLinearDecay(**s.get_config()).get_config() == s.get_config()
@@ -193,7 +193,7 @@ def test_warmup_linear_decay_schedule():
 
 def test_weight_decay_skips_layernorm_and_bias():
     import keras
-    from bert_tf.training.common import bert_optimizer
+    from bert_tf.optimizers import bert_optimizer
     opt = bert_optimizer(1e-3, 10, 1)
     dense, norm = keras.layers.Dense(2), keras.layers.LayerNormalization()
     dense.build((None, 2))
@@ -208,7 +208,7 @@ def test_fused_adamw_matches_keras_adamw():
     import keras
     import numpy as np
     import tensorflow as tf
-    from bert_tf.training.common import AdamW
+    from bert_tf.optimizers import AdamW
 
     def run(opt_class):
         keras.utils.set_random_seed(1)

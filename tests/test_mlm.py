@@ -36,13 +36,13 @@ def reference_mlm_logits(tensors, sequence_output, positions, eps=1e-12):
 
 def test_mlm_logits_and_export(tiny_model_dir, tmp_path, tokenizer):
     import bert_tf
-    from bert_tf.export.savedmodel import export_all
     model_dir = _with_heads(tiny_model_dir, str(tmp_path / "with_heads"))
     inputs = tokenizer.preprocess(tf.constant(["the cat sat on the [MASK] .", "hello there"]), 12)
     positions = np.array([[1, 6], [2, 3]], np.int32)
-    encoder = bert_tf.load_encoder(model_dir)
-    mlm = bert_tf.models.loading.load_mlm_model(model_dir, encoder)
-    out = mlm({**inputs, "masked_lm_positions": tf.constant(positions)})
+    pretrainer = bert_tf.load_model(model_dir)
+    assert isinstance(pretrainer, bert_tf.BertPretrainer)
+    encoder = pretrainer.encoder
+    out = pretrainer.mlm_model()({**inputs, "masked_lm_positions": tf.constant(positions)})
     tensors = read_checkpoint(os.path.join(model_dir, "bert_model.ckpt"))
     want = reference_mlm_logits(tensors, out["sequence_output"].numpy(), positions)
     diff = np.abs(out["mlm_logits"].numpy() - want).max()
@@ -50,10 +50,11 @@ def test_mlm_logits_and_export(tiny_model_dir, tmp_path, tokenizer):
            f"max |diff| {diff:.1e}")
     assert out["mlm_logits"].shape == (2, 2, 30522) and diff < 1e-4
 
-    targets = export_all(model_dir, str(tmp_path / "export"), seq_length=12)
+    targets = bert_tf.export_model(pretrainer, str(tmp_path / "export"), seq_length=12,
+                                   preprocessor=bert_tf.load_preprocessor(model_dir))
     loaded = tf.saved_model.load(targets["encoder"])
     got = loaded.mlm({**inputs, "masked_lm_positions": tf.constant(positions)}, training=False)
     np.testing.assert_allclose(got["mlm_logits"], out["mlm_logits"], atol=1e-5)
     assert len(loaded.variables) == len(encoder.variables)  # head weights not in the root's
     assert len(loaded.mlm.trainable_variables) == len(encoder.trainable_variables) + 5
-    assert bert_tf.models.loading.load_mlm_model(tiny_model_dir, encoder) is None
+    assert isinstance(bert_tf.load_model(tiny_model_dir), bert_tf.BertEncoder)  # no heads

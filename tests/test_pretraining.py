@@ -156,21 +156,18 @@ def test_dynamic_masking(corpus, vocab_file, tmp_path):
 def test_pretraining_logits_match_numpy(minilm_dir):
     """MiniLM has no MLM/NSP heads: they are drawn from a fixed seed; both heads'
     logits match a numpy computation of Google's heads within 1e-4."""
-    from bert_tf.io.checkpoint import read_checkpoint
     from bert_tf.config import load_config
-    from bert_tf.models.loading import load_tokenizer
-    from bert_tf.training.pretrain import build, model_tensors
-    tensors = read_checkpoint(os.path.join(minilm_dir, "bert_model.ckpt"))
-    model = build(load_config(minilm_dir), tensors, seed=5)
-    again = model_tensors(build(load_config(minilm_dir), tensors, seed=5))
-    heads = model_tensors(model)
+    from bert_tf.models import load_tokenizer
+    from bert_tf.training.pretrain import build
+    model = build(load_config(minilm_dir), minilm_dir, seed=5)
+    again = build(load_config(minilm_dir), minilm_dir, seed=5).checkpoint_tensors()
+    heads = model.checkpoint_tensors()
     assert all(np.array_equal(heads[k], again[k]) for k in heads)  # the seed fixes the heads
     inputs = load_tokenizer(minilm_dir).preprocess(
         tf.constant(["the quick brown fox jumps over the lazy dog", "paris is in france"]), 16)
     positions = np.array([[1, 4, 6], [2, 3, 0]], np.int32)
     out = model({**inputs, "masked_lm_positions": tf.constant(positions)})
-    encoder = model.get_layer("bert_mlm").get_layer("bert_encoder")
-    enc = encoder(inputs)
+    enc = model.encoder(inputs)
     config = load_config(minilm_dir)
     want_mlm = reference_mlm_logits(heads, enc["sequence_output"].numpy(), positions,
                                     config.layer_norm_eps)
@@ -216,12 +213,12 @@ def test_pretrain_steps_loss_falls_and_round_trips(vocab_file, records, tmp_path
     for key in ("train_mlm_accuracy", "train_nsp_accuracy", "eval_mlm_loss", "eval_nsp_loss"):
         assert key in m, key
     assert (out / "pretraining_curves.png").exists() and any((out / "logs").rglob("*tfevents*"))
-    # a model dir with both heads, read by load_encoder / load_mlm_model
+    # a model dir with both heads, read by load_model
     tensors = read_checkpoint(str(out / "bert_model.ckpt"))
     assert "cls/seq_relationship/output_weights" in tensors and \
         "cls/predictions/output_bias" in tensors
-    encoder = bert_tf.load_encoder(str(out))
-    assert bert_tf.models.load_mlm_model(str(out), encoder) is not None
+    pretrainer = bert_tf.load_model(str(out))
+    assert isinstance(pretrainer, bert_tf.BertPretrainer) and pretrainer.next_sentence
     # Google's layout and back: every tensor, heads included, unchanged
     assert cli(["convert", "--to", "google", str(out), "--out", str(tmp_path / "google")]) == 0
     assert cli(["convert", "--from", "google", str(tmp_path / "google"),
@@ -230,8 +227,8 @@ def test_pretrain_steps_loss_falls_and_round_trips(vocab_file, records, tmp_path
     assert sorted(back) == sorted(tensors)
     assert all(np.array_equal(back[k], tensors[k]) for k in tensors)
     # the encoder export carries the MLM head as `.mlm`
-    from bert_tf.export.savedmodel import export_all
-    targets = export_all(str(out), str(tmp_path / "export"), seq_length=16)
+    targets = bert_tf.export_model(pretrainer, str(tmp_path / "export"), seq_length=16,
+                                   preprocessor=bert_tf.load_preprocessor(str(out)))
     loaded = tf.saved_model.load(targets["encoder"])
     x = {"input_word_ids": tf.constant([[101, 2023, 103, 102]]), "input_mask": tf.ones((1, 4), tf.int32),
          "input_type_ids": tf.zeros((1, 4), tf.int32), "masked_lm_positions": tf.constant([[2]])}

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from bert_tf.data.glue import squad as sd
+from bert_tf.data import squad as sd
 from bert_tf.cli import main as cli
 from tests.conftest import data_path, report
 
@@ -260,18 +260,17 @@ def test_serving_export_answers_as_the_python_path(minilm_dir, tokenizer, tmp_pa
     the same tokens, logits and answers as features + model + postprocess."""
     import keras
     import tensorflow as tf
-    from bert_tf.io.checkpoint import write_model_dir
-    from bert_tf.config import load_config
-    from bert_tf.export.savedmodel import export_all
-    from bert_tf.models.loading import load_encoder
-    from bert_tf.training.squad import answer_from_outputs, build_span_model, predict_logits, span_tensors
+    import bert_tf
+    from bert_tf.inference.squad import answer_from_outputs
+    from bert_tf.training.squad import predict_logits
     keras.utils.set_random_seed(3)
-    model = build_span_model(load_encoder(minilm_dir), 0.5)  # a wide head: distinct answers
-    model_dir = write_model_dir(str(tmp_path / "m"), load_config(minilm_dir),
-                                f"{minilm_dir}/vocab.txt", span_tensors(model),
-                                {"task": {"type": "squad", "max_seq_length": 384,
-                                          "max_query_length": 64, "max_answer_length": 30}})
-    serving = export_all(model_dir, str(tmp_path / "export"), seq_length=384)["serving"]
+    model = bert_tf.BertSpanModel(bert_tf.load_encoder(minilm_dir),
+                                  bert_tf.load_preprocessor(minilm_dir, 384))
+    head = model.get_layer("span_logits")  # a wide head: distinct answers
+    head.kernel.assign(keras.random.truncated_normal(head.kernel.shape, stddev=0.5, seed=3))
+    model_dir = model.save_model_dir(str(tmp_path / "m"))
+    serving = bert_tf.export_model(bert_tf.load_model(model_dir), str(tmp_path / "export"),
+                                   seq_length=384)["serving"]
     examples, _ = sd.read_squad(squad_file(), "38:39")
     examples = examples[:6]
     examples[0].context = examples[0].context.replace(" ", "\u00a0 \n", 3)  # odd whitespace

@@ -23,13 +23,26 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bert_tf.cli.experiments import add_bench_parser, add_pooling_report_parser  # noqa: E402
+from bert_tf.cli.info import model_info  # noqa: E402
+from bert_tf.cli.training import (add_finetune_parser, add_pretrain_parser,  # noqa: E402
+                                  add_squad_parser)
+from bert_tf.data.glue import DataError  # noqa: E402
+from bert_tf.data.pretraining import create_pretraining_data, prepare_text  # noqa: E402
+from bert_tf.data.squad import SquadError, squad_eval  # noqa: E402
+from bert_tf.export import export_model, serving_instructions  # noqa: E402
+from bert_tf.inference.embed import EMBED_POOLINGS, Embedder, write_vectors  # noqa: E402
+from bert_tf.inference.squad import answer  # noqa: E402
+from bert_tf.io import convert  # noqa: E402
+from bert_tf.io.checkpoint import CheckpointError  # noqa: E402
+from bert_tf.models import BertSpanModel, load_model, load_preprocessor  # noqa: E402
+
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
 def _convert(args):
-    from bert_tf import convert
     if args.to == "google":
         out = convert.convert_to_google(args.src, args.out, overwrite=args.overwrite)
     elif args.source == "hf":
@@ -43,12 +56,10 @@ def _convert(args):
 
 
 def _info(args):
-    from bert_tf.cli.info import model_info
     print(model_info(args.model_dir))
 
 
 def _embed(args):
-    from bert_tf.inference.embed import Embedder, write_vectors
     if args.input == "-":
         lines = sys.stdin.read().splitlines()
     else:
@@ -66,34 +77,24 @@ def _embed(args):
 
 
 def _export(args):
-    from bert_tf.export.savedmodel import export_all, serving_instructions
-    targets = export_all(args.model, args.out, args.version, args.seq_length, args.overwrite)
+    model = load_model(args.model)
+    preprocessor = None if hasattr(model, "preprocessor") else load_preprocessor(args.model)
+    targets = export_model(model, args.out, args.version, args.seq_length, args.overwrite,
+                           preprocessor=preprocessor)
     for name, path in targets.items():
         print(f"{name:<13} {path}")
-    from bert_tf.io.checkpoint import read_meta
     name = os.path.basename(os.path.abspath(args.out)) or "bert"
-    squad = (read_meta(args.model).get("task") or {}).get("type") == "squad"
+    squad = isinstance(model, BertSpanModel)
     print(serving_instructions(args.out, name, {"question": "Who?", "context": "Ann did."}
                                if squad else None))
 
 
-def _finetune(args):
-    from bert_tf.training.finetune import finetune
-    from bert_tf.training.common import split_cpu
-    split_cpu(args.cpu_replicas)
-    metrics = finetune(args)
-    print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "exports")},
-                     indent=1))
-
-
 def _prepare_text(args):
-    from bert_tf.data.pretraining import prepare_text
     print(json.dumps(prepare_text(args.input, args.out, args.format, args.eval_out,
                                   args.eval_every)))
 
 
 def _create_pretraining_data(args):
-    from bert_tf.data.pretraining import create_pretraining_data
     summary = create_pretraining_data(
         args.input, args.vocab, args.out, args.max_seq_length, args.max_predictions_per_seq,
         args.masked_lm_prob, args.dupe_factor, args.short_seq_prob, args.whole_word_mask,
@@ -101,35 +102,14 @@ def _create_pretraining_data(args):
     print(json.dumps(summary, indent=1))
 
 
-def _pooling_report(args):
-    from bert_tf.experiments.pooling_report import pooling_report
-    pooling_report(args)
-
-
-def _pretrain(args):
-    from bert_tf.training.pretrain import pretrain
-    from bert_tf.training.common import split_cpu
-    split_cpu(args.cpu_replicas)
-    metrics = pretrain(args)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=1))
-
-
-def _squad(args):
-    from bert_tf.training.squad import squad
-    from bert_tf.training.common import split_cpu
-    split_cpu(args.cpu_replicas)
-    metrics = squad(args)
-    print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "exports")},
-                     indent=1))
-
-
 def _squad_eval(args):
-    from bert_tf.training.squad import squad_eval
-    print(json.dumps(squad_eval(args.data, args.predictions, args.articles)))
+    scores, unanswered = squad_eval(args.data, args.predictions, args.articles)
+    if unanswered:
+        print(f"note: {unanswered} questions have no prediction and score 0", file=sys.stderr)
+    print(json.dumps(scores))
 
 
 def _squad_answer(args):
-    from bert_tf.training.squad import answer
     context = args.context
     if args.context_file:
         with open(args.context_file, encoding="utf-8") as f:
@@ -164,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="one vector per input line")
     p.add_argument("--model", required=True, help="model dir")
     p.add_argument("--pooling", default="pooled_output",
-                   choices=("pooled_output", "cls", "mean", "max", "mean_sqrt_len"))
+                   choices=EMBED_POOLINGS)
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("input", help="text file, one text per line, or - for stdin")
@@ -181,10 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("finetune", help="fine-tune a classifier with Keras fit")
-    from bert_tf.training.finetune import add_arguments
-    add_arguments(p)
-    p.set_defaults(func=_finetune)
+    add_finetune_parser(sub)
 
     p = sub.add_parser("prepare-text", help="WikiText / plain text -> BERT's pre-training "
                        "input (a sentence per line, blank lines between documents)")
@@ -215,16 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_create_pretraining_data)
 
-    p = sub.add_parser("pooling-report", help="compare pooling strategies per model and task "
-                       "(frozen-encoder probes, optionally fine-tunes)")
-    from bert_tf.experiments.pooling_report import add_arguments as pooling_report_arguments
-    pooling_report_arguments(p)
-    p.set_defaults(func=_pooling_report)
+    add_pooling_report_parser(sub)
 
-    p = sub.add_parser("squad", help="SQuAD v1.1 question answering: fine-tune, predict, score")
-    from bert_tf.training.squad import add_arguments as squad_arguments
-    squad_arguments(p)
-    p.set_defaults(func=_squad)
+    add_squad_parser(sub)
 
     p = sub.add_parser("squad-eval", help="the official SQuAD v1.1 exact match and F1")
     p.add_argument("data", help="SQuAD v1.1 JSON with the gold answers")
@@ -239,26 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-file", help="read the context from this file")
     p.set_defaults(func=_squad_answer)
 
-    p = sub.add_parser("pretrain", help="masked-LM + next-sentence pre-training")
-    from bert_tf.training.pretrain import add_arguments as pretrain_arguments
-    pretrain_arguments(p)
-    p.set_defaults(func=_pretrain)
+    add_pretrain_parser(sub)
 
-    p = sub.add_parser("bench", help="bert-tf beside Model Garden, keras-hub and HF, case by case")
-    from bert_tf.experiments.bench import add_arguments as bench_arguments, main as bench_main
-    bench_arguments(p)
-    p.set_defaults(func=bench_main)
+    add_bench_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from bert_tf.io.checkpoint import CheckpointError
-    from bert_tf.data.glue import DataError
     try:
         args.func(args)
-    except (UsageError, CheckpointError, DataError, FileNotFoundError, FileExistsError,
-            ValueError) as e:
+    except (UsageError, CheckpointError, DataError, SquadError, FileNotFoundError,
+            FileExistsError, ValueError) as e:
         print(f"bert-tf {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

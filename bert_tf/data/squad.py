@@ -503,3 +503,22 @@ def squad_v1_scores(articles: list[dict], predictions: dict[str, str]) -> dict:
         raise SquadError("no questions to evaluate")
     scores = {"exact_match": 100.0 * em / total, "f1": 100.0 * f1 / total}
     return scores, unanswered
+
+
+def evaluate_file(path: str, articles: str | None, predictions: dict) -> tuple[dict, int]:
+    """The official v1.1 scores of `predictions` on the questions of `path` (articles
+    `A:B`), and how many of those questions have no prediction (they score 0)."""
+    return squad_v1_scores([a for _, a in load_articles(path, articles)], predictions)
+
+
+def squad_eval(data_file: str, predictions_file: str,
+               articles: str | None = None) -> tuple[dict, int]:
+    """`evaluate_file` on a `predictions.json` file ({question id: answer text})."""
+    try:
+        with open(predictions_file, encoding="utf-8") as f:
+            predictions = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError) as e:
+        raise SquadError(f"{predictions_file}: {e}") from None
+    if not isinstance(predictions, dict):
+        raise SquadError(f"{predictions_file}: expected a JSON object {{question id: answer}}")
+    return evaluate_file(data_file, articles, predictions)

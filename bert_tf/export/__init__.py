@@ -1,0 +1,100 @@
+"""SavedModel exports: the single door from a Keras model to TF Hub and TF Serving.
+
+`export_model(model, base)` writes three SavedModels in TF Serving's layout:
+
+- `base/encoder/N/`: a Reusable SavedModel, as TF Hub's BERT encoders. Root
+  `__call__(inputs, training=False)` on the dict of `input_word_ids`,
+  `input_mask`, `input_type_ids` returns `sequence_output`, `pooled_output`,
+  `default` (= pooled) and `encoder_outputs`; root `variables`,
+  `trainable_variables`, `regularization_losses`, `vocab_file`, `do_lower_case`;
+  a `serving_default` signature; `.mlm` when the model has a masked-LM head. No
+  tensorflow-text ops.
+- `base/preprocessor/N/`: strings `[B]` -> the three int32 inputs `[B, seq_length]`,
+  with `.tokenize` and `.bert_pack_inputs` as TF Hub's BERT preprocessors.
+- `base/serving/N/`: text to outputs for TF Serving, as the model defines them
+  (`model.serving_module`): for an encoder or classifier `serving_default` takes
+  `text` [, `text_b`] and returns `sequence_output`, `pooled_output`, `input_mask`
+  (+ `logits`, `probabilities`, `label`); a SQuAD model takes `question` and
+  `context`. Batches are padded to their longest text (at most `seq_length`
+  tokens) and the encoder's dense layers skip even that padding. Warm-up requests
+  in `assets.extra/`.
+
+Each SavedModel is written into a temporary folder beside its target and renamed
+into place when all three are complete: a TF Serving instance polling `base` never
+sees a half-written version, and a failure leaves none behind.
+
+Example:
+    >>> clf = bert_tf.load_model("runs/sst2/model")                  # doctest: +SKIP
+    >>> export_model(clf, "saved_models/sst2")["serving"]
+    '.../saved_models/sst2/serving/1'
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from bert_tf.export.savedmodel import EXPORTS, build_encoder_module, build_preprocessor_module, \
+    next_version, save_to_temp, serving_instructions, write_warmup_requests
+from bert_tf.io.checkpoint import replace_dir
+
+__all__ = ["export_model", "serving_instructions", "EXPORTS"]
+
+
+def export_model(model, base: str, version: int | None = None, seq_length: int | None = None,
+                 overwrite: bool = False, preprocessor=None) -> dict[str, str]:
+    """Writes `base/{encoder,preprocessor,serving}/<version>` for a bert-tf model.
+
+    Args:
+        model: a `BertEncoder`, `BertClassifier`, `BertSpanModel` or `BertPretrainer`.
+        base: the export base folder (TF Serving's `--model_base_path` is `base/serving`).
+        version: integer version, at least 1 (default: one more than any under `base`).
+        seq_length: longest input in tokens (default: the preprocessor's, else 128).
+        overwrite: replace an existing `version`.
+        preprocessor: a `BertPreprocessor` giving the vocab and casing (default: the
+            model's own; an encoder has none).
+
+    Returns:
+        The three export folders, by name.
+    """
+    preprocessor = preprocessor or getattr(model, "preprocessor", None)
+    if preprocessor is None:
+        raise ValueError("export_model needs the vocabulary: pass preprocessor=, or build the "
+                         "model with one")
+    if version is not None and version < 1:
+        raise ValueError(f"version {version}: export versions are integers from 1")
+    encoder = getattr(model, "encoder", model)  # a task model's, or the encoder itself
+    seq_length = seq_length or preprocessor.seq_length or 128
+    if seq_length > encoder.bert_config.max_position_embeddings:
+        raise ValueError(f"seq_length {seq_length} is longer than the model's "
+                         f"max_position_embeddings ({encoder.bert_config.max_position_embeddings})")
+    version = version or next_version(base)
+    targets = {name: os.path.join(os.path.abspath(base), name, str(version)) for name in EXPORTS}
+    existing = [t for t in targets.values() if os.path.exists(t)]
+    if existing and not overwrite:
+        raise FileExistsError(f"version {version} exists ({existing[0]}); pass overwrite "
+                              "to replace it, or no version for the next free one")
+    tokenizer = preprocessor.tokenizer
+    mlm_model = model.mlm_model() if hasattr(model, "mlm_model") else None
+    serving, serving_signatures, warmup = model.serving_module(tokenizer, seq_length)
+
+    # All three are written in full before any is renamed into place.
+    written = {}
+    vocab_dir = tempfile.mkdtemp(prefix="bert-tf-vocab-")
+    try:
+        vocab_file = os.path.join(vocab_dir, "vocab.txt")
+        with open(vocab_file, "w", encoding="utf-8") as f:
+            f.writelines(token + "\n" for token in tokenizer.vocab)
+        root, sigs = build_encoder_module(encoder, vocab_file, tokenizer.lower_case, mlm_model)
+        written["encoder"] = save_to_temp(targets["encoder"], root, sigs)
+        root, sigs = build_preprocessor_module(tokenizer, seq_length)
+        written["preprocessor"] = save_to_temp(targets["preprocessor"], root, sigs)
+        written["serving"] = save_to_temp(targets["serving"], serving, serving_signatures,
+                                          after=lambda d: write_warmup_requests(d, warmup))
+        for name, tmp in written.items():
+            replace_dir(tmp, targets[name])
+    finally:
+        shutil.rmtree(vocab_dir, ignore_errors=True)
+        for tmp in written.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return targets

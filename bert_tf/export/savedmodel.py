@@ -1,28 +1,6 @@
-"""SavedModel exports: the single door from a model dir to TF Hub and TF Serving.
-
-`export_all(model_dir, base)` writes three SavedModels in TF Serving's layout:
-
-- `base/encoder/N/`: a Reusable SavedModel, as TF Hub's BERT encoders. Root
-  `__call__(inputs, training=False)` on the dict of `input_word_ids`,
-  `input_mask`, `input_type_ids` returns `sequence_output`, `pooled_output`,
-  `default` (= pooled) and `encoder_outputs`; root `variables`,
-  `trainable_variables`, `regularization_losses`, `vocab_file`, `do_lower_case`;
-  a `serving_default` signature. No tensorflow-text ops.
-- `base/preprocessor/N/`: strings `[B]` -> the three int32 inputs `[B, seq_length]`,
-  with `.tokenize` and `.bert_pack_inputs` as TF Hub's BERT preprocessors.
-- `base/serving/N/`: text to outputs for TF Serving (`serving_default`: `text`
-  [, `text_b`] -> `sequence_output`, `pooled_output`, `input_mask`, and for task
-  models `logits`, `probabilities`, `label`), with warm-up requests. Batches are
-  padded to their longest text, not to `seq_length` (at most `seq_length` tokens),
-  and the encoder's dense layers run on the real tokens only (`skip_padding`);
-  `sequence_output` is zero at padding positions (`input_mask` 0).
-  A SQuAD model's serving export takes `question` and `context` instead and
-  returns start/end logits with the tokens' character offsets (`bert_tf.training.squad`).
-
-Each SavedModel is written into a temporary folder beside its target and renamed
-into place when complete: a TF Serving instance polling `base` never sees a
-half-written version, and a failure leaves none behind.
-"""
+"""The pieces of the exports: the encoder's Reusable SavedModel root, the
+preprocessor's, TF Serving warm-up requests, versions and atomic writes
+(`bert_tf.export.export_model` puts them together)."""
 from __future__ import annotations
 
 import json
@@ -34,8 +12,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from bert_tf.io.checkpoint import replace_dir
-from bert_tf.models.encoder import INPUT_NAMES
+from bert_tf.config import INPUT_NAMES
 
 EXPORTS = ("encoder", "preprocessor", "serving")
 
@@ -141,45 +118,6 @@ def build_preprocessor_module(tokenizer, seq_length: int):
 
 # -- end to end, for TF Serving -------------------------------------------------------------
 
-def build_serving_module(tokenizer, model: keras.Model, seq_length: int, pair: bool,
-                         labels: list[str] | None = None):
-    """`serving_default`: `text` (and `text_b` for pair models) -> outputs.
-
-    `model` maps the three inputs to a dict with `sequence_output` and
-    `pooled_output` (an encoder), plus `logits` for task models; `labels` names
-    the classes of a task model.
-    """
-    root = tf.train.Checkpoint()
-    root.tokenizer = tokenizer
-    root.model = model
-    label_names = tf.constant(labels) if labels else None
-
-    def run(texts):
-        inputs = tokenizer.preprocess(texts, seq_length, pad_to_longest=True)
-        out = model(inputs, training=False)
-        result = {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"],
-                  "input_mask": inputs["input_mask"]}
-        if "logits" in out:
-            probs = tf.nn.softmax(out["logits"], axis=-1)
-            result.update(logits=out["logits"], probabilities=probs,
-                          label=tf.gather(label_names, tf.argmax(probs, axis=-1)))
-        return result
-
-    text = tf.TensorSpec([None], tf.string, name="text")
-    text_b = tf.TensorSpec([None], tf.string, name="text_b")
-    signatures = {}
-    if pair and labels:  # a model fine-tuned on pairs needs both texts
-        root.serve = tf.function(lambda text, text_b: run([text, text_b]),
-                                 input_signature=[text, text_b])
-    else:
-        root.serve = tf.function(lambda text: run(text), input_signature=[text])
-        if not labels:  # a pair encoder without a head can also encode pairs
-            root.encode_pair = tf.function(lambda text, text_b: run([text, text_b]),
-                                           input_signature=[text, text_b])
-            signatures["encode_pair"] = root.encode_pair.get_concrete_function()
-    signatures["serving_default"] = root.serve.get_concrete_function()
-    return root, signatures
-
 
 def write_warmup_requests(export_dir: str, examples: dict[str, list[str]], model_name="bert",
                           signature="serving_default") -> str:
@@ -232,70 +170,6 @@ def save_to_temp(target: str, root, signatures, after=None) -> str:
 
 
 # -- the command ----------------------------------------------------------------------------
-
-WARMUP_TEXTS = ["the movie was wonderful", "a dull, lifeless script", "It's fine."]
-
-
-def export_all(model_dir: str, base: str, version: int | None = None,
-               seq_length: int | None = None, overwrite: bool = False) -> dict[str, str]:
-    """Writes `base/{encoder,preprocessor,serving}/<version>` from a model dir.
-    `seq_length` defaults to what a fine-tuned model was trained with, else 128."""
-    from bert_tf.io.checkpoint import read_meta
-    from bert_tf.models.classifier import load_classifier
-    from bert_tf.config import load_config
-    from bert_tf.models.encoder import build_encoder
-    from bert_tf.models.loading import load_encoder, load_mlm_model, load_tokenizer
-    from bert_tf.preprocessing.tokenizer import vocab_path
-
-    meta = read_meta(model_dir)
-    version = version or next_version(base)
-    targets = {name: os.path.join(os.path.abspath(base), name, str(version)) for name in EXPORTS}
-    existing = [t for t in targets.values() if os.path.exists(t)]
-    if existing and not overwrite:
-        raise FileExistsError(f"version {version} exists ({existing[0]}); pass --overwrite "
-                              "to replace it, or leave out --version for the next free one")
-    encoder = load_encoder(model_dir)
-    # The serving export pads each batch to its longest text only, and its dense
-    # layers skip even that padding: a second encoder with the same weights.
-    serving_encoder = build_encoder(load_config(model_dir), skip_padding=True)
-    serving_encoder.set_weights(encoder.get_weights())
-    tokenizer = load_tokenizer(model_dir)
-    task = meta.get("task") or {}
-    seq_length = seq_length or task.get("max_seq_length", 128)
-    if task.get("type") == "squad":
-        from bert_tf.training.squad import WARMUP, build_squad_serving_module, load_span_model
-        serving = build_squad_serving_module(tokenizer, load_span_model(model_dir, serving_encoder),
-                                             seq_length or task["max_seq_length"],
-                                             task["max_query_length"], task["max_answer_length"])
-        warmup = WARMUP
-    else:
-        if task:
-            _, model = load_classifier(model_dir, serving_encoder)
-            labels, pair = task["labels"], task.get("pair", False)
-        else:
-            model, labels, pair = serving_encoder, None, False
-        serving = build_serving_module(tokenizer, model, seq_length, pair, labels)
-        warmup = {"text": WARMUP_TEXTS}
-        if pair and labels:
-            warmup["text_b"] = list(reversed(WARMUP_TEXTS))
-
-    # All three are written in full before any is renamed into place.
-    written = {}
-    try:
-        root, sigs = build_encoder_module(encoder, vocab_path(model_dir), meta["do_lower_case"],
-                                          mlm_model=load_mlm_model(model_dir, encoder))
-        written["encoder"] = save_to_temp(targets["encoder"], root, sigs)
-        root, sigs = build_preprocessor_module(tokenizer, seq_length)
-        written["preprocessor"] = save_to_temp(targets["preprocessor"], root, sigs)
-        root, sigs = serving
-        written["serving"] = save_to_temp(targets["serving"], root, sigs,
-                                          after=lambda d: write_warmup_requests(d, warmup))
-        for name, tmp in written.items():
-            replace_dir(tmp, targets[name])
-    finally:
-        for tmp in written.values():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return targets
 
 
 def serving_instructions(base: str, model_name: str, instance: dict | None = None) -> str:

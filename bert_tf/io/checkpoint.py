@@ -49,6 +49,14 @@ def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
+def checkpoint_names(prefix: str) -> set[str]:
+    """The tensor names of a checkpoint, without reading the tensors."""
+    try:
+        return set(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
+        raise CheckpointError(f"cannot read checkpoint {prefix}: {e}") from e
+
+
 def write_checkpoint(prefix: str, tensors: dict[str, np.ndarray]) -> None:
     """Writes a name-based checkpoint (the format of TF1's `Saver`), without TF1 code."""
     names = sorted(tensors)
@@ -120,20 +128,24 @@ def read_meta(model_dir: str) -> dict:
         return json.load(f)
 
 
-def write_model_dir(out_dir: str, config: BertConfig, vocab_file: str,
-                    tensors: dict[str, np.ndarray], meta: dict | None = None,
-                    overwrite: bool = False) -> str:
-    """Writes a complete model dir atomically (temporary folder, then rename)."""
+def write_model_dir(out_dir: str, config: BertConfig, vocab, tensors: dict[str, np.ndarray],
+                    meta: dict | None = None, overwrite: bool = False) -> str:
+    """Writes a complete model dir atomically (temporary folder, then rename).
+    `vocab`: a `vocab.txt` path or the list of tokens."""
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite to replace it")
-    check_vocab(vocab_file, config)
+    check_vocab(vocab, config)
     meta = {"format_version": FORMAT_VERSION, "do_lower_case": True, **(meta or {})}
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     with _temporary_dir(parent, os.path.basename(out_dir)) as tmp:
         config.to_json_file(os.path.join(tmp, "bert_config.json"))
-        shutil.copyfile(vocab_file, os.path.join(tmp, "vocab.txt"))
+        if isinstance(vocab, str):
+            shutil.copyfile(vocab, os.path.join(tmp, "vocab.txt"))
+        else:
+            with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
+                f.writelines(token + "\n" for token in vocab)
         write_checkpoint(os.path.join(tmp, CKPT_NAME), tensors)
         with open(os.path.join(tmp, META_NAME), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
@@ -142,13 +154,13 @@ def write_model_dir(out_dir: str, config: BertConfig, vocab_file: str,
     return out_dir
 
 
-def write_model_files(out_dir: str, config: BertConfig, vocab_file: str,
-                      tensors: dict[str, np.ndarray], meta: dict | None = None) -> str:
+def write_model_files(out_dir: str, config: BertConfig, vocab, tensors: dict[str, np.ndarray],
+                      meta: dict | None = None) -> str:
     """Writes a model dir's files into an existing folder that holds other things
     too (a pre-training run dir): each file complete before it is renamed into
     place, `bert_tf.json` last."""
     with _temporary_dir(out_dir, "model") as tmp:
-        staged = write_model_dir(os.path.join(tmp, "model"), config, vocab_file, tensors, meta)
+        staged = write_model_dir(os.path.join(tmp, "model"), config, vocab, tensors, meta)
         for name in sorted(os.listdir(staged), key=lambda n: n == META_NAME):
             os.replace(os.path.join(staged, name), os.path.join(out_dir, name))
     return out_dir
@@ -177,9 +189,20 @@ def _temporary_dir(parent: str, base: str):
             shutil.rmtree(tmp)
 
 
-def check_vocab(vocab_file: str, config: BertConfig) -> None:
-    with open(vocab_file, encoding="utf-8") as f:
-        n = sum(1 for _ in f)
+def check_vocab(vocab, config: BertConfig) -> None:
+    """The vocab (a `vocab.txt` path or the tokens) has `config.vocab_size` tokens."""
+    if isinstance(vocab, str):
+        with open(vocab, encoding="utf-8") as f:
+            n = sum(1 for _ in f)
+    else:
+        n = len(vocab)
     if n != config.vocab_size:
-        raise CheckpointError(f"{vocab_file} has {n} tokens but the config says "
-                              f"vocab_size={config.vocab_size}")
+        raise CheckpointError(f"{vocab if isinstance(vocab, str) else 'the vocabulary'} has {n} "
+                              f"tokens but the config says vocab_size={config.vocab_size}")
+
+
+def vocab_path(model_dir: str) -> str:
+    path = os.path.join(model_dir, "vocab.txt")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{model_dir}: no vocab.txt")
+    return path

@@ -1,9 +1,13 @@
-"""`build_encoder`: BERT as a functional Keras model with dict inputs and outputs.
+"""`BertEncoder`: BERT as a functional Keras model with dict inputs and outputs.
+
+Inputs: `input_word_ids`, `input_mask`, `input_type_ids` (int32 `[B, S]`).
+Outputs: `sequence_output` `[B, S, H]`, `pooled_output` `[B, H]` and
+`encoder_outputs` (one `[B, S, H]` per layer; the last is `sequence_output`).
 
 Example:
     >>> import numpy as np
     >>> from bert_tf.config import BertConfig
-    >>> encoder = build_encoder(BertConfig.preset("tiny", vocab_size=100))
+    >>> encoder = BertEncoder.from_bert_config(BertConfig.preset("tiny", vocab_size=100))
     >>> ids = np.ones((2, 7), "int32")
     >>> out = encoder({"input_word_ids": ids, "input_mask": ids, "input_type_ids": 0 * ids})
     >>> out["sequence_output"].shape, out["pooled_output"].shape, len(out["encoder_outputs"])
@@ -11,12 +15,14 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
-from bert_tf.config import BertConfig
+from bert_tf.config import INPUT_NAMES, BertConfig, load_config
 from bert_tf.layers import BertEmbeddings, BertPooler, TransformerBlock
-
-INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+from bert_tf.models.base import CheckpointNames
+from bert_tf.models.serving import text_serving_module
 
 
 def encoder_inputs():
@@ -24,44 +30,105 @@ def encoder_inputs():
     return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
 
 
-def build_encoder(config: BertConfig, name: str = "bert_encoder",
-                  skip_padding: bool = False) -> keras.Model:
-    """A BERT encoder: dict of `input_word_ids`, `input_mask`, `input_type_ids` ->
-    dict of `sequence_output` `[B, S, H]`, `pooled_output` `[B, H]` and
-    `encoder_outputs` (one `[B, S, H]` per layer; the last is `sequence_output`).
-    `skip_padding`: the blocks' dense layers run on the real tokens only (see
-    `TransformerBlock`); padding positions of the outputs are then zeros.
+@keras.saving.register_keras_serializable(package="bert_tf")
+class BertEncoder(CheckpointNames, keras.Model):
+    """The embedding layer, `num_hidden_layers` Transformer blocks and the pooler.
+
+    The constructor arguments are `BertConfig`'s fields (they are its config for
+    `get_config`), plus:
+
+    Args:
+        skip_padding: the blocks' dense layers run on the real tokens only (see
+            `TransformerBlock`); outputs are the same for real tokens and zeros at
+            padding. It needs dynamic shapes: leave it off under XLA and on TPU.
+
+    Layers keep Google's structure (`embeddings`, `layer_0` ..., `pooler`), and
+    `checkpoint_variables()` gives each weight its Google name.
     """
-    inputs = encoder_inputs()
-    x = BertEmbeddings(
-        vocab_size=config.vocab_size, hidden_size=config.hidden_size,
-        max_position_embeddings=config.max_position_embeddings,
-        type_vocab_size=config.type_vocab_size, dropout=config.hidden_dropout_prob,
-        layer_norm_eps=config.layer_norm_eps, initializer_range=config.initializer_range,
-        name="embeddings")(inputs["input_word_ids"], inputs["input_type_ids"])
-    encoder_outputs = []
-    for i in range(config.num_hidden_layers):
-        x = TransformerBlock(
-            hidden_size=config.hidden_size, num_heads=config.num_attention_heads,
-            intermediate_size=config.intermediate_size, hidden_act=config.hidden_act,
-            hidden_dropout=config.hidden_dropout_prob,
-            attention_dropout=config.attention_probs_dropout_prob,
-            layer_norm_eps=config.layer_norm_eps, initializer_range=config.initializer_range,
-            skip_padding=skip_padding, name=f"layer_{i}")(x, inputs["input_mask"])
-        encoder_outputs.append(x)
-    pooled = BertPooler(config.hidden_size, config.initializer_range, name="pooler")(x)
-    outputs = {"sequence_output": x, "pooled_output": pooled, "encoder_outputs": encoder_outputs}
-    return keras.Model(inputs, outputs, name=name)
+
+    def __init__(self, vocab_size=30522, hidden_size=768, num_hidden_layers=12,
+                 num_attention_heads=12, intermediate_size=3072, hidden_act="gelu",
+                 hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+                 max_position_embeddings=512, type_vocab_size=2, initializer_range=0.02,
+                 layer_norm_eps=1e-12, skip_padding=False, name="bert_encoder", **kwargs):
+        config = BertConfig(
+            vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
+            hidden_act=hidden_act, hidden_dropout_prob=hidden_dropout_prob,
+            attention_probs_dropout_prob=attention_probs_dropout_prob,
+            max_position_embeddings=max_position_embeddings, type_vocab_size=type_vocab_size,
+            initializer_range=initializer_range, layer_norm_eps=layer_norm_eps)
+        inputs = encoder_inputs()
+        x = BertEmbeddings(
+            vocab_size=vocab_size, hidden_size=hidden_size,
+            max_position_embeddings=max_position_embeddings, type_vocab_size=type_vocab_size,
+            dropout=hidden_dropout_prob, layer_norm_eps=layer_norm_eps,
+            initializer_range=initializer_range,
+            name="embeddings")(inputs["input_word_ids"], inputs["input_type_ids"])
+        encoder_outputs = []
+        for i in range(num_hidden_layers):
+            x = TransformerBlock(
+                hidden_size=hidden_size, num_heads=num_attention_heads,
+                intermediate_size=intermediate_size, hidden_act=hidden_act,
+                hidden_dropout=hidden_dropout_prob, attention_dropout=attention_probs_dropout_prob,
+                layer_norm_eps=layer_norm_eps, initializer_range=initializer_range,
+                skip_padding=skip_padding, name=f"layer_{i}")(x, inputs["input_mask"])
+            encoder_outputs.append(x)
+        pooled = BertPooler(hidden_size, initializer_range, name="pooler")(x)
+        super().__init__(inputs=inputs, outputs={"sequence_output": x, "pooled_output": pooled,
+                                                 "encoder_outputs": encoder_outputs},
+                         name=name, **kwargs)
+        self.bert_config = config
+        self.skip_padding = skip_padding
+
+    @classmethod
+    def from_bert_config(cls, config: BertConfig, **kwargs) -> "BertEncoder":
+        """A randomly initialised encoder of `config`."""
+        return cls(**dataclasses.asdict(config), **kwargs)
+
+    @classmethod
+    def from_model_dir(cls, model_dir: str, skip_padding: bool = False) -> "BertEncoder":
+        """The encoder of a model dir, with its weights."""
+        encoder = cls.from_bert_config(load_config(model_dir), skip_padding=skip_padding)
+        encoder.load_model_dir_weights(model_dir)
+        return encoder
+
+    def with_skip_padding(self) -> "BertEncoder":
+        """This encoder with `skip_padding=True`: a copy sharing no variables."""
+        if self.skip_padding:
+            return self
+        copy = type(self)(**{**self.get_config(), "skip_padding": True})
+        copy.set_weights(self.get_weights())
+        return copy
+
+    def serving_module(self, tokenizer, seq_length: int):
+        """`text` -> `sequence_output`, `pooled_output`, `input_mask`; `encode_pair` for
+        `text`, `text_b` (see `bert_tf.models.serving`), on a copy whose dense layers
+        skip padding."""
+        return text_serving_module(tokenizer, self.with_skip_padding(), seq_length, pair=False)
+
+    def checkpoint_variables(self) -> dict:
+        """Google checkpoint name (`bert/encoder/layer_0/...`) -> Keras variable."""
+        out = {}
+        blocks = [layer for layer in self.layers if isinstance(layer, TransformerBlock)]
+        parts = [("bert/embeddings", self.get_layer("embeddings")),
+                 *[(f"bert/encoder/layer_{i}", block) for i, block in enumerate(blocks)],
+                 ("bert/pooler", self.get_layer("pooler"))]
+        for prefix, layer in parts:
+            for name, var in layer.checkpoint_variables().items():
+                out[f"{prefix}/{name}"] = var
+        return out
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                **dataclasses.asdict(self.bert_config), "skip_padding": self.skip_padding}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
 
 
-def encoder_checkpoint_variables(encoder: keras.Model) -> dict:
-    """Google checkpoint name (`bert/encoder/layer_0/...`) -> Keras variable."""
-    out = {}
-    blocks = [layer for layer in encoder.layers if isinstance(layer, TransformerBlock)]
-    parts = [("bert/embeddings", encoder.get_layer("embeddings")),
-             *[(f"bert/encoder/layer_{i}", block) for i, block in enumerate(blocks)],
-             ("bert/pooler", encoder.get_layer("pooler"))]
-    for prefix, layer in parts:
-        for name, var in layer.checkpoint_variables().items():
-            out[f"{prefix}/{name}"] = var
-    return out
+def build_encoder(config: BertConfig, name: str = "bert_encoder",
+                  skip_padding: bool = False) -> BertEncoder:
+    """`BertEncoder.from_bert_config(config, ...)`: a randomly initialised encoder."""
+    return BertEncoder.from_bert_config(config, name=name, skip_padding=skip_padding)

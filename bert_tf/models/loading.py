@@ -1,11 +1,10 @@
-"""Loading models from a model dir: the public Python API.
+"""Loading a model dir: the encoder, the preprocessor, or the whole model it holds.
 
 Example:
-    >>> import bert_tf                                        # doctest: +SKIP
+    >>> import bert_tf, tensorflow as tf                      # doctest: +SKIP
     >>> encoder = bert_tf.load_encoder("saved_models/minilm")
     >>> preprocess = bert_tf.load_preprocessor("saved_models/minilm", seq_length=64)
-    >>> outputs = encoder(preprocess(tf.constant(["hello world"])))
-    >>> outputs["pooled_output"].shape
+    >>> encoder(preprocess(tf.constant(["hello world"])))["pooled_output"].shape
     TensorShape([1, 384])
 """
 from __future__ import annotations
@@ -14,53 +13,47 @@ import os
 
 import keras
 
-from bert_tf.io.checkpoint import CKPT_NAME, check_tensors, read_checkpoint, read_meta
-from bert_tf.config import BertConfig, load_config
-from bert_tf.models.encoder import build_encoder, encoder_checkpoint_variables
-from bert_tf.preprocessing.tokenizer import BertTokenizer, vocab_path
+from bert_tf.io.checkpoint import CKPT_NAME, checkpoint_names, read_meta, vocab_path
+from bert_tf.models.classifier import BertClassifier
+from bert_tf.models.encoder import BertEncoder
+from bert_tf.models.pretrainer import BertPretrainer
+from bert_tf.models.span import BertSpanModel
+from bert_tf.preprocessing.preprocessor import BertPreprocessor
+from bert_tf.preprocessing.tokenizer import BertTokenizer
 
 
-def assign(variables: dict, tensors: dict, source: str) -> None:
-    """Assigns checkpoint tensors to Keras variables by name, checking every shape."""
-    check_tensors(tensors, {n: tuple(v.shape) for n, v in variables.items()}, source,
-                  optional_prefixes=())
-    for name, var in variables.items():
-        var.assign(tensors[name])
+def load_encoder(model_dir: str, skip_padding: bool = False) -> BertEncoder:
+    """The encoder of a model dir as a `BertEncoder` (a functional Keras model) with
+    its weights (`skip_padding`: see `BertEncoder`)."""
+    return BertEncoder.from_model_dir(model_dir, skip_padding=skip_padding)
 
 
-def load_encoder(model_dir: str, config: BertConfig | None = None,
-                 skip_padding: bool = False) -> keras.Model:
-    """The encoder of a model dir as a functional Keras model with its weights
-    (`skip_padding`: see `build_encoder`)."""
-    config = config or load_config(model_dir)
-    encoder = build_encoder(config, skip_padding=skip_padding)
-    prefix = os.path.join(model_dir, CKPT_NAME)
-    assign(encoder_checkpoint_variables(encoder), read_checkpoint(prefix), prefix)
-    return encoder
-
-
-def load_mlm_model(model_dir: str, encoder: keras.Model) -> keras.Model | None:
-    """Encoder + masked-LM head (`bert_tf.models.pretrainer.build_mlm_model`) with the model dir's
-    `cls/predictions/...` weights, or None when it has no MLM head."""
-    from bert_tf.models.pretrainer import MaskedLMHead, build_mlm_model
-    prefix = os.path.join(model_dir, CKPT_NAME)
-    tensors = read_checkpoint(prefix)
-    if "cls/predictions/output_bias" not in tensors:
-        return None
-    model = build_mlm_model(encoder, load_config(model_dir))
-    head = next(layer for layer in model.layers if isinstance(layer, MaskedLMHead))
-    assign(head.checkpoint_variables(), tensors, prefix)
-    return model
+def load_preprocessor(model_dir: str, seq_length: int | None = 128,
+                      pad_to_longest: bool = False) -> BertPreprocessor:
+    """The `BertPreprocessor` (a Keras layer) of a model dir: string tensor `[B]`
+    (one segment) or a pair `(a, b)` -> dict of int32 `input_word_ids`,
+    `input_mask`, `input_type_ids` `[B, seq_length]`. Longer texts are trimmed to
+    `seq_length`; with `pad_to_longest` (or `seq_length=None`, no limit) a batch is
+    padded only to its longest sequence."""
+    return BertPreprocessor.from_model_dir(model_dir, seq_length, pad_to_longest)
 
 
 def load_tokenizer(model_dir: str) -> BertTokenizer:
+    """The in-graph `BertTokenizer` of a model dir (its vocab and casing)."""
     return BertTokenizer(vocab_path(model_dir), lower_case=read_meta(model_dir)["do_lower_case"])
 
 
-def load_preprocessor(model_dir: str, seq_length: int | None = 128, pad_to_longest=False):
-    """A callable: string tensor `[B]` (one segment) or a list of two (pairs) ->
-    dict of int32 `input_word_ids`, `input_mask`, `input_type_ids` `[B, seq_length]`.
-    Longer texts are trimmed to `seq_length`; with `pad_to_longest` (or
-    `seq_length=None`, no limit) a batch is padded only to its longest sequence."""
-    tokenizer = load_tokenizer(model_dir)
-    return lambda texts: tokenizer.preprocess(texts, seq_length, pad_to_longest)
+def load_model(model_dir: str) -> keras.Model:
+    """The model a model dir holds, by its `bert_tf.json` task and checkpoint heads:
+    a `BertClassifier` (fine-tuned by `bert-tf finetune`), a `BertSpanModel`
+    (`bert-tf squad`), a `BertPretrainer` (a masked-LM head, as Google's checkpoints
+    and `bert-tf pretrain` have), else a `BertEncoder`. Task models come with their
+    preprocessor."""
+    task = (read_meta(model_dir).get("task") or {}).get("type")
+    if task == "classification":
+        return BertClassifier.from_model_dir(model_dir)
+    if task == "squad":
+        return BertSpanModel.from_model_dir(model_dir)
+    if "cls/predictions/output_bias" in checkpoint_names(os.path.join(model_dir, CKPT_NAME)):
+        return BertPretrainer.from_model_dir(model_dir)
+    return BertEncoder.from_model_dir(model_dir)

@@ -24,8 +24,6 @@ Example:
 """
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -48,11 +46,16 @@ def load_vocab(vocab_file: str) -> list[str]:
     """The WordPiece vocab, one token a line; the line number is the id."""
     with tf.io.gfile.GFile(vocab_file, "r") as f:
         vocab = [line.rstrip("\n").rstrip("\r") for line in f]
+    return check_vocab(vocab, vocab_file)
+
+
+def check_vocab(vocab: list[str], source: str) -> list[str]:
+    """`vocab` itself, once it is known to hold BERT's special tokens."""
     if not vocab:
-        raise ValueError(f"{vocab_file}: vocab file is empty")
+        raise ValueError(f"{source}: vocab is empty")
     missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in vocab]
     if missing:
-        raise ValueError(f"{vocab_file}: vocab lacks the special tokens {missing}")
+        raise ValueError(f"{source}: vocab lacks the special tokens {missing}")
     return vocab
 
 
@@ -81,14 +84,18 @@ class BertTokenizer(tf.Module):
     """Text -> WordPiece ids `[B, words, pieces]`, and packing into model inputs.
 
     Args:
-        vocab_file: path to `vocab.txt`.
+        vocab_file: path to `vocab.txt`, or the list of tokens (the index is the id).
         lower_case: uncased BERT (lower-case and strip accents).
     """
 
-    def __init__(self, vocab_file: str, lower_case: bool = True, name=None):
+    def __init__(self, vocab_file, lower_case: bool = True, name=None):
         super().__init__(name=name)
-        self.vocab = load_vocab(vocab_file)
-        self.vocab_file = vocab_file
+        if isinstance(vocab_file, str):
+            self.vocab = load_vocab(vocab_file)
+            self.vocab_file = vocab_file
+        else:  # the tokens themselves
+            self.vocab = check_vocab(list(vocab_file), "vocabulary")
+            self.vocab_file = None
         self.lower_case = lower_case
         ids = {token: i for i, token in enumerate(self.vocab)}
         self.special_ids = {key: ids.get(token, -1) for key, token in SPECIAL_TOKENS.items()}
@@ -175,10 +182,3 @@ def trim_longest_first(segments, max_total: int):
 def _keep_first(rt, keep):
     positions = tf.ragged.range(rt.row_lengths())
     return tf.ragged.boolean_mask(rt, positions < tf.expand_dims(keep, 1))
-
-
-def vocab_path(model_dir: str) -> str:
-    path = os.path.join(model_dir, "vocab.txt")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{model_dir}: no vocab.txt")
-    return path

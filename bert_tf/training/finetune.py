@@ -1,12 +1,18 @@
-"""`bert-tf finetune`: sequence classification with Keras `fit` under `tf.distribute`.
+"""Fine-tuning a `BertClassifier` with Keras `fit` under `tf.distribute`.
 
-Flow: TSV -> `Examples` -> in-graph tokenisation (`bert_tf.data.encode`) ->
+Flow: TSV -> `Examples` -> in-graph tokenisation (`bert_tf.data.glue.encode`) ->
 bucketed `tf.data` batches -> encoder -> pooling -> dropout -> dense -> loss.
 The run dir receives the fine-tuned model dir, metrics, TensorBoard logs, a
 training-curve PNG and the three SavedModel exports.
+
+Example:
+    >>> metrics = finetune(FinetuneConfig(task="sst2", model="saved_models/minilm",  # doctest: +SKIP
+    ...                                   out="runs/sst2", train_limit=2000))
+    >>> metrics["dev_accuracy"]
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -14,32 +20,93 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.io.checkpoint import read_meta, write_model_dir
-from bert_tf.models.classifier import build_classifier, classifier_tensors
 from bert_tf.config import load_config
 from bert_tf.data.glue import DataError, Examples, encode, glue_files, label_map, make_dataset, \
     read_task, read_tsv
-from bert_tf.models.loading import load_encoder, load_tokenizer
-from bert_tf.preprocessing.tokenizer import vocab_path
-from bert_tf.training.common import RunDir, add_run_arguments, bert_optimizer, \
-    fit_under_multi_worker, prepare_training
+from bert_tf.export import export_model
+from bert_tf.layers import STRATEGIES as POOLINGS
+from bert_tf.models import BertClassifier, load_encoder, load_model, load_preprocessor
+from bert_tf.optimizers import bert_optimizer
+from bert_tf.training.run_dir import RunDir
+from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
+
+TASKS = ("sst2", "mrpc", "tsv")
 
 
-def load_examples(args) -> tuple[Examples, Examples]:
-    if args.task in ("sst2", "mrpc"):
-        files = glue_files(args.task, args.data_dir)
+@dataclasses.dataclass(kw_only=True)
+class FinetuneConfig(RunOptions):
+    """What `finetune` trains, on what, and where it writes (plus `RunOptions`).
+
+    Attributes:
+        task: `sst2` or `mrpc` (GLUE, read from `data_dir`), or `tsv` (`train`, `dev`
+            and the column names).
+        model: the pretrained model dir.
+        out: the run dir.
+        data_dir: folder with `SST-2/` and `MRPC/` (default `$BERT_TF_DATA`, else
+            `../shared/data`).
+        epochs, learning_rate, batch_size (global), max_seq_length,
+        warmup_proportion: BERT's recipe (AdamW, linear warm-up and decay).
+        train_limit: use only the first N training examples.
+        seed: seeds the head's initialisation, dropout and the data order.
+        pooling: the head's pooling (`bert_tf.layers.pooling.STRATEGIES`).
+        reinit_pooler: draw the pooler's dense layer afresh (drop its NSP training).
+        train, dev, text_column, text_b_column, label_column: `task="tsv"` files
+            (with a header row) and columns; `text_b_column` makes it a pair task.
+        no_export: skip the SavedModel exports.
+    """
+    task: str
+    model: str
+    out: str
+    data_dir: str = dataclasses.field(
+        default_factory=lambda: os.environ.get("BERT_TF_DATA", "../shared/data"))
+    epochs: int = 1
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    max_seq_length: int = 128
+    warmup_proportion: float = 0.1
+    train_limit: int | None = None
+    seed: int = 0
+    pooling: str = "pooled_output"
+    reinit_pooler: bool = False
+    train: str | None = None
+    dev: str | None = None
+    text_column: str | None = None
+    text_b_column: str | None = None
+    label_column: str | None = None
+    no_export: bool = False
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r}: choose one of {TASKS}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling {self.pooling!r}: choose one of {POOLINGS}")
+
+    def run_args(self) -> dict:
+        """The settings that define a run (a resumed run must repeat them)."""
+        keys = ("task", "model", "data_dir", "train", "dev", "text_column", "text_b_column",
+                "label_column", "epochs", "learning_rate", "batch_size", "max_seq_length",
+                "warmup_proportion", "train_limit", "seed", "pooling", "mixed_precision",
+                "reinit_pooler")
+        return {k: getattr(self, k) for k in keys}
+
+
+def load_examples(config: FinetuneConfig) -> tuple[Examples, Examples]:
+    """The training and dev examples of `config.task`."""
+    if config.task in ("sst2", "mrpc"):
+        files = glue_files(config.task, config.data_dir)
         missing = [p for p in files.values() if not os.path.exists(p)]
         if missing:
             raise DataError(
-                f"{args.task}: looked for {', '.join(missing)} and did not find it; pass "
-                "--data-dir (or set BERT_TF_DATA) to a folder holding the GLUE layout "
+                f"{config.task}: looked for {', '.join(missing)} and did not find it; set "
+                "the data dir (--data-dir or BERT_TF_DATA) to a folder holding the GLUE layout "
                 f"({os.path.basename(os.path.dirname(missing[0]))}/train.tsv and dev.tsv)")
-        return read_task(args.task, args.data_dir, "train"), read_task(args.task, args.data_dir,
-                                                                       "dev")
-    if not (args.train and args.dev and args.text_column and args.label_column):
-        raise DataError("--task tsv needs --train, --dev, --text-column and --label-column")
-    return (read_tsv(args.train, args.text_column, args.text_b_column, args.label_column),
-            read_tsv(args.dev, args.text_column, args.text_b_column, args.label_column))
+        return (read_task(config.task, config.data_dir, "train"),
+                read_task(config.task, config.data_dir, "dev"))
+    if not (config.train and config.dev and config.text_column and config.label_column):
+        raise DataError("task tsv needs train, dev, text_column and label_column "
+                        "(--train, --dev, --text-column, --label-column)")
+    columns = (config.text_column, config.text_b_column, config.label_column)
+    return read_tsv(config.train, *columns), read_tsv(config.dev, *columns)
 
 
 def binary_f1(labels, predictions, positive=1) -> float:
@@ -109,80 +176,75 @@ def reinit_pooler(encoder: keras.Model, stddev: float, seed: int) -> None:
     dense.bias.assign(np.zeros(dense.bias.shape, "float32"))
 
 
-def run_args(args) -> dict:
-    """The arguments that define a run (a resumed run must repeat them)."""
-    keys = ("task", "model", "data_dir", "train", "dev", "text_column", "text_b_column",
-            "label_column", "epochs", "learning_rate", "batch_size", "max_seq_length",
-            "warmup_proportion", "train_limit", "seed", "pooling", "mixed_precision",
-            "reinit_pooler")
-    return {k: getattr(args, k, None) for k in keys}
-
-
-def finetune(args) -> dict:
+def finetune(config: FinetuneConfig) -> dict:
+    """Fine-tunes `config.model` on `config.task`; returns the run's metrics (also in
+    `OUT/metrics.json`, written last). A rerun of the same config resumes an
+    interrupted run; see `RunDir`."""
     # Everything is checked before anything is written.
-    run = RunDir(args.out, run_args(args), args.overwrite, args.strategy == "multi_worker")
-    train, dev = load_examples(args)
+    run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
+    train, dev = load_examples(config)
     labels = label_map(train, dev)
-    if args.train_limit:
-        train = Examples(train.texts_a[:args.train_limit],
-                         train.texts_b[:args.train_limit] if train.texts_b else None,
-                         train.labels[:args.train_limit], train.source)
+    if config.train_limit:
+        n = config.train_limit
+        train = Examples(train.texts_a[:n], train.texts_b[:n] if train.texts_b else None,
+                         train.labels[:n], train.source)
     state = run.check()
-    strategy = prepare_training(args, seed=args.seed)
+    strategy = prepare_training(config, seed=config.seed)
     run.start(state)
 
-    tokenizer = load_tokenizer(args.model)
-    x_train, y_train, trimmed_train = encode(tokenizer, train, args.max_seq_length, labels)
-    x_dev, y_dev, trimmed_dev = encode(tokenizer, dev, args.max_seq_length, labels)
+    preprocessor = load_preprocessor(config.model, config.max_seq_length)
+    x_train, y_train, trimmed_train = encode(preprocessor.tokenizer, train,
+                                             config.max_seq_length, labels)
+    x_dev, y_dev, trimmed_dev = encode(preprocessor.tokenizer, dev, config.max_seq_length, labels)
     for name, n, total in (("train", trimmed_train, len(train)), ("dev", trimmed_dev, len(dev))):
         if n:
-            print(f"note: {n} of {total} {name} examples exceed --max-seq-length "
-                  f"{args.max_seq_length} tokens and are trimmed")
+            print(f"note: {n} of {total} {name} examples exceed max_seq_length "
+                  f"{config.max_seq_length} tokens and are trimmed")
     replicas = strategy.num_replicas_in_sync
     if replicas > 1:
         print(f"note: with {replicas} replicas, a length bucket's last batch of fewer than "
               f"{replicas} examples is skipped each epoch (at most {replicas - 1} per bucket)")
-    train_ds = make_dataset(x_train, y_train, args.batch_size, training=True, seed=args.seed,
+    train_ds = make_dataset(x_train, y_train, config.batch_size, training=True, seed=config.seed,
                             min_batch=replicas)
-    dev_ds = make_dataset(x_dev, y_dev, args.batch_size, training=False)
+    dev_ds = make_dataset(x_dev, y_dev, config.batch_size, training=False)
     # Bucket sizes depend on lengths only, so every epoch has the same batches count;
     # stating it gives the progress bar its total.
     steps_per_epoch = sum(1 for _ in train_ds)
     train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
-    total_steps = steps_per_epoch * args.epochs
-    print(f"{args.task}: {len(train)} training examples, {len(dev)} dev, labels {labels}; "
-          f"{steps_per_epoch} steps/epoch × {args.epochs} epochs on "
+    total_steps = steps_per_epoch * config.epochs
+    print(f"{config.task}: {len(train)} training examples, {len(dev)} dev, labels {labels}; "
+          f"{steps_per_epoch} steps/epoch × {config.epochs} epochs on "
           f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
 
+    bert_config = load_config(config.model)
     with strategy.scope():
         # Length-bucketed batches still hold some padding; the dense layers skip it
         # (dynamic shapes: not under XLA or on TPU).
-        encoder = load_encoder(args.model, skip_padding=not args.jit_compile and not isinstance(
+        encoder = load_encoder(config.model, skip_padding=not config.jit_compile and not isinstance(
             strategy, tf.distribute.TPUStrategy))
-        if args.reinit_pooler:
-            reinit_pooler(encoder, load_config(args.model).initializer_range, args.seed)
-        train_model, _ = build_classifier(encoder, len(labels), args.pooling,
-                                          dropout=load_config(args.model).hidden_dropout_prob)
-        optimizer = bert_optimizer(args.learning_rate, total_steps,
-                                   int(args.warmup_proportion * total_steps))
-        train_model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        if config.reinit_pooler:
+            reinit_pooler(encoder, bert_config.initializer_range, config.seed)
+        model = BertClassifier(encoder, len(labels), config.pooling,
+                               dropout=bert_config.hidden_dropout_prob, preprocessor=preprocessor,
+                               labels=labels, text_pairs=train.texts_b is not None)
+        model.compile(
+            optimizer=bert_optimizer(config.learning_rate, total_steps,
+                                     int(config.warmup_proportion * total_steps)),
             # XLA recompiles for every batch shape; on CPU it measured slower here.
-            jit_compile=args.jit_compile)
-    fit_under_multi_worker(train_model, strategy)
+            jit_compile=config.jit_compile)
+    fit_under_multi_worker(model, strategy)
 
     dev_eval = DevEvaluation(dev_ds, y_dev, len(labels))
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(run.work_dir, "backup"),
-                                         save_freq=args.checkpoint_every, double_checkpoint=True),
+                                         save_freq=config.checkpoint_every,
+                                         double_checkpoint=True),
         dev_eval,
         keras.callbacks.TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
     ]
     start = time.time()
-    history = train_model.fit(train_ds, epochs=args.epochs, callbacks=callbacks,
-                              verbose=2 if args.quiet else "auto")
+    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks,
+                        verbose=config.verbose)
     wall = time.time() - start
     final = dev_eval.evaluate()
     if not run.chief:
@@ -190,53 +252,21 @@ def finetune(args) -> dict:
         return final
 
     epochs_run = len(history.history.get("loss", []))
-    metrics = {**final, "task": args.task, "train_examples": len(train),
-               "dev_examples": len(dev), "epochs": args.epochs,
+    metrics = {**final, "task": config.task, "train_examples": len(train),
+               "dev_examples": len(dev), "epochs": config.epochs,
                "train_wall_seconds": round(wall, 1),
                "train_examples_per_second": round(len(train) * epochs_run / wall, 1)
                if epochs_run else None,
                "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
                "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
-    meta = read_meta(args.model)
-    model_dir = write_model_dir(
-        run.file("model"), load_config(args.model), vocab_path(args.model),
-        classifier_tensors(train_model),
-        {"do_lower_case": meta["do_lower_case"], "source": f"finetune of {args.model}",
-         "task": {"type": "classification", "name": args.task, "labels": labels,
-                  "pooling": args.pooling, "pair": train.texts_b is not None,
-                  "max_seq_length": args.max_seq_length}}, overwrite=True)
+    model_dir = model.save_model_dir(
+        run.file("model"), meta={"source": f"finetune of {config.model}",
+                                 "task": {"name": config.task}}, overwrite=True)
     if epochs_run:
         plot_curves(metrics["history"], run.file("training_curve.png"))
-    if not args.no_export:
-        from bert_tf.export.savedmodel import export_all
-        metrics["exports"] = export_all(model_dir, run.file("export"),
-                                        seq_length=args.max_seq_length, overwrite=True)
+    if not config.no_export:
+        # From the model dir: a model outside the distribution strategy's variables.
+        metrics["exports"] = export_model(load_model(model_dir), run.file("export"),
+                                          seq_length=config.max_seq_length, overwrite=True)
     run.write_json("metrics.json", metrics)  # last: marks the run finished
     return metrics
-
-
-def add_arguments(p) -> None:
-    from bert_tf.layers.pooling import STRATEGIES as POOLINGS
-    p.add_argument("--task", required=True, choices=("sst2", "mrpc", "tsv"))
-    p.add_argument("--model", required=True, help="pretrained model dir")
-    p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
-                   help="folder with SST-2/ and MRPC/ (default $BERT_TF_DATA or ../shared/data)")
-    p.add_argument("--out", required=True, help="run dir")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--learning-rate", type=float, default=1e-4,
-                   help="peak learning rate (default from the sweep in BENCHMARKS.md)")
-    p.add_argument("--batch-size", type=int, default=32, help="global batch size")
-    p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--warmup-proportion", type=float, default=0.1)
-    p.add_argument("--train-limit", type=int, help="use the first N training examples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pooling", default="pooled_output", choices=POOLINGS)
-    p.add_argument("--reinit-pooler", action="store_true",
-                   help="re-initialise the pooler's dense layer (drop its NSP-trained weights)")
-    p.add_argument("--train", help="--task tsv: training TSV (with a header row)")
-    p.add_argument("--dev", help="--task tsv: dev TSV")
-    p.add_argument("--text-column", help="--task tsv: column of the text")
-    p.add_argument("--text-b-column", help="--task tsv: column of the second text (pairs)")
-    p.add_argument("--label-column", help="--task tsv: column of the label (read as strings)")
-    p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
-    add_run_arguments(p)

@@ -1,0 +1,117 @@
+"""The training commands' flags: `finetune`, `pretrain` and `squad`. Each flag is a
+field of the job's config dataclass (`--learning-rate` is `learning_rate`), so the
+namespace becomes the config by name."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from bert_tf.layers.pooling import STRATEGIES as POOLINGS
+from bert_tf.training.finetune import TASKS, FinetuneConfig, finetune
+from bert_tf.training.pretrain import PretrainConfig, pretrain
+from bert_tf.training.squad import SquadConfig, squad
+from bert_tf.training.strategy import PRECISIONS, STRATEGIES
+
+
+def config_from_args(cls, args):
+    """The dataclass `cls` with each field taken from the namespace's flag of that name."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                  if hasattr(args, f.name)})
+
+
+def add_run_arguments(p) -> None:
+    """The flags every training command shares (`RunOptions`): where and how it runs."""
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    p.add_argument("--tpu", help="TPU address for --strategy tpu/auto")
+    p.add_argument("--cpu-replicas", type=int, default=1,
+                   help="split the CPU into N logical devices (to try mirrored without GPUs)")
+    p.add_argument("--mixed-precision", default="none", choices=PRECISIONS)
+    p.add_argument("--checkpoint-every", type=int, default=200,
+                   help="steps between resumable checkpoints")
+    p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished or other run")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+
+
+def _print_metrics(metrics: dict) -> None:
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "exports")},
+                     indent=1))
+
+
+def add_finetune_parser(sub) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a classifier with Keras fit")
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--model", required=True, help="pretrained model dir")
+    p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
+                   help="folder with SST-2/ and MRPC/ (default $BERT_TF_DATA or ../shared/data)")
+    p.add_argument("--out", required=True, help="run dir")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--learning-rate", type=float, default=1e-4,
+                   help="peak learning rate (default from the sweep in BENCHMARKS.md)")
+    p.add_argument("--batch-size", type=int, default=32, help="global batch size")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--warmup-proportion", type=float, default=0.1)
+    p.add_argument("--train-limit", type=int, help="use the first N training examples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pooling", default="pooled_output", choices=POOLINGS)
+    p.add_argument("--reinit-pooler", action="store_true",
+                   help="re-initialise the pooler's dense layer (drop its NSP-trained weights)")
+    p.add_argument("--train", help="--task tsv: training TSV (with a header row)")
+    p.add_argument("--dev", help="--task tsv: dev TSV")
+    p.add_argument("--text-column", help="--task tsv: column of the text")
+    p.add_argument("--text-b-column", help="--task tsv: column of the second text (pairs)")
+    p.add_argument("--label-column", help="--task tsv: column of the label (read as strings)")
+    p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
+    add_run_arguments(p)
+    p.set_defaults(func=lambda args: _print_metrics(finetune(config_from_args(FinetuneConfig,
+                                                                              args))))
+
+
+def add_pretrain_parser(sub) -> None:
+    p = sub.add_parser("pretrain", help="masked-LM + next-sentence pre-training")
+    p.add_argument("--config", help="preset (tiny, mini, small, medium, base, large) or a "
+                   "CONFIG.json, for a model drawn at random")
+    p.add_argument("--init", help="model dir to start from instead of --config")
+    p.add_argument("--vocab", help="vocab.txt (default with --init: the model's own)")
+    p.add_argument("--cased", action="store_true", help="with --config: do not lower-case")
+    p.add_argument("--train", required=True, help="TFRecord file pattern")
+    p.add_argument("--eval", help="TFRecord file pattern, evaluated after every epoch")
+    p.add_argument("--out", required=True, help="model dir to write (also holds the run state)")
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--steps-per-epoch", type=int, default=1000,
+                   help="steps between evaluations and log lines")
+    p.add_argument("--batch-size", type=int, default=128, help="global batch size")
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--warmup-steps", type=int, default=1000)
+    p.add_argument("--optimizer", default="adamw", choices=("adamw", "lamb"))
+    p.add_argument("--dynamic-masking", action="store_true",
+                   help="draw new masks every epoch in tf.data (the records' masks are undone)")
+    p.add_argument("--masked-lm-prob", type=float, default=0.15, help="for --dynamic-masking")
+    p.add_argument("--seed", type=int, default=0)
+    add_run_arguments(p)
+    p.set_defaults(func=lambda args: _print_metrics(pretrain(config_from_args(PretrainConfig,
+                                                                              args))))
+
+
+def add_squad_parser(sub) -> None:
+    p = sub.add_parser("squad", help="SQuAD v1.1 question answering: fine-tune, predict, score")
+    p.add_argument("--model", required=True, help="pretrained model dir")
+    p.add_argument("--train", required=True, help="SQuAD v1.1 JSON to train on")
+    p.add_argument("--predict", required=True, help="SQuAD v1.1 JSON to predict and score")
+    p.add_argument("--out", required=True, help="run dir")
+    p.add_argument("--train-articles", help="A:B, the articles of --train to use")
+    p.add_argument("--predict-articles", help="C:D, the articles of --predict to use")
+    p.add_argument("--max-seq-length", type=int, default=384)
+    p.add_argument("--doc-stride", type=int, default=128)
+    p.add_argument("--max-query-length", type=int, default=64)
+    p.add_argument("--n-best-size", type=int, default=20)
+    p.add_argument("--max-answer-length", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=32, help="global batch size")
+    p.add_argument("--warmup-proportion", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
+    add_run_arguments(p)
+    p.set_defaults(func=lambda args: _print_metrics(squad(config_from_args(SquadConfig, args))))

@@ -1,0 +1,127 @@
+"""What every bert-tf model shares: its weights under Google's checkpoint names,
+and reading and writing model dirs (`bert_tf.io.checkpoint`) with those names."""
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from bert_tf.io.checkpoint import CKPT_NAME, CheckpointError, read_checkpoint, read_meta, \
+    write_model_dir
+
+
+class CheckpointNames:
+    """Mixin for models whose weights have Google names.
+
+    Subclasses define `checkpoint_variables()` (Google name -> Keras variable) and
+    may list in `TRANSPOSED` the names Google stores transposed (`output_weights`
+    `[num_labels, H]` of a `[H, num_labels]` kernel)."""
+
+    TRANSPOSED: tuple[str, ...] = ()
+
+    def checkpoint_variables(self) -> dict:
+        raise NotImplementedError
+
+    def checkpoint_tensors(self) -> dict[str, np.ndarray]:
+        """Google name -> numpy array, as a model dir stores it."""
+        out = {}
+        for name, var in self.checkpoint_variables().items():
+            value = np.asarray(keras.ops.convert_to_numpy(var))
+            out[name] = value.T if name in self.TRANSPOSED else value
+        return out
+
+    def assign_checkpoint(self, tensors: dict[str, np.ndarray], source: str,
+                          optional=lambda name: False) -> None:
+        """Assigns `tensors` (Google names) to the variables, checking every name
+        and shape first; names for which `optional(name)` holds may be absent."""
+        pairs = []
+        for name, var in self.checkpoint_variables().items():
+            if name not in tensors:
+                if optional(name):
+                    continue
+                raise CheckpointError(f"{source}: missing tensor {name} "
+                                      f"(expected shape {tuple(var.shape)})")
+            value = tensors[name].T if name in self.TRANSPOSED else tensors[name]
+            if tuple(value.shape) != tuple(var.shape):
+                shape = tuple(var.shape)[::-1] if name in self.TRANSPOSED else tuple(var.shape)
+                raise CheckpointError(f"{source}: tensor {name} has shape "
+                                      f"{tuple(tensors[name].shape)}, the model needs {shape}")
+            pairs.append((var, value))
+        for var, value in pairs:
+            var.assign(value)
+
+    def load_model_dir_weights(self, model_dir: str, optional=lambda name: False) -> None:
+        prefix = os.path.join(model_dir, CKPT_NAME)
+        self.assign_checkpoint(read_checkpoint(prefix), prefix, optional)
+
+    def model_dir_task(self) -> dict | None:
+        """The `task` entry of `bert_tf.json` (None for an encoder)."""
+        return None
+
+    def save_model_dir(self, out_dir: str, preprocessor=None, meta: dict | None = None,
+                       overwrite: bool = False) -> str:
+        """Writes a model dir (Google's layout + `bert_tf.json`) atomically.
+
+        Args:
+            out_dir: the folder to write.
+            preprocessor: a `BertPreprocessor` for the vocab and casing (default:
+                the model's own).
+            meta: more entries for `bert_tf.json` (`source`, and under `task`
+                entries such as the task's name).
+            overwrite: replace an existing `out_dir`.
+        """
+        preprocessor = preprocessor or getattr(self, "preprocessor", None)
+        if preprocessor is None:
+            raise ValueError("save_model_dir needs the vocabulary: pass preprocessor=, or "
+                             "build the model with one")
+        meta = dict(meta or {})
+        task = self.model_dir_task()
+        if task is not None:
+            meta["task"] = {**task, **meta.get("task", {})}
+        meta["do_lower_case"] = preprocessor.lower_case
+        encoder = getattr(self, "encoder", self)  # a task model's, or the encoder itself
+        return write_model_dir(out_dir, encoder.bert_config, preprocessor.vocabulary,
+                               self.checkpoint_tensors(), meta, overwrite=overwrite)
+
+
+class LeavesOutUnused:
+    """Mixin for task models whose head does not use every encoder weight (spans,
+    or pooling other than `pooled_output`, never see BERT's pooler): those weights
+    are left out of the trainable variables, so that no optimizer slot is made for
+    them and Keras does not warn of missing gradients. The encoder itself, which
+    other models may share, is not changed."""
+
+    def unused_variables(self) -> list:
+        return []
+
+    def _unused_ids(self) -> set:
+        return {id(v) for v in self.unused_variables()}
+
+    @property
+    def trainable_weights(self):
+        unused = self._unused_ids()
+        return [w for w in super().trainable_weights if id(w) not in unused]
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
+    @property
+    def non_trainable_weights(self):
+        unused = self._unused_ids()
+        return super().non_trainable_weights + [
+            w for w in super().trainable_weights if id(w) in unused]
+
+    @property
+    def non_trainable_variables(self):
+        return self.non_trainable_weights
+
+
+def read_task(model_dir: str, task_type: str) -> dict:
+    """The `task` entry of a model dir's `bert_tf.json`, which must be of `task_type`."""
+    task = read_meta(model_dir).get("task") or {}
+    if task.get("type") != task_type:
+        raise CheckpointError(f"{model_dir} has no {task_type} head (bert_tf.json task type is "
+                              f"{task.get('type')!r})")
+    return task

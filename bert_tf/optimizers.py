@@ -1,0 +1,76 @@
+"""BERT's optimizer and learning-rate schedule: AdamW (fused update) or LAMB, with
+linear warm-up and linear decay to zero.
+
+Example:
+    >>> opt = bert_optimizer(1e-4, total_steps=1000, warmup_steps=100)
+    >>> round(float(opt.learning_rate.__call__(50) if callable(opt.learning_rate) else 0), 7)
+    5e-05
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """BERT's schedule: linear warm-up from 0 over `warmup_steps`, then linear
+    decay to 0 at `total_steps`."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int):
+        self.peak = peak
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = step / max(self.warmup_steps, 1)
+        decay = (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1)
+        return self.peak * tf.maximum(0.0, tf.minimum(warm, decay))
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps}
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class AdamW(keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` with each variable's Adam update done by TensorFlow's
+    fused `ResourceApplyAdam` kernel: the same arithmetic as Keras' `update_step`
+    (tested to 1e-7), in one multithreaded pass instead of a dozen element-wise ops.
+    On MiniLM (22.7M parameters, 2-core CPU) this cut the optimizer's share of a
+    training step from ~60% to ~5% (BENCHMARKS.md). Weight decay, clipping and the
+    schedule are Keras' own.
+
+    >>> opt = AdamW(1e-3, weight_decay=0.01, epsilon=1e-6, global_clipnorm=1.0)
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if keras.backend.backend() != "tensorflow" or self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        var = variable.value if isinstance(variable, keras.Variable) else variable
+        dtype = var.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=var.handle, m=self._momentums[index].value.handle,
+            v=self._velocities[index].value.handle,
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
+
+
+def bert_optimizer(learning_rate: float, total_steps: int, warmup_steps: int,
+                   weight_decay: float = 0.01, name: str = "adamw"):
+    """AdamW (eps 1e-6, no decay on LayerNorm and biases), clipped at global norm 1.0,
+    on `WarmupLinearDecay`; or LAMB with the same settings (`name="lamb"`)."""
+    schedule = WarmupLinearDecay(learning_rate, total_steps, warmup_steps)
+    if name == "lamb":
+        optimizer = keras.optimizers.Lamb(schedule, epsilon=1e-6, global_clipnorm=1.0)
+        return optimizer
+    optimizer = AdamW(schedule, weight_decay=weight_decay, epsilon=1e-6, global_clipnorm=1.0)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer

@@ -1,0 +1,84 @@
+"""`RunDir`: a run directory that a repeated job resumes and a different one may not touch."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from bert_tf.training.strategy import chief_from_tf_config
+
+
+class RunDir:
+    """A run directory that a repeated command resumes and a different one may not touch.
+
+    `run.json` records the command's arguments; `metrics.json` marks a finished run.
+    Under `--strategy multi_worker` only the chief owns the dir (`chief`, read from
+    `TF_CONFIG`); another worker keeps its checkpoints in `work_dir` = `RUN_DIR/.worker-N`
+    and removes it when done. Nothing is written before `start`:
+
+        run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
+        ...  # check the inputs
+        state = run.check()
+        strategy = prepare_training(config, seed=config.seed)
+        run.start(state)  # run.json written, run.work_dir exists
+    """
+
+    def __init__(self, path: str, args: dict, overwrite: bool = False,
+                 multi_worker: bool = False):
+        self.path = os.path.abspath(path)
+        self.args = args
+        self.overwrite = overwrite
+        self.chief, task_id = chief_from_tf_config() if multi_worker else (True, 0)
+        self.work_dir = self.path if self.chief else self.file(f".worker-{task_id}")
+
+    def file(self, *parts) -> str:
+        return os.path.join(self.path, *parts)
+
+    def check(self) -> str | None:
+        """`new`, `resume`, or `overwrite` (None on a worker that is not the chief);
+        raises if the dir is not ours to use."""
+        if not self.chief:
+            return None
+        if not os.path.exists(self.path) or not os.listdir(self.path):
+            return "new"
+        if self.overwrite:
+            return "overwrite"
+        run_file = self.file("run.json")
+        if not os.path.exists(run_file):
+            raise FileExistsError(f"{self.path} exists and is not a bert-tf run; "
+                                  "choose another --out or pass --overwrite")
+        with open(run_file) as f:
+            previous = json.load(f)
+        if previous != self.args:
+            changed = sorted(k for k in set(previous) | set(self.args)
+                             if previous.get(k) != self.args.get(k))
+            raise FileExistsError(f"{self.path} holds a run of a different command "
+                                  f"(differs in {changed}); choose another --out or pass "
+                                  "--overwrite")
+        if os.path.exists(self.file("metrics.json")):
+            raise FileExistsError(f"{self.path} holds a finished run; pass --overwrite to "
+                                  "run it again")
+        return "resume"
+
+    def start(self, state: str | None) -> None:
+        """Writes `run.json` (the chief; `overwrite` clears the dir first) and makes
+        `work_dir`."""
+        if self.chief:
+            if state == "overwrite":
+                shutil.rmtree(self.path)
+            os.makedirs(self.path, exist_ok=True)
+            with open(self.file("run.json"), "w") as f:
+                json.dump(self.args, f, indent=2, sort_keys=True)
+        os.makedirs(self.work_dir, exist_ok=True)
+
+    def finish_worker(self) -> None:
+        """A worker that is not the chief drops its own checkpoints after training."""
+        if not self.chief:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def write_json(self, name: str, obj: dict) -> None:
+        tmp = self.file(name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, self.file(name))
