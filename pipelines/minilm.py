@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from bert_tf.io.convert import convert_hf
+from bert_tf.models.convert import convert_hf
 
 MINILM_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "saved_models", "minilm")

@@ -19,7 +19,7 @@ def data_path(*parts):
 @pytest.fixture(scope="session")
 def minilm_dir(tmp_path_factory):
     """all-MiniLM-L6-v2, converted from the installed package into a model dir."""
-    from bert_tf.io.convert import convert_hf
+    from bert_tf.models.convert import convert_hf
     from pipelines.minilm import minilm_source_dir
     return convert_hf(minilm_source_dir(), str(tmp_path_factory.mktemp("models") / "minilm"))
 

@@ -6,7 +6,7 @@ import pytest
 
 from bert_tf.io.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from bert_tf.cli import main as cli
-from bert_tf.io.convert import convert_google, convert_hf, convert_to_google
+from bert_tf.models.convert import convert_google, convert_hf, convert_to_google
 
 
 def _ckpt(model_dir):

@@ -25,8 +25,10 @@ import re
 
 import numpy as np
 import tensorflow as tf
+from keras.utils import Progbar
 
 from bert_tf.data.glue import DataError
+from bert_tf.preprocessing.tokenizer import BertTokenizer
 
 FEATURES = {  # Google's names; int64 ids, float weights
     "input_ids": "int", "input_mask": "int", "segment_ids": "int",
@@ -307,9 +309,6 @@ def create_pretraining_data(inputs: list[str], vocab_file: str, out: str, max_se
                             shards=1, lower_case=True, progress=True) -> dict:
     """Reads text, writes shuffled instances round-robin into `shards` TFRecord files
     (written to temporary names and renamed at the end). Returns a summary."""
-    from keras.utils import Progbar
-
-    from bert_tf.preprocessing.tokenizer import BertTokenizer
     if max_seq_length < 5:
         raise DataError(f"--max-seq-length {max_seq_length}: needs room for [CLS] A [SEP] B [SEP]")
     if not 0 < masked_lm_prob < 1:

@@ -11,6 +11,7 @@ import tempfile
 
 import keras
 import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from bert_tf.config import INPUT_NAMES
 
@@ -123,8 +124,6 @@ def write_warmup_requests(export_dir: str, examples: dict[str, list[str]], model
                           signature="serving_default") -> str:
     """`assets.extra/tf_serving_warmup_requests`: TFRecord of PredictionLog records,
     one per example batch size 1..n, for `tensorflow_model_server --enable_model_warmup`."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
     path = os.path.join(export_dir, "assets.extra", "tf_serving_warmup_requests")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     n = len(next(iter(examples.values())))

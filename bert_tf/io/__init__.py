@@ -1,0 +1,1 @@
+"""File formats: the model dir (Google's BERT checkpoint layout plus `bert_tf.json`)."""

@@ -19,6 +19,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from matplotlib.figure import Figure
 
 from bert_tf.config import load_config
 from bert_tf.data.glue import DataError, Examples, encode, glue_files, label_map, make_dataset, \
@@ -149,12 +150,10 @@ class DevEvaluation(keras.callbacks.Callback):
 
 
 def plot_curves(history: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Training loss and dev metrics per epoch, as a PNG."""
     epochs = range(1, len(history["loss"]) + 1)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))  # no pyplot: the user's matplotlib backend stays as it is
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(epochs, history["loss"], marker="o")
     ax1.set(xlabel="epoch", ylabel="training loss", title="loss")
     for key in ("dev_accuracy", "dev_f1"):
@@ -164,7 +163,6 @@ def plot_curves(history: dict, path: str) -> None:
     ax2.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def reinit_pooler(encoder: keras.Model, stddev: float, seed: int) -> None:

@@ -27,6 +27,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from matplotlib.figure import Figure
 
 from bert_tf.config import BertConfig, load_config
 from bert_tf.data.pretraining import MaskingVocab, pretraining_dataset
@@ -119,12 +120,10 @@ def build(config: BertConfig, init_dir: str | None, seed: int) -> BertPretrainer
 
 
 def plot_curves(history: dict, steps_per_epoch: int, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Loss, masked-LM and next-sentence accuracy (train and eval) per epoch, as a PNG."""
     steps = [steps_per_epoch * (i + 1) for i in range(len(history["loss"]))]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    fig = Figure(figsize=(12, 3.5))  # no pyplot: the user's matplotlib backend stays as it is
+    axes = fig.subplots(1, 3)
     for ax, key, title in zip(axes, ("loss", "mlm_accuracy", "nsp_accuracy"),
                               ("total loss", "masked-LM accuracy", "next-sentence accuracy")):
         for prefix, label in (("", "train"), ("val_", "eval")):
@@ -134,7 +133,6 @@ def plot_curves(history: dict, steps_per_epoch: int, path: str) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def majority_baseline(eval_ds) -> float:

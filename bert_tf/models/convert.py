@@ -16,6 +16,7 @@ import os
 import shutil
 
 import numpy as np
+from safetensors.numpy import load_file
 
 from bert_tf.io.checkpoint import (CKPT_NAME, CheckpointError, check_tensors, hf_tensors_to_google,
                                 read_checkpoint, write_checkpoint, write_model_dir)
@@ -49,8 +50,6 @@ def _complete_heads(tensors: dict, source: str, config: BertConfig) -> dict:
 
 
 def convert_hf(src_dir: str, out_dir: str, overwrite: bool = False) -> str:
-    from safetensors.numpy import load_file
-
     config = BertConfig.from_json_file(_require(os.path.join(src_dir, "config.json")))
     vocab = _require(os.path.join(src_dir, "vocab.txt"))
     weights = _require(os.path.join(src_dir, "model.safetensors"))
