@@ -188,3 +188,23 @@ def test_keras_recipe_on_sst2(minilm_dir, tmp_path):
     assert diff < 1e-5
     assert [x.decode() for x in served["label"].numpy()] == \
         [["negative", "positive"][i] for i in want.argmax(-1)]
+
+
+@pytest.mark.slow
+def test_readme_keras_snippets_run(minilm_dir, tmp_path):
+    """README's "In Python" snippets, run as written (MiniLM's path put in), in a fresh
+    interpreter in an empty folder."""
+    import os
+    import re
+    from tests.conftest import ROOT, run_python
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme[readme.index("## In Python"):readme.index("## The three parts of BERT")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    code = "\n".join(blocks).replace("saved_models/minilm", minilm_dir)
+    code = f"import os\nos.chdir({str(tmp_path)!r})\n{code}\n" \
+        "print(sorted(os.listdir('saved_models/mine')), clf.predict(['a wonderful film']).shape)"
+    out = run_python(code, timeout=600)
+    assert "['encoder', 'preprocessor', 'serving'] (1, 2)" in out
+    assert (tmp_path / "runs" / "mine" / "model" / "bert_model.ckpt.index").exists()
