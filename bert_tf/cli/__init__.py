@@ -33,7 +33,7 @@ from bert_tf.data.squad import SquadError, squad_eval  # noqa: E402
 from bert_tf.export import export_model, serving_instructions  # noqa: E402
 from bert_tf.inference.embed import EMBED_POOLINGS, Embedder, write_vectors  # noqa: E402
 from bert_tf.inference.squad import answer  # noqa: E402
-from bert_tf.io import convert  # noqa: E402
+from bert_tf.models import convert  # noqa: E402
 from bert_tf.io.checkpoint import CheckpointError  # noqa: E402
 from bert_tf.models import BertSpanModel, load_model, load_preprocessor  # noqa: E402
 
