@@ -1,23 +1,29 @@
-"""`bert-tf bench` on a random BERT-tiny: every case runs, the peers that .venv holds
-give the same outputs, and the JSON and markdown reports are written. No timing is
-asserted: the figures of a smoke run mean nothing."""
+"""`bench` on a random BERT-tiny: every case runs, the peers that .venv holds give the
+same outputs, and the JSON and markdown reports are written. No timing is asserted:
+the figures of a smoke run mean nothing."""
+import argparse
+import importlib.util
 import json
 import os
+import shlex
 
 import numpy as np
 import pytest
 
+from bert_tf.cli.experiments import add_bench_parser, bench_config
+from bert_tf.config import BertConfig
 from bert_tf.experiments import bench
+from bert_tf.experiments.bench import BenchConfig
+from bert_tf.io.checkpoint import read_checkpoint
+from bert_tf.models import BertEncoder
 from tests.conftest import DATA_DIR
 
 
 def test_forward_flops_count_every_dense_kernel():
     """2 FLOPs per weight of the encoder's matmuls per token, plus attention's 4·l²·H."""
-    from bert_tf.config import BertConfig
-    from bert_tf.models.encoder import build_encoder, encoder_checkpoint_variables
     config = BertConfig.preset("tiny", vocab_size=50)
     kernels = sum(int(np.prod(v.shape)) for n, v in
-                  encoder_checkpoint_variables(build_encoder(config)).items()
+                  BertEncoder.from_bert_config(config).checkpoint_variables().items()
                   if n.endswith("kernel"))
     pooler = config.hidden_size ** 2
     layers, h, length = config.num_hidden_layers, config.hidden_size, 10
@@ -26,8 +32,7 @@ def test_forward_flops_count_every_dense_kernel():
 
 
 def test_hf_copy_holds_the_same_weights(tiny_model_dir, tmp_path):
-    from bert_tf.io.checkpoint import read_checkpoint
-    from bert_tf.io.convert import convert_hf
+    from bert_tf.models.convert import convert_hf
     hf_dir = bench.write_hf_model(tiny_model_dir, str(tmp_path / "hf"))
     back = read_checkpoint(os.path.join(convert_hf(hf_dir, str(tmp_path / "back")),
                                         "bert_model.ckpt"))
@@ -37,18 +42,67 @@ def test_hf_copy_holds_the_same_weights(tiny_model_dir, tmp_path):
         np.testing.assert_array_equal(back[name], value)
 
 
+def test_workers_can_be_found():
+    """The commands `Bench.run` launches: bert-tf's worker module (this module, run
+    with -m) and the peers' scripts."""
+    spec = importlib.util.find_spec(bench.WORKER_MODULE)
+    assert spec is not None and os.path.samefile(spec.origin, bench.__file__)
+    for script in ("model_garden.py", "keras_hub_bert.py", "hf_bert.py", "tfhub_pipeline.py"):
+        assert os.path.exists(os.path.join(bench.BENCHMARKS_DIR, script)), script
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"suite": ["encoder", "decoder"]}, r"suite: unknown \['decoder'\]"),
+    ({"suite": []}, "suite is empty"),
+    ({"peers": ["hf", "onnx"]}, r"peers: unknown \['onnx'\]"),
+    ({"peers": "hf"}, "list of names"),
+    ({"config": "huge"}, "config 'huge'"),
+    ({"repeats": 0}, "repeats must be at least 1, not 0"),
+    ({"examples": -5}, "examples must be at least 1"),
+])
+def test_bad_config_raises(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        BenchConfig(out=str(tmp_path / "bench"), **changes)
+
+
+def test_missing_model_dir_raises_before_writing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a model dir"):
+        bench.bench(BenchConfig(out=str(tmp_path / "bench"), model=str(tmp_path / "none")))
+    assert not (tmp_path / "bench").exists()
+
+
+def test_the_command_gives_the_same_config(tmp_path):
+    config = BenchConfig(out=str(tmp_path), suite=["train", "encoder"], peers=[],
+                         config="tiny", vocab="/v/vocab.txt", batch_size=4, seq_length=16,
+                         examples=24, repeats=1)
+    assert config.settings()["suite"] == "train,encoder" and config.settings()["peers"] == ""
+    argv = shlex.split(bench.command_line(config))
+    assert argv[:2] == ["bert-tf", "bench"]
+    parser = argparse.ArgumentParser()
+    add_bench_parser(parser.add_subparsers(dest="command"))
+    assert bench_config(parser.parse_args(argv[1:])) == config
+
+
+def test_cli_bench_bad_suite_exits_2(tmp_path, capsys):
+    from bert_tf.cli import main as cli
+    assert cli(["bench", "--out", str(tmp_path / "bench"), "--suite", "encoder,decoder"]) == 2
+    assert "unknown ['decoder']" in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()
+
+
 @pytest.mark.slow
 def test_bench_smoke(tmp_path, vocab_file):
     out = tmp_path / "bench"
-    args = bench.build_parser().parse_args([
-        "--config", "tiny", "--vocab", vocab_file, "--data-dir", DATA_DIR, "--batch-size", "4",
-        "--seq-length", "16", "--examples", "24", "--repeats", "1",
-        "--peers", "model-garden,tfhub,hf", "--out", str(out)])
-    bench.main(args)
+    returned = bench.bench(BenchConfig(
+        config="tiny", vocab=vocab_file, data_dir=DATA_DIR, batch_size=4, seq_length=16,
+        examples=24, repeats=1, peers=["model-garden", "tfhub", "hf"], out=str(out)))
 
     report = json.loads((out / "bench.json").read_text())
+    assert report == json.loads(json.dumps(returned))
     assert {"command", "settings", "machine", "model", "config", "matmul_peak",
             "cases"} <= set(report)
+    assert report["command"].startswith("bert-tf bench --out ")
+    assert report["settings"]["suite"] == ",".join(bench.CASES)
     assert report["matmul_peak"]["gflop_per_s"] > 0
     assert list(report["cases"]) == list(bench.CASES)
     rows = {(case, row["system"]): row for case, result in report["cases"].items()

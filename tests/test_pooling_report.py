@@ -1,19 +1,30 @@
-"""`bert-tf pooling-report`: every cell and output, resume, bad input, a fine-tune cell."""
+"""`pooling_report`: every cell and output, resume, bad input, a fine-tune cell; the
+dev accuracies recomputed independently; the `bert-tf pooling-report` command."""
+import argparse
+import csv
 import json
 import os
+import shlex
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from bert_tf.cli import main as cli
+from bert_tf.cli.experiments import add_pooling_report_parser, pooling_report_config
+from bert_tf.data.glue import DataError
+from bert_tf.experiments.pooling_report import PoolingReportConfig, command_line, \
+    fit_attention_probe, fit_logistic, pooling_report
 from bert_tf.layers.pooling import STRATEGIES
+from bert_tf.models import load_encoder, load_model, load_preprocessor
 from tests.conftest import DATA_DIR, report
 
 
-def report_cmd(model, out, *extra, tasks="sst2,mrpc", limit="64"):
-    return ["pooling-report", "--model", model, "--tasks", tasks, "--data-dir", DATA_DIR,
-            "--out", str(out), "--train-limit", limit, "--dev-limit", limit, "--max-seq-length",
-            "64", "--quiet", *extra]
+def small_config(model, out, tasks=("sst2", "mrpc"), limit=64, **changes):
+    return PoolingReportConfig(**{
+        "models": [model], "out": str(out), "data_dir": DATA_DIR,
+        "tasks": tasks if isinstance(tasks, str) else list(tasks),
+        "train_limit": limit, "dev_limit": limit, "max_seq_length": 64, "quiet": True,
+        **changes})
 
 
 def cells_of(out):
@@ -21,79 +32,209 @@ def cells_of(out):
         return {(c["model"], c["task"], c["strategy"], c["mode"]): c for c in json.load(f)["cells"]}
 
 
+def stamps_of(out):
+    return {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+
+
+# ---- independent recomputation: plain csv, the public model API, numpy ---------------------
+
+def read_glue(task: str, split: str, n: int | None = None):
+    """(texts, text pairs or None, int labels) of a GLUE TSV, read with `csv` alone."""
+    folder, columns = {"sst2": ("SST-2", ("sentence", None, "label")),
+                       "mrpc": ("MRPC", ("#1 String", "#2 String", "Quality"))}[task]
+    with open(os.path.join(DATA_DIR, folder, f"{split}.tsv"), encoding="utf-8-sig",
+              newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:n]
+    text, text_b, label = columns
+    return ([r[text] for r in rows], [r[text_b] for r in rows] if text_b else None,
+            np.array([int(r[label]) for r in rows]))
+
+
+def mean_pooled(model_dir, texts, texts_b, seq_length):
+    """Mean of the real tokens' sequence outputs, each text padded to `seq_length`."""
+    inputs = tf.constant(texts) if texts_b is None else (tf.constant(texts), tf.constant(texts_b))
+    x = load_preprocessor(model_dir, seq_length)(inputs)
+    sequence = load_encoder(model_dir)(x, training=False)["sequence_output"].numpy()
+    mask = x["input_mask"].numpy()[:, :, None].astype(np.float64)
+    return (sequence.astype(np.float64) * mask).sum(axis=1) / mask.sum(axis=1)
+
+
+def logistic_optimum(z, y):
+    """The exact minimiser (Newton's method) of the probe's objective for two labels:
+    mean cross-entropy of softmax(z·W + b) + ||W||²/(2N). With W = [-v/2, v/2] (the
+    penalty's optimum for a given logit difference v) that is binary logistic
+    regression with the penalty ||v||²/(4N). Returns (v, c) and the minimal loss."""
+    n, h = z.shape
+    a = np.hstack([z, np.ones((n, 1))])
+    penalty = np.r_[np.full(h, 1 / (2 * n)), 0.0]  # the bias is not penalised
+
+    def loss(theta):
+        m = a @ theta
+        return np.mean(np.logaddexp(0, m) - y * m) + 0.5 * np.sum(penalty * theta ** 2)
+
+    theta = np.zeros(h + 1)
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-(a @ theta)))
+        grad = a.T @ (p - y) / n + penalty * theta
+        if np.linalg.norm(grad) < 1e-12:
+            break
+        hessian = (a * (p * (1 - p))[:, None]).T @ a / n + np.diag(penalty)
+        step, t = np.linalg.solve(hessian, grad), 1.0
+        while loss(theta - t * step) > loss(theta) - 0.25 * t * grad @ step and t > 1e-10:
+            t /= 2
+        theta = theta - t * step
+    return theta, loss(theta)
+
+
+def recompute_mean_probe(model_dir, task, n, seq_length):
+    """A `mean` probe cell's train loss, dev accuracy and F1, recomputed without the
+    report's reading, tokenising, batching, pooling or optimiser."""
+    train, dev = read_glue(task, "train", n), read_glue(task, "dev", n)
+    x_train = mean_pooled(model_dir, *train[:2], seq_length)
+    x_dev = mean_pooled(model_dir, *dev[:2], seq_length)
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+    theta, loss = logistic_optimum((x_train - mean) / std, train[2])
+    predictions = (((x_dev - mean) / std) @ theta[:-1] + theta[-1] > 0).astype(int)
+    y = dev[2]
+    tp = np.sum((predictions == 1) & (y == 1))
+    f1 = 2 * tp / (2 * tp + np.sum(predictions != y))
+    return {"train_loss": loss, "dev_accuracy": np.mean(predictions == y), "dev_f1": f1}
+
+
+# ---- the tests ---------------------------------------------------------------------------------
+
 def test_probe_report_has_every_cell_and_a_rerun_reuses_them(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "report"
-    assert cli(report_cmd(tiny_model_dir, out)) == 0
+    config = small_config(tiny_model_dir, out)
+    returned = pooling_report(config)
     for name in ("report.md", "report.json", "report.png"):
         assert (out / name).stat().st_size > 0, name
     cells = cells_of(out)
+    assert [(c["model"], c["task"], c["strategy"], c["mode"]) for c in returned["cells"]] \
+        == list(cells)
     assert set(cells) == {("tiny", t, s, "probe") for t in ("sst2", "mrpc") for s in STRATEGIES}
     for (_, task, strategy, _), cell in cells.items():
-        assert 0 <= cell["dev_accuracy"] <= 1, (task, strategy)
         assert cell["train_examples"] == 64 and cell["dev_examples"] == 64
-        if task == "mrpc":
-            assert 0 <= cell["dev_f1"] <= 1, strategy
+        right = cell["dev_accuracy"] * 64  # a count of dev examples
+        assert right == round(right), (task, strategy)
+        assert ("dev_f1" in cell) == (cell["labels"] == ["0", "1"])
     assert max(c["train_accuracy"] for c in cells.values()) > 0.9  # the probes do fit
+
+    # The mean probes, recomputed independently: the logistic regression is convex, so
+    # its exact optimum (numpy, Newton) must give the cell's training loss (Adam's 1000
+    # steps converge here) and the same dev predictions.
+    for task in ("sst2", "mrpc"):
+        cell = cells["tiny", task, "mean", "probe"]
+        expected = recompute_mean_probe(tiny_model_dir, task, 64, 64)
+        assert cell["train_loss"] == pytest.approx(expected["train_loss"], abs=1e-4), task
+        assert abs(cell["dev_accuracy"] - expected["dev_accuracy"]) <= 1 / 64, (task, expected)
+        assert cell["dev_f1"] == pytest.approx(expected["dev_f1"], abs=0.05), (task, expected)
+
     md = (out / "report.md").read_text()
-    assert "bert-tf pooling-report --model" in md and "## sst2" in md and "## mrpc" in md
+    assert returned["command"] == command_line(config)
+    assert "bert-tf pooling-report --model" in md and returned["command"] in md
+    assert "## sst2" in md and "## mrpc" in md
     assert "tiny probe F1" in md and all(f"| {s} |" in md for s in STRATEGIES)
     report("pooling-report, random BERT-tiny, 64 examples: sst2 probe accuracy " + ", ".join(
         f"{s} {cells['tiny', 'sst2', s, 'probe']['dev_accuracy']:.2f}" for s in STRATEGIES))
 
-    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+    stamps = stamps_of(out)
     capsys.readouterr()
-    assert cli(report_cmd(tiny_model_dir, out)) == 0
+    pooling_report(small_config(tiny_model_dir, out))
     printed = capsys.readouterr().out
     assert printed.count("reused cells/") == 12 and "embedding" not in printed
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == stamps
+    assert stamps_of(out) == stamps
     assert cells_of(out) == cells
 
     # a cell made with other settings is never silently reused
-    assert cli(report_cmd(tiny_model_dir, out, limit="32")) == 2
-    assert "other settings" in capsys.readouterr().err
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == stamps
+    with pytest.raises(FileExistsError, match="other settings"):
+        pooling_report(small_config(tiny_model_dir, out, limit=32))
+    assert stamps_of(out) == stamps
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"--strategies": "mean,median"}, "unknown 'median'"),
-    ({"--tasks": "sst2,cola"}, "unknown 'cola'"),
-    ({"--model": "/nonexistent/model"}, "no such model dir"),
-    ({"--data-dir": "/nonexistent/data"}, "SST-2/train.tsv"),
+@pytest.mark.parametrize("changes,error,message", [
+    ({"strategies": ["mean", "median"]}, ValueError, "unknown 'median'"),
+    ({"tasks": ["sst2", "cola"]}, ValueError, "unknown 'cola'"),
+    ({"tasks": "sst2"}, ValueError, "list of names"),
+    ({"strategies": []}, ValueError, "strategies is empty"),
+    ({"train_limit": 0}, ValueError, "train_limit must be at least 1, not 0"),
+    ({"batch_size": -1}, ValueError, "batch_size must be at least 1"),
+    ({"models": ["/a/tiny", "/b/tiny"]}, ValueError, "two model dirs are named 'tiny'"),
+    ({"models": ["/nonexistent/model"]}, FileNotFoundError, "no such model dir"),
+    ({"data_dir": "/nonexistent/data"}, DataError, "SST-2/train.tsv"),
 ])
-def test_bad_input_exits_2_and_writes_nothing(tiny_model_dir, tmp_path, capsys, change, message):
-    args = report_cmd(tiny_model_dir, tmp_path / "report")
-    for flag, value in change.items():
-        if flag in args:
-            args[args.index(flag) + 1] = value
-        else:
-            args += [flag, value]
-    assert cli(args) == 2
-    assert message in capsys.readouterr().err
+def test_bad_input_raises_and_writes_nothing(tiny_model_dir, tmp_path, changes, error, message):
+    with pytest.raises(error, match=message):
+        pooling_report(small_config(tiny_model_dir, tmp_path / "report", **changes))
     assert not (tmp_path / "report").exists()
+
+
+def test_config_dedupes_and_the_command_gives_the_same_config(tiny_model_dir, tmp_path):
+    config = small_config(tiny_model_dir, tmp_path, tasks=["mrpc", "sst2", "mrpc"],
+                          strategies=["max", "cls", "max"], finetune=True, epochs=2, seed=3,
+                          learning_rate=3e-5, batch_size=8)
+    assert config.tasks == ["mrpc", "sst2"] and config.strategies == ["max", "cls"]
+    parser = argparse.ArgumentParser()
+    add_pooling_report_parser(parser.add_subparsers(dest="command"))
+    argv = shlex.split(command_line(config))
+    assert argv[:2] == ["bert-tf", "pooling-report"]
+    assert pooling_report_config(parser.parse_args(argv[1:])) == config
 
 
 def test_finetune_cell_and_its_run_are_reused(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "report"
-    args = report_cmd(tiny_model_dir, out, "--strategies", "mean", "--finetune", tasks="sst2",
-                      limit="32")
-    assert cli(args) == 0
+    config = small_config(tiny_model_dir, out, tasks=["sst2"], limit=32, strategies=["mean"],
+                          finetune=True)
+    pooling_report(config)
     cells = cells_of(out)
     assert set(cells) == {("tiny", "sst2", "mean", "probe"), ("tiny", "sst2", "mean", "finetune")}
     tuned = cells["tiny", "sst2", "mean", "finetune"]
-    assert 0 <= tuned["dev_accuracy"] <= 1 and tuned["train_examples"] == 32
+    assert tuned["train_examples"] == 32
     assert tuned["dev_examples"] == 872  # fine-tune cells evaluate on the whole dev set
-    assert (out / "runs" / "tiny-sst2-mean" / "metrics.json").exists()
+    run_dir = out / "runs" / "tiny-sst2-mean"
+    assert tuned["run_dir"] == str(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert tuned["dev_accuracy"] == metrics["dev_accuracy"]
+    assert tuned["dev_f1"] == metrics["dev_f1"]
+    # ...and recomputed from the run's fine-tuned model dir, on raw dev text
+    texts, _, labels = read_glue("sst2", "dev")
+    classifier = load_model(str(run_dir / "model"))
+    assert classifier.pooling == "mean" and classifier.preprocessor.seq_length == 64
+    predictions = np.argmax(classifier.predict(texts, batch_size=128, verbose=0), axis=1)
+    assert abs(np.mean(predictions == labels) - tuned["dev_accuracy"]) <= 1 / 872
     assert "tiny finetune acc" in (out / "report.md").read_text()
     # without its cell file, the finished run itself is reused, not trained again
     os.remove(out / "cells" / "tiny__sst2__mean__finetune.json")
     capsys.readouterr()
-    assert cli(args) == 0
+    pooling_report(config)
     assert "reused finished run" in capsys.readouterr().out
     assert cells_of(out)["tiny", "sst2", "mean", "finetune"] == tuned
 
 
+def test_cli_pooling_report(tiny_model_dir, tmp_path, capsys):
+    """`bert-tf pooling-report`: the flags make the same config as the library call
+    (whose rerun reuses the CLI's cells), and bad input exits 2 with one line."""
+    from bert_tf.cli import main as cli
+    out = tmp_path / "report"
+    argv = ["pooling-report", "--model", tiny_model_dir, "--tasks", "sst2", "--strategies",
+            "mean", "--data-dir", DATA_DIR, "--out", str(out), "--train-limit", "16",
+            "--dev-limit", "16", "--max-seq-length", "64", "--quiet"]
+    assert cli(argv) == 0
+    command = json.loads((out / "report.json").read_text())["command"]
+    assert command.startswith("bert-tf pooling-report --model ")
+    capsys.readouterr()
+    pooling_report(small_config(tiny_model_dir, out, tasks=["sst2"], limit=16,
+                                strategies=["mean"]))
+    assert capsys.readouterr().out.count("reused cells/") == 1
+
+    bad = argv.copy()
+    bad[bad.index("mean")] = "mean,median"
+    assert cli(bad) == 2
+    err = capsys.readouterr().err
+    assert "unknown 'median'" in err and len(err.strip().splitlines()) == 1
+
+
 def test_probes_are_deterministic_per_seed():
-    from bert_tf.experiments.pooling_report import fit_attention_probe, fit_logistic
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 9, 40)
     y = rng.integers(0, 2, 40).astype(np.int32)

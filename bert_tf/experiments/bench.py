@@ -1,4 +1,4 @@
-"""`bert-tf bench`: bert-tf beside its peers, case by case, on the same weights, in one run.
+"""bert-tf beside its peers, case by case, on the same weights, in one run (`bert-tf bench`).
 
     bert-tf bench --model saved_models/minilm --hf-python /tmp/refenv/bin/python \\
         --out bench_out/minilm
@@ -25,6 +25,9 @@ Cases (`--suite`, default all four):
   4096: bert-tf's in-graph `BertTokenizer` vs HF tokenizers' `BertWordPieceTokenizer`
   built from the same vocab.txt; the ids must be identical. Sentences/s.
 
+As a library call: `bench(BenchConfig(out="bench_out/minilm", peers=["model-garden"]))`
+(each setting is the flag of the same name; `suite` and `peers` are lists).
+
 Method. Every row is measured in a fresh process, a worker that loads the same weights
 (`python -m bert_tf.experiments.bench JOB.json` for bert-tf, `benchmarks/<peer>.py JOB.json` for a
 peer, in the peer's own environment: `--hf-python`, `--keras-hub-path`), runs once to
@@ -41,7 +44,6 @@ stay in `OUT/work/` (rerun one worker by hand with its job file).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import json
@@ -55,6 +57,23 @@ import sys
 import time
 
 import numpy as np
+from safetensors.numpy import save_file
+
+from bert_tf.config import PRESETS, BertConfig, load_config
+from bert_tf.data.glue import Examples, encode, make_dataset, read_task
+from bert_tf.export import export_model
+from bert_tf.io.checkpoint import CKPT_NAME, google_to_hf_name, read_checkpoint, read_meta, \
+    write_model_dir
+from bert_tf.models import BertClassifier, BertEncoder, load_encoder, load_preprocessor, \
+    load_tokenizer
+from bert_tf.optimizers import bert_optimizer
+from bert_tf.preprocessing.tokenizer import load_vocab
+
+# TensorFlow and Keras are imported only inside the few functions that run them
+# (`machine`, `matmul_peak`, `bench`, the workers): the rest of this process just writes
+# the workers' inputs and summarises their output, and nothing may start TensorFlow's
+# devices before `bench` has set them up. (The bert_tf imports above load TensorFlow's
+# modules anyway: this marks where it runs, it saves no start-up time.)
 
 CASES = ("encoder", "e2e", "train", "tokenize")
 PEERS = ("model-garden", "keras-hub", "hf", "tfhub")
@@ -62,8 +81,11 @@ TOLERANCE = 1e-4
 TRAIN_EXAMPLES = 1600
 TOKENIZE_CHUNK = 4096  # texts per call, as bert_tf.data.encode tokenises
 LEARNING_RATE = 5e-5
-BENCHMARKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "benchmarks")
+# The peers' worker scripts, in the repository's benchmarks/ (not part of the package).
+BENCHMARKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "benchmarks")
+# bert-tf's own worker: `python -m WORKER_MODULE JOB.json` (this module's `run_worker`).
+WORKER_MODULE = "bert_tf.experiments.bench"
 KERAS_HUB_INSTALL = ("pip install --no-deps --target .venv/keras-hub "
                      "-r benchmarks/requirements-keras-hub.txt")
 MISSING_MODULE_HINTS = {"hf": "--hf-python: a python with benchmarks/requirements-hf.txt",
@@ -72,46 +94,79 @@ UNITS = {"encoder": "sequences/s", "e2e": "sentences/s", "train": "examples/s",
          "tokenize": "sentences/s"}
 
 
-def add_arguments(p) -> None:
-    from bert_tf.config import PRESETS
-    p.add_argument("--out", required=True, help="folder for bench.json, bench.md and work/")
-    p.add_argument("--suite", default=",".join(CASES), help=f"comma list of {', '.join(CASES)}")
-    p.add_argument("--peers", default=",".join(PEERS),
-                   help=f"comma list of {', '.join(PEERS)} (empty: bert-tf alone)")
-    p.add_argument("--model", default="saved_models/minilm",
-                   help="model dir whose weights every system loads")
-    p.add_argument("--config", choices=sorted(PRESETS),
-                   help="instead of --model: a randomly initialised model of this size")
-    p.add_argument("--vocab", help="vocab.txt for --config (default: DATA_DIR/bert_vocab/"
-                   "uncased/vocab.txt)")
-    p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
-                   help="folder with SST-2/ (default $BERT_TF_DATA or ../shared/data)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seq-length", type=int, default=128,
-                   help="encoder: the batch's length; e2e, train: the max length")
-    p.add_argument("--examples", type=int, help="the first N texts of each case's data (default: "
-                   f"e2e all of SST-2 dev, train {TRAIN_EXAMPLES}, tokenize all of SST-2 train)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per row, after a warm-up")
-    p.add_argument("--hf-python", default=sys.executable,
-                   help="python of an environment with torch, transformers and tokenizers "
-                   "(benchmarks/requirements-hf.txt)")
-    p.add_argument("--keras-hub-path", default=os.path.join(sys.prefix, "keras-hub"),
-                   help=f"folder keras-hub was installed into ({KERAS_HUB_INSTALL})")
+@dataclasses.dataclass(kw_only=True)
+class BenchConfig:
+    """What `bench` measures, on which model, and where it writes.
+
+    Attributes:
+        out: folder for `bench.json`, `bench.md` and `work/`.
+        suite: cases to run, of `CASES` (default all).
+        peers: peers beside bert-tf, of `PEERS` (default all; empty: bert-tf alone).
+        model: model dir whose weights every system loads.
+        config: instead of `model`: a randomly initialised model of this preset size
+            (`bert_tf.config.PRESETS`).
+        vocab: vocab.txt for `config` (default: `data_dir/bert_vocab/uncased/vocab.txt`).
+        data_dir: folder with `SST-2/` (default `$BERT_TF_DATA`, else `../shared/data`).
+        batch_size: batch size of every case.
+        seq_length: encoder: the batch's length; e2e, train: the max length.
+        examples: the first N texts of each case's data (default: e2e all of SST-2
+            dev, train `TRAIN_EXAMPLES`, tokenize all of SST-2 train).
+        repeats: timed runs per row, after a warm-up.
+        hf_python: python of an environment with torch, transformers and tokenizers
+            (benchmarks/requirements-hf.txt), for the `hf` peer.
+        keras_hub_path: folder keras-hub was installed into (`KERAS_HUB_INSTALL`).
+    """
+    out: str
+    suite: list[str] = dataclasses.field(default_factory=lambda: list(CASES))
+    peers: list[str] = dataclasses.field(default_factory=lambda: list(PEERS))
+    model: str = "saved_models/minilm"
+    config: str | None = None
+    vocab: str | None = None
+    data_dir: str = dataclasses.field(
+        default_factory=lambda: os.environ.get("BERT_TF_DATA", "../shared/data"))
+    batch_size: int = 32
+    seq_length: int = 128
+    examples: int | None = None
+    repeats: int = 3
+    hf_python: str = sys.executable
+    keras_hub_path: str = os.path.join(sys.prefix, "keras-hub")
+
+    def __post_init__(self):
+        self.suite = _choices("suite", self.suite, CASES)
+        self.peers = _choices("peers", self.peers, PEERS)
+        if not self.suite:
+            raise ValueError(f"suite is empty; choose from {', '.join(CASES)}")
+        if self.config is not None and self.config not in PRESETS:
+            raise ValueError(f"config {self.config!r}: choose one of {', '.join(PRESETS)}")
+        for name in ("batch_size", "seq_length", "examples", "repeats"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        if not self.out:
+            raise ValueError("out is empty; give the folder for the results")
+
+    def settings(self) -> dict:
+        """The settings as `bench.json` records them (`suite` and `peers` comma lists)."""
+        settings = dataclasses.asdict(self)
+        settings["suite"], settings["peers"] = ",".join(self.suite), ",".join(self.peers)
+        return settings
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bert-tf bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return p
-
-
-def _comma_list(value: str, known, flag: str) -> list[str]:
-    items = [x.strip() for x in value.split(",") if x.strip()]
+def _choices(name: str, values, known) -> list[str]:
+    if isinstance(values, str):
+        raise ValueError(f"{name} must be a list of names, not the string {values!r}")
+    items = list(values)
     unknown = [x for x in items if x not in known]
     if unknown:
-        raise ValueError(f"{flag}: unknown {unknown}; choose from {', '.join(known)}")
+        raise ValueError(f"{name}: unknown {unknown}; choose from {', '.join(known)}")
     return items
+
+
+def command_line(config: BenchConfig) -> str:
+    """The `bert-tf bench` command that runs this config."""
+    return shlex.join(["bert-tf", "bench", *[
+        x for k, v in config.settings().items() if v is not None
+        for x in (f"--{k.replace('_', '-')}", str(v))]])
 
 
 # ---- what is counted ----------------------------------------------------------------------
@@ -165,13 +220,9 @@ def machine() -> dict:
 def random_model_dir(preset: str, vocab_file: str, out_dir: str) -> str:
     """A model dir of a preset size with random weights (seed 0)."""
     import keras
-    from bert_tf.io.checkpoint import write_model_dir
-    from bert_tf.config import BertConfig
-    from bert_tf.models.encoder import build_encoder, encoder_checkpoint_variables
-    from bert_tf.preprocessing.tokenizer import load_vocab
     keras.utils.set_random_seed(0)
     config = BertConfig.preset(preset, vocab_size=len(load_vocab(vocab_file)))
-    tensors = {n: v.numpy() for n, v in encoder_checkpoint_variables(build_encoder(config)).items()}
+    tensors = BertEncoder.from_bert_config(config).checkpoint_tensors()
     return write_model_dir(out_dir, config, vocab_file, tensors,
                            {"source": f"random init of preset {preset}, seed 0"}, overwrite=True)
 
@@ -179,9 +230,6 @@ def random_model_dir(preset: str, vocab_file: str, out_dir: str) -> str:
 def write_hf_model(model_dir: str, out_dir: str) -> str:
     """The encoder of a model dir as an HF `BertModel` folder (config.json,
     model.safetensors, vocab.txt, tokenizer_config.json), for the HF worker."""
-    from safetensors.numpy import save_file
-    from bert_tf.io.checkpoint import CKPT_NAME, google_to_hf_name, read_checkpoint, read_meta
-    from bert_tf.config import load_config
     os.makedirs(out_dir, exist_ok=True)
     tensors = {}
     for name, value in read_checkpoint(os.path.join(model_dir, CKPT_NAME)).items():
@@ -204,28 +252,34 @@ class System:
     """One row of a case: who runs it, and how."""
     label: str
     peer: str | None = None          # None: bert-tf itself
-    script: str | None = None        # benchmarks/<script>; None: python -m bert_tf.experiments.bench
+    script: str | None = None        # benchmarks/<script>; None: python -m WORKER_MODULE
     xla: bool = False
 
 
 class Bench:
-    def __init__(self, args):
-        from bert_tf.config import load_config
-        self.args = args
-        self.cases = _comma_list(args.suite, CASES, "--suite")
-        self.peers = _comma_list(args.peers, PEERS, "--peers")
-        self.out = os.path.abspath(args.out)
+    """A checked `BenchConfig` and the model every system loads (`model_dir`, its
+    `bert_config`); runs the workers into `OUT/work/`."""
+
+    def __init__(self, config: BenchConfig):
+        self.config = config
+        self.cases = config.suite
+        self.peers = config.peers
+        self.out = os.path.abspath(config.out)
         self.work = os.path.join(self.out, "work")
+        if not config.config and not os.path.exists(os.path.join(config.model,
+                                                                 "bert_config.json")):
+            raise FileNotFoundError(f"{config.model}: not a model dir; make MiniLM's with "
+                                    "`make run` (pipelines/minilm.py), or set config (a preset "
+                                    "such as tiny) for a random model")
         os.makedirs(self.work, exist_ok=True)
-        if args.config:
-            vocab = args.vocab or os.path.join(args.data_dir, "bert_vocab", "uncased", "vocab.txt")
-            self.model_dir = random_model_dir(args.config, vocab, self.path(f"model-{args.config}"))
-        elif not os.path.exists(os.path.join(args.model, "bert_config.json")):
-            raise FileNotFoundError(f"{args.model}: not a model dir; make MiniLM's with "
-                                    "`make run` (pipelines/minilm.py), or pass --config tiny")
+        if config.config:
+            vocab = config.vocab or os.path.join(config.data_dir, "bert_vocab", "uncased",
+                                                 "vocab.txt")
+            self.model_dir = random_model_dir(config.config, vocab,
+                                              self.path(f"model-{config.config}"))
         else:
-            self.model_dir = os.path.abspath(args.model)
-        self.config = load_config(self.model_dir)
+            self.model_dir = os.path.abspath(config.model)
+        self.bert_config = load_config(self.model_dir)
         self._hf_dir = None
 
     def path(self, name: str) -> str:
@@ -246,9 +300,9 @@ class Bench:
     def launcher(self, peer: str | None):
         """(python, extra environment) for a peer, or a string: why it cannot run."""
         if peer == "hf":
-            return self.args.hf_python, {}
+            return self.config.hf_python, {}
         if peer == "keras-hub":
-            path = self.args.keras_hub_path
+            path = self.config.keras_hub_path
             if os.path.isdir(path):
                 return sys.executable, {"PYTHONPATH": os.pathsep.join(
                     [path, *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -264,8 +318,8 @@ class Bench:
             return {**row, "available": False, "reason": launch}
         python, env = launch
         name = re.sub(r"[^a-z0-9]+", "-", f"{case} {system.label}".lower()).strip("-")
-        job = {"case": case, "model": self.model_dir, "batch_size": self.args.batch_size,
-               "seq_length": self.args.seq_length, "repeats": self.args.repeats,
+        job = {"case": case, "model": self.model_dir, "batch_size": self.config.batch_size,
+               "seq_length": self.config.seq_length, "repeats": self.config.repeats,
                "learning_rate": LEARNING_RATE, "xla": system.xla,
                "outputs": self.path(name + ".npz"), **job}
         if system.peer == "hf":  # transformers reads HF's files: the same weights, renamed
@@ -274,7 +328,7 @@ class Bench:
         with open(job_file, "w") as f:
             json.dump(job, f, indent=1)
         command = ([python, os.path.join(BENCHMARKS_DIR, system.script)] if system.script
-                   else [python, "-m", "bert_tf.experiments.bench"]) + [job_file]
+                   else [python, "-m", WORKER_MODULE]) + [job_file]
         print(f"{case}: {system.label} ...", end=" ", flush=True)
         start = time.time()
         proc = subprocess.run(command, capture_output=True, text=True,
@@ -293,7 +347,7 @@ class Bench:
 # ---- the cases --------------------------------------------------------------------------------
 
 def encoder_case(bench: Bench) -> dict:
-    cfg, b, length = bench.config, bench.args.batch_size, bench.args.seq_length
+    cfg, b, length = bench.bert_config, bench.config.batch_size, bench.config.seq_length
     rng = np.random.default_rng(0)
     inputs = {"input_word_ids": rng.integers(1, cfg.vocab_size, (b, length), dtype=np.int32),
               "input_mask": np.ones((b, length), np.int32),
@@ -314,36 +368,35 @@ def encoder_case(bench: Bench) -> dict:
 
 
 def _sst2(bench: Bench, split: str, default_limit: int | None):
-    from bert_tf.data.glue import Examples, encode, read_task
-    from bert_tf.models.loading import load_tokenizer
-    examples = read_task("sst2", bench.args.data_dir, split)
-    n = bench.args.examples or default_limit or len(examples)
+    examples = read_task("sst2", bench.config.data_dir, split)
+    n = bench.config.examples or default_limit or len(examples)
     examples = Examples(examples.texts_a[:n], None, examples.labels[:n], examples.source)
     features, labels, _ = encode(load_tokenizer(bench.model_dir), examples,
-                                 bench.args.seq_length, ["0", "1"])
+                                 bench.config.seq_length, ["0", "1"])
     return examples, features, labels
 
 
 def e2e_case(bench: Bench) -> dict:
-    from bert_tf.export.savedmodel import export_all
     examples, features, _ = _sst2(bench, "dev", None)
     data = bench.path("e2e-texts.json")
     with open(data, "w") as f:
         json.dump(examples.texts_a, f)
     export = bench.path("export")
-    export_all(bench.model_dir, export, version=1, seq_length=bench.args.seq_length,
-               overwrite=True)
+    # The encoder alone, whatever head the model dir holds: the case is text -> pooled_output.
+    export_model(load_encoder(bench.model_dir), export, version=1,
+                 seq_length=bench.config.seq_length, overwrite=True,
+                 preprocessor=load_preprocessor(bench.model_dir))
     lengths = features["input_mask"].sum(axis=1)
-    peers = [System(f"TF Hub-style preprocessor + encoder (pad to {bench.args.seq_length})",
+    peers = [System(f"TF Hub-style preprocessor + encoder (pad to {bench.config.seq_length})",
                     "tfhub", "tfhub_pipeline.py"),
              System("HF tokenizer + BertModel", "hf", "hf_bert.py")]
     rows = [bench.run("e2e", s, data=data, export=export)
             for s in bench.systems("e2e", peers)]
     return {"title": f"End to end, raw text -> pooled_output, {len(examples)} SST-2 dev "
-                     f"sentences, batch {bench.args.batch_size}, max length "
-                     f"{bench.args.seq_length}",
+                     f"sentences, batch {bench.config.batch_size}, max length "
+                     f"{bench.config.seq_length}",
             "items": len(examples), "real_tokens": int(lengths.sum()),
-            "flops": forward_flops(bench.config, lengths), "compare": ["pooled_output"],
+            "flops": forward_flops(bench.bert_config, lengths), "compare": ["pooled_output"],
             "rows": rows}
 
 
@@ -357,15 +410,15 @@ def train_case(bench: Bench) -> dict:
     rows = [bench.run("train", s, data=data)
             for s in bench.systems("train", peers)]
     return {"title": f"Fine-tuning on the first {len(examples)} SST-2 training examples, batch "
-                     f"{bench.args.batch_size}, max length {bench.args.seq_length}, AdamW "
+                     f"{bench.config.batch_size}, max length {bench.config.seq_length}, AdamW "
                      f"lr {LEARNING_RATE}",
             "items": len(examples), "real_tokens": int(lengths.sum()),
-            "flops": 3 * forward_flops(bench.config, lengths), "compare": [], "rows": rows}
+            "flops": 3 * forward_flops(bench.bert_config, lengths), "compare": [],
+            "rows": rows}
 
 
 def tokenize_case(bench: Bench) -> dict:
-    from bert_tf.data.glue import read_task
-    texts = read_task("sst2", bench.args.data_dir, "train").texts_a[:bench.args.examples]
+    texts = read_task("sst2", bench.config.data_dir, "train").texts_a[:bench.config.examples]
     data = bench.path("tokenize-texts.json")
     with open(data, "w") as f:
         json.dump(texts, f)
@@ -468,31 +521,39 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(args) -> dict:
+def bench(config: BenchConfig) -> dict:
+    """Runs every case of `config.suite`, a worker per row; writes `OUT/bench.json` and
+    `OUT/bench.md` and returns the former's dict."""
     import tensorflow as tf
+    # The workers measure on the GPU; this process only prepares their inputs. Without
+    # memory growth its TensorFlow would reserve nearly all of the GPU's memory, away
+    # from them. (Possible only before TensorFlow has started its devices.)
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
     tf.config.experimental.enable_tensor_float_32_execution(False)
-    bench = Bench(args)
-    settings = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
-    report = {"command": shlex.join(["bert-tf", "bench", *[
-                  x for k, v in settings.items() if v is not None
-                  for x in (f"--{k.replace('_', '-')}", str(v))]]),
-              "settings": settings, "machine": machine(), "model": bench.model_dir,
-              "config": dataclasses.asdict(bench.config), "matmul_peak": matmul_peak(),
+    runner = Bench(config)
+    report = {"command": command_line(config), "settings": config.settings(),
+              "machine": machine(), "model": runner.model_dir,
+              "config": dataclasses.asdict(runner.bert_config), "matmul_peak": matmul_peak(),
               "tolerance": TOLERANCE, "cases": {}}
-    for case in bench.cases:
-        result = CASE_FUNCTIONS[case](bench)
+    for case in runner.cases:
+        result = CASE_FUNCTIONS[case](runner)
         report["cases"][case] = summarise(case, result, report["matmul_peak"]["gflop_per_s"])
-    with open(os.path.join(bench.out, "bench.json"), "w") as f:
+    with open(os.path.join(runner.out, "bench.json"), "w") as f:
         json.dump(report, f, indent=1)
     text = markdown(report)
-    with open(os.path.join(bench.out, "bench.md"), "w") as f:
+    with open(os.path.join(runner.out, "bench.md"), "w") as f:
         f.write(text + "\n")
     print(text)
     return report
 
 
 # ---- bert-tf's own workers ------------------------------------------------------------------
-# `python -m bert_tf.experiments.bench JOB.json`: one row of bert-tf, measured in this fresh process.
+# `python -m bert_tf.experiments.bench JOB.json` (WORKER_MODULE): one row of bert-tf,
+# measured in this fresh process.
 
 def _timed(fn, repeats: int):
     """One warm-up call, then `repeats` timed calls: (seconds of each, last result)."""
@@ -519,7 +580,6 @@ def _peak_rss_mib() -> float:
 
 
 def _encoder_worker(job, tf):
-    from bert_tf.models.loading import load_encoder
     encoder = load_encoder(job["model"])
     inputs = {k: tf.constant(v) for k, v in np.load(job["data"]).items()}
     call = tf.function(lambda x: encoder(x, training=False), jit_compile=job["xla"])
@@ -556,11 +616,6 @@ def _e2e_worker(job, tf):
 
 
 def _train_worker(job, tf):
-    import keras
-    from bert_tf.models.classifier import build_classifier
-    from bert_tf.data.glue import make_dataset
-    from bert_tf.models.loading import load_encoder
-    from bert_tf.training.common import bert_optimizer
     features = dict(np.load(job["data"]))
     labels = features.pop("labels")
     ds = make_dataset(features, labels, job["batch_size"], training=True)
@@ -569,9 +624,12 @@ def _train_worker(job, tf):
         steps += 1
         tokens += int(np.prod(x["input_mask"].shape))
     total = steps * (job["repeats"] + 1)
-    model, _ = build_classifier(load_encoder(job["model"], skip_padding=True), 2)
-    model.compile(bert_optimizer(job["learning_rate"], total, int(0.1 * total)),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # As `bert_tf.training.finetune` builds and compiles it (loss: cross-entropy on the
+    # logits; accuracy; no XLA).
+    encoder = load_encoder(job["model"], skip_padding=True)
+    model = BertClassifier(encoder, 2, dropout=encoder.bert_config.hidden_dropout_prob)
+    model.compile(optimizer=bert_optimizer(job["learning_rate"], total, int(0.1 * total)),
+                  jit_compile=False)
     times, _ = _timed(lambda: model.fit(ds, verbose=0), job["repeats"])
     _emit("bert-tf classifier as `bert-tf finetune` trains it (Keras fit, fused AdamW, "
           "length-bucketed batches, dense layers on the real tokens only)", times,
@@ -579,7 +637,6 @@ def _train_worker(job, tf):
 
 
 def _tokenize_worker(job, tf):
-    from bert_tf.models.loading import load_tokenizer
     tokenizer = load_tokenizer(job["model"])
     tokenize = tf.function(lambda t: tokenizer.tokenize(t).merge_dims(-2, -1))
     with open(job["data"]) as f:

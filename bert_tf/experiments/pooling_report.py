@@ -1,8 +1,8 @@
-"""`bert-tf pooling-report`: which pooling strategy works best, per model and task.
+"""Which pooling strategy works best, per model and task (`bert-tf pooling-report`).
 
 For every model × task × strategy (`bert_tf.layers.pooling.STRATEGIES`) a *probe* cell:
 the encoder stays frozen and a logistic regression on the pooled vectors of the
-training set is evaluated on the dev set; with `--finetune` also a *finetune*
+training set is evaluated on the dev set; with `finetune=True` also a *finetune*
 cell: `bert_tf.training.finetune` with that pooling head, in `OUT/runs/<model>-<task>-<strategy>`.
 
 The probe runs the encoder once per text (batches sorted by length, each padded
@@ -16,42 +16,49 @@ mean and std; softmax over a dense layer from zeros; loss = mean cross-entropy +
 learning rate 0.02 decaying linearly to 0. No randomness at all.
 The `attention` probe (`fit_attention_probe`): tokens standardised with the
 training tokens' mean and std, then `AttentionPooling` (query drawn from
-`--seed`) and the same dense layer and L2; mini-batch Adam on 128 examples of
+`seed`) and the same dense layer and L2; mini-batch Adam on 128 examples of
 similar length, for 50 epochs but at least 300 and at most 1500 steps, learning
-rate 3e-3 decaying linearly to 0, batch order drawn from `--seed`.
+rate 3e-3 decaying linearly to 0, batch order drawn from `seed`.
 
 Each finished cell is `OUT/cells/<model>__<task>__<strategy>__<probe|finetune>.json`;
 a rerun reuses it (and refuses a cell made with other settings). At the end:
 `OUT/report.md`, `OUT/report.json` and `OUT/report.png`.
 
 Example:
-    >>> args = build_parser().parse_args(["--model", "saved_models/minilm",  # doctest: +SKIP
-    ...     "--tasks", "sst2", "--out", "reports/pooling", "--train-limit", "2000"])
-    >>> report = pooling_report(args)                                # doctest: +SKIP
-    >>> cell = report["cells"][0]                                     # doctest: +SKIP
-    >>> cell["strategy"], cell["mode"], round(cell["dev_accuracy"], 2)  # doctest: +SKIP
-    ('pooled_output', 'probe', 0.72)
+    >>> config = PoolingReportConfig(
+    ...     models=[model_dir], tasks=["sst2"], strategies=["mean", "cls"], data_dir=data_dir,
+    ...     out="pooling", train_limit=32, dev_limit=32, max_seq_length=64, quiet=True)
+    >>> report = pooling_report(config)
+    tiny sst2 mean probe: dev accuracy ..., F1 ...
+    tiny sst2 cls probe: dev accuracy ..., F1 ...
+    wrote pooling/report.md, report.json and report.png
+    >>> [(c["strategy"], c["mode"], c["dev_examples"]) for c in report["cells"]]
+    [('mean', 'probe', 32), ('cls', 'probe', 32)]
+    >>> print(report["command"])
+    bert-tf pooling-report --model .../tiny --tasks sst2 --strategies mean,cls ...
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import datetime
 import json
 import os
 import platform
 import shlex
-import sys
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+from matplotlib.figure import Figure
 
-from bert_tf.io.checkpoint import CKPT_NAME
 from bert_tf.config import load_config
 from bert_tf.data.glue import GLUE_TASKS, DataError, Examples, encode, glue_files, label_map, \
     make_dataset, read_task
-from bert_tf.layers.pooling import STRATEGIES, pool
+from bert_tf.io.checkpoint import CKPT_NAME
+from bert_tf.layers.pooling import STRATEGIES, AttentionPooling, pool
+from bert_tf.models import encoder_inputs, load_encoder, load_tokenizer
+from bert_tf.training.finetune import FinetuneConfig, binary_f1, finetune
 
 MODES = ("probe", "finetune")
 LOGISTIC = {"steps": 1000, "learning_rate": 0.02, "l2": "1/(2N)", "init": "zeros",
@@ -60,34 +67,82 @@ ATTENTION = {"steps": "50 epochs, 300 to 1500", "batch_size": 128, "learning_rat
              "l2": "1/(2N)", "standardise": "train token mean/std"}
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, action="append",
-                   help="model dir (repeat for several models)")
-    p.add_argument("--tasks", default="sst2,mrpc", help="comma list of sst2, mrpc")
-    p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
-                   help="folder with SST-2/ and MRPC/ (default $BERT_TF_DATA or ../shared/data)")
-    p.add_argument("--out", required=True, help="report dir")
-    p.add_argument("--strategies", default=",".join(STRATEGIES),
-                   help=f"comma list (default all: {','.join(STRATEGIES)})")
-    p.add_argument("--finetune", action="store_true",
-                   help="also fine-tune the whole model with each pooling head")
-    p.add_argument("--train-limit", type=int, help="use the first N training examples")
-    p.add_argument("--dev-limit", type=int, help="probe cells only: evaluate on the first N dev "
-                   "examples (quick checks; fine-tune cells always use the whole dev set)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32,
-                   help="batch size of the frozen encoder and of fine-tuning")
-    p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=1, help="fine-tune cells: epochs")
-    p.add_argument("--learning-rate", type=float, default=5e-5,
-                   help="fine-tune cells: peak learning rate")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+@dataclasses.dataclass(kw_only=True)
+class PoolingReportConfig:
+    """What `pooling_report` compares, on what data, and where it writes.
+
+    Attributes:
+        models: model dirs (each named in the report by its folder name, which must
+            differ between them).
+        out: the report dir.
+        tasks: GLUE tasks (`sst2`, `mrpc`).
+        data_dir: folder with `SST-2/` and `MRPC/` (default `$BERT_TF_DATA`, else
+            `../shared/data`).
+        strategies: poolings to compare (default all of `STRATEGIES`).
+        finetune: also fine-tune the whole model with each pooling head.
+        train_limit: use the first N training examples.
+        dev_limit: probe cells only: evaluate on the first N dev examples (quick
+            checks; fine-tune cells always use the whole dev set).
+        seed: the attention probe's query and batch order; fine-tuning's seed.
+        batch_size: batch size of the frozen encoder and of fine-tuning.
+        max_seq_length: longest input in tokens (longer texts are trimmed).
+        epochs, learning_rate: fine-tune cells: epochs and peak learning rate.
+        quiet: no progress bars.
+
+    Repeated tasks and strategies count once; an unknown one, or a size below 1,
+    raises `ValueError`.
+    """
+    models: list[str]
+    out: str
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["sst2", "mrpc"])
+    data_dir: str = dataclasses.field(
+        default_factory=lambda: os.environ.get("BERT_TF_DATA", "../shared/data"))
+    strategies: list[str] = dataclasses.field(default_factory=lambda: list(STRATEGIES))
+    finetune: bool = False
+    train_limit: int | None = None
+    dev_limit: int | None = None
+    seed: int = 0
+    batch_size: int = 32
+    max_seq_length: int = 128
+    epochs: int = 1
+    learning_rate: float = 5e-5
+    quiet: bool = False
+
+    def __post_init__(self):
+        self.tasks = _choices("tasks", self.tasks, tuple(GLUE_TASKS))
+        self.strategies = _choices("strategies", self.strategies, STRATEGIES)
+        for name in ("train_limit", "dev_limit", "epochs", "batch_size", "max_seq_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, not {self.learning_rate}")
+        if isinstance(self.models, str):
+            raise ValueError(f"models must be a list of model dirs, not the string "
+                             f"{self.models!r}")
+        self.models = list(self.models)
+        if not self.models:
+            raise ValueError("models is empty; give at least one model dir")
+        names = [model_name(m) for m in self.models]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two model dirs are named {name!r}; the report names models "
+                                 "by their folder name")
+        if not self.out:
+            raise ValueError("out is empty; give the report dir")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bert-tf pooling-report")
-    add_arguments(p)
-    return p
+def _choices(name: str, values, known) -> list[str]:
+    """`values` as a list without repeats, each one of `known`."""
+    if isinstance(values, str):
+        raise ValueError(f"{name} must be a list of names, not the string {values!r}")
+    items = list(dict.fromkeys(values))
+    if not items:
+        raise ValueError(f"{name} is empty; choose from {', '.join(known)}")
+    for item in items:
+        if item not in known:
+            raise ValueError(f"{name}: unknown {item!r}; choose from {', '.join(known)}")
+    return items
 
 
 def model_name(model_dir: str) -> str:
@@ -98,16 +153,6 @@ def cell_name(model: str, task: str, strategy: str, mode: str) -> str:
     return f"{model}__{task}__{strategy}__{mode}"
 
 
-def _comma_list(value: str, known, flag: str) -> list[str]:
-    items = list(dict.fromkeys(x.strip() for x in value.split(",") if x.strip()))
-    if not items:
-        raise ValueError(f"{flag} is empty; choose from {', '.join(known)}")
-    for item in items:
-        if item not in known:
-            raise ValueError(f"{flag}: unknown {item!r}; choose from {', '.join(known)}")
-    return items
-
-
 def _limit(examples: Examples, n: int | None) -> Examples:
     if not n:
         return examples
@@ -116,39 +161,32 @@ def _limit(examples: Examples, n: int | None) -> Examples:
 
 
 class Plan:
-    """The checked command: models, tasks (with their data), strategies, modes."""
+    """The checked config: models, tasks (with their data), strategies, modes."""
 
-    def __init__(self, args):
-        self.args = args
-        self.tasks = _comma_list(args.tasks, tuple(GLUE_TASKS), "--tasks")
-        self.strategies = _comma_list(args.strategies, STRATEGIES, "--strategies")
-        self.modes = MODES if args.finetune else MODES[:1]
-        for flag in ("train_limit", "dev_limit", "epochs", "batch_size", "max_seq_length"):
-            value = getattr(args, flag)
-            if value is not None and value < 1:
-                raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
+    def __init__(self, config: PoolingReportConfig):
+        self.config = config
+        self.tasks = config.tasks
+        self.strategies = config.strategies
+        self.modes = MODES if config.finetune else MODES[:1]
         self.models = {}  # name -> absolute model dir
-        for model_dir in args.model:
+        for model_dir in config.models:
             if not os.path.isdir(model_dir):
-                raise FileNotFoundError(f"--model {model_dir}: no such model dir")
+                raise FileNotFoundError(f"model {model_dir}: no such model dir")
             load_config(model_dir)
             if not os.path.exists(os.path.join(model_dir, CKPT_NAME + ".index")):
-                raise FileNotFoundError(f"--model {model_dir}: no checkpoint {CKPT_NAME}")
-            name = model_name(model_dir)
-            if name in self.models:
-                raise ValueError(f"two --model dirs are named {name!r}; the report names models "
-                                 "by their folder name")
-            self.models[name] = os.path.abspath(model_dir)
+                raise FileNotFoundError(f"model {model_dir}: no checkpoint {CKPT_NAME}")
+            self.models[model_name(model_dir)] = os.path.abspath(model_dir)
         self.data = {}  # task -> (train, dev, labels)
         for task in self.tasks:
-            missing = [p for p in glue_files(task, args.data_dir).values() if not os.path.exists(p)]
+            missing = [p for p in glue_files(task, config.data_dir).values()
+                       if not os.path.exists(p)]
             if missing:
                 raise DataError(f"{task}: looked for {', '.join(missing)} and did not find it; "
-                                "pass --data-dir (or set BERT_TF_DATA) to a folder holding the "
-                                "GLUE layout")
-            train, dev = read_task(task, args.data_dir, "train"), read_task(task, args.data_dir,
-                                                                            "dev")
-            self.data[task] = (_limit(train, args.train_limit), dev, label_map(train, dev))
+                                "set data_dir (or BERT_TF_DATA) to a folder holding the GLUE "
+                                "layout")
+            train = read_task(task, config.data_dir, "train")
+            dev = read_task(task, config.data_dir, "dev")
+            self.data[task] = (_limit(train, config.train_limit), dev, label_map(train, dev))
 
     def cells(self):
         """`(model, task, strategy, mode)` in report order."""
@@ -157,27 +195,28 @@ class Plan:
 
     def settings(self, model: str, task: str, strategy: str, mode: str) -> dict:
         """What a cell's result depends on: a stored cell is reused only if these match."""
-        a = self.args
+        c = self.config
         common = {"model_dir": self.models[model], "task": task, "strategy": strategy,
-                  "mode": mode, "data_dir": os.path.abspath(a.data_dir),
-                  "train_limit": a.train_limit, "seed": a.seed, "max_seq_length": a.max_seq_length}
+                  "mode": mode, "data_dir": os.path.abspath(c.data_dir),
+                  "train_limit": c.train_limit, "seed": c.seed, "max_seq_length": c.max_seq_length}
         if mode == "probe":
-            return {**common, "dev_limit": a.dev_limit,
+            return {**common, "dev_limit": c.dev_limit,
                     "probe": ATTENTION if strategy == "attention" else LOGISTIC}
-        return {**common, "epochs": a.epochs, "learning_rate": a.learning_rate,
-                "batch_size": a.batch_size}
+        return {**common, "epochs": c.epochs, "learning_rate": c.learning_rate,
+                "batch_size": c.batch_size}
 
     def cell_path(self, *cell) -> str:
-        return os.path.join(self.args.out, "cells", cell_name(*cell) + ".json")
+        return os.path.join(self.config.out, "cells", cell_name(*cell) + ".json")
 
     def finished(self) -> dict:
         """The stored cells of this grid; raises if the report dir is not ours or a
         stored cell was made with other settings."""
-        out = self.args.out
+        out = self.config.out
         if os.path.exists(out) and not os.path.isdir(out):
-            raise FileExistsError(f"--out {out} is a file")
+            raise FileExistsError(f"report dir {out} is a file")
         if os.path.isdir(out) and os.listdir(out) and not os.path.isdir(os.path.join(out, "cells")):
-            raise FileExistsError(f"{out} exists and is not a pooling report; choose another --out")
+            raise FileExistsError(f"{out} exists and is not a pooling report; choose another "
+                                  "report dir")
         done = {}
         for cell in self.cells():
             path = self.cell_path(*cell)
@@ -190,7 +229,8 @@ class Plan:
                 changed = sorted(k for k in set(stored.get("settings", {})) | set(wanted)
                                  if stored.get("settings", {}).get(k) != wanted.get(k))
                 raise FileExistsError(f"{path} was made with other settings (differs in "
-                                      f"{changed}); choose another --out or delete that cell")
+                                      f"{changed}); choose another report dir or delete that "
+                                      "cell")
             done[cell] = stored
         return done
 
@@ -201,7 +241,6 @@ def evaluate(labels: np.ndarray, predictions: np.ndarray, num_labels: int) -> di
     >>> evaluate(np.array([1, 0, 1]), np.array([1, 1, 1]), 2)
     {'dev_accuracy': 0.6666666666666666, 'dev_f1': 0.8}
     """
-    from bert_tf.training.finetune import binary_f1
     result = {"dev_accuracy": float(np.mean(predictions == labels))}
     if num_labels == 2:
         result["dev_f1"] = binary_f1(labels, predictions)
@@ -213,7 +252,6 @@ def evaluate(labels: np.ndarray, predictions: np.ndarray, num_labels: int) -> di
 def feature_model(encoder: keras.Model, strategies) -> keras.Model:
     """Encoder inputs -> dict of every parameter-free pooling `[B, H]` in `strategies`,
     plus `sequence_output` when `attention` is among them."""
-    from bert_tf.models.encoder import encoder_inputs
     inputs = encoder_inputs()
     outputs = encoder(inputs)
     out = {}
@@ -225,23 +263,23 @@ def feature_model(encoder: keras.Model, strategies) -> keras.Model:
     return keras.Model(inputs, out)
 
 
-def embed(model_fn, tokenizer, examples: Examples, labels: list[str], args,
-          progress: bool) -> dict:
+def embed(model_fn, tokenizer, examples: Examples, labels: list[str], max_seq_length: int,
+          batch_size: int, progress: bool) -> dict:
     """Runs the frozen encoder once over `examples`, sorted by length (stable) so that
     each batch pads little. Everything returned is in that sorted order:
     `y` `[N]`, one float32 `[N, H]` array per pooling, and for attention `tokens`
     (float16 `[real tokens, H]`) with `lengths` `[N]`."""
-    features, y, trimmed = encode(tokenizer, examples, args.max_seq_length, labels)
+    features, y, trimmed = encode(tokenizer, examples, max_seq_length, labels)
     if trimmed:
-        print(f"note: {trimmed} of {len(y)} examples exceed --max-seq-length "
-              f"{args.max_seq_length} tokens and are trimmed")
+        print(f"note: {trimmed} of {len(y)} examples exceed max_seq_length "
+              f"{max_seq_length} tokens and are trimmed")
     lengths = features["input_mask"].sum(axis=1)
     order = np.argsort(lengths, kind="stable")
     features = {k: v[order] for k, v in features.items()}
     y, lengths = y[order], lengths[order]
     bar = keras.utils.Progbar(len(y), unit_name="text") if progress else None
     parts: dict[str, list] = {}
-    for x, _ in make_dataset(features, y, args.batch_size, training=False):
+    for x, _ in make_dataset(features, y, batch_size, training=False):
         out = model_fn(x)
         for key, value in out.items():
             value = value.numpy()
@@ -337,7 +375,6 @@ def fit_attention_probe(train: dict, num_labels: int, seed: int, steps: int | No
     """A learned attention pooling + logistic regression on frozen token vectors
     (`train` as `embed` returns it; settings: module docstring). Returns
     `(predict, info)`: `predict(store) -> label ids` for another such store."""
-    from bert_tf.layers.pooling import AttentionPooling
     tokens, lengths, y = train["tokens"], train["lengths"], train["y"]
     hidden = tokens.shape[1]
     steps = steps or attention_steps(len(y), batch_size)
@@ -401,19 +438,21 @@ def probe_cells(plan: Plan, model: str, task: str, strategies, encoder_fn, token
                 progress: bool) -> dict:
     """Embeds `task`'s train and dev sets once and fits a probe per strategy."""
     train_examples, dev_examples, labels = plan.data[task]
-    dev_examples = _limit(dev_examples, plan.args.dev_limit)
+    config = plan.config
+    dev_examples = _limit(dev_examples, config.dev_limit)
     stores = {}
     for split, examples in (("train", train_examples), ("dev", dev_examples)):
         if progress:
             print(f"{model} {task}: embedding {len(examples)} {split} examples")
-        stores[split] = embed(encoder_fn, tokenizer, examples, labels, plan.args, progress)
+        stores[split] = embed(encoder_fn, tokenizer, examples, labels, config.max_seq_length,
+                              config.batch_size, progress)
     train, dev = stores["train"], stores["dev"]
     majority = int(np.argmax(np.bincount(train["y"], minlength=len(labels))))
     results = {}
     for strategy in strategies:
         start = time.time()
         if strategy == "attention":
-            predict, info = fit_attention_probe(train, len(labels), plan.args.seed)
+            predict, info = fit_attention_probe(train, len(labels), config.seed)
             predictions = predict(dev)
         else:
             predict, info = fit_logistic(train[strategy], train["y"], len(labels))
@@ -429,32 +468,24 @@ def probe_cells(plan: Plan, model: str, task: str, strategies, encoder_fn, token
 def finetune_cell(plan: Plan, model: str, task: str, strategy: str) -> dict:
     """A `bert_tf.training.finetune` run with `strategy` as the pooling head (no exports),
     in `OUT/runs/<model>-<task>-<strategy>`; a finished run's metrics are reused."""
-    from bert_tf.training.finetune import add_arguments as finetune_arguments, finetune, run_args
-    a = plan.args
-    run_dir = os.path.join(a.out, "runs", f"{model}-{task}-{strategy}")
-    parser = argparse.ArgumentParser()
-    finetune_arguments(parser)
-    argv = ["--task", task, "--model", plan.models[model], "--data-dir",
-            os.path.abspath(a.data_dir), "--out", run_dir, "--pooling", strategy, "--no-export",
-            "--epochs", str(a.epochs), "--learning-rate", str(a.learning_rate),
-            "--batch-size", str(a.batch_size), "--max-seq-length", str(a.max_seq_length),
-            "--seed", str(a.seed)]
-    if a.train_limit:
-        argv += ["--train-limit", str(a.train_limit)]
-    if a.quiet:
-        argv.append("--quiet")
-    ns = parser.parse_args(argv)
+    c = plan.config
+    run_dir = os.path.join(c.out, "runs", f"{model}-{task}-{strategy}")
+    config = FinetuneConfig(
+        task=task, model=plan.models[model], data_dir=os.path.abspath(c.data_dir), out=run_dir,
+        pooling=strategy, no_export=True, epochs=c.epochs, learning_rate=c.learning_rate,
+        batch_size=c.batch_size, max_seq_length=c.max_seq_length, seed=c.seed,
+        train_limit=c.train_limit or None, quiet=c.quiet)
     metrics_file = os.path.join(run_dir, "metrics.json")
     run_file = os.path.join(run_dir, "run.json")
     metrics = None
     if os.path.exists(metrics_file) and os.path.exists(run_file):
         with open(run_file) as f:
-            if json.load(f) == json.loads(json.dumps(run_args(ns))):
+            if json.load(f) == json.loads(json.dumps(config.run_args())):
                 with open(metrics_file) as g:
                     metrics = json.load(g)
                 print(f"reused finished run {run_dir}")
     if metrics is None:
-        metrics = finetune(ns)
+        metrics = finetune(config)
     keep = ("dev_accuracy", "dev_f1", "train_examples", "dev_examples", "train_wall_seconds",
             "train_examples_per_second", "replicas")
     return {**{k: metrics[k] for k in keep if k in metrics}, "run_dir": os.path.abspath(run_dir),
@@ -469,16 +500,20 @@ def write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def pooling_report(args, command: str | None = None) -> dict:
-    """Runs (or resumes) the whole grid and writes the report; returns `report.json`'s dict."""
-    plan = Plan(args)
+def pooling_report(config: PoolingReportConfig, command: str | None = None) -> dict:
+    """Runs (or resumes) the whole grid and writes the report; returns `report.json`'s dict.
+
+    `command` is the report's record of how it was made (default: the equivalent
+    `bert-tf pooling-report` command line, `command_line(config)`)."""
+    plan = Plan(config)
     done = plan.finished()  # everything checked: from here on we write
-    os.makedirs(os.path.join(args.out, "cells"), exist_ok=True)
+    out = config.out
+    os.makedirs(os.path.join(out, "cells"), exist_ok=True)
     cells = plan.cells()
     for cell in cells:
         if cell in done:
-            print(f"reused {os.path.relpath(plan.cell_path(*cell), args.out)}")
-    progress = not args.quiet
+            print(f"reused {os.path.relpath(plan.cell_path(*cell), out)}")
+    progress = not config.quiet
     bar = keras.utils.Progbar(len(cells), unit_name="cell") if progress else None
     if bar and done:
         bar.add(len(done))
@@ -486,7 +521,6 @@ def pooling_report(args, command: str | None = None) -> dict:
         todo = [c for c in cells if c[0] == model and c not in done]
         probes = [c for c in todo if c[3] == "probe"]
         if probes:
-            from bert_tf.models.loading import load_encoder, load_tokenizer
             strategies = list(dict.fromkeys(c[2] for c in probes))
             encoder = load_encoder(plan.models[model])
             net = feature_model(encoder, strategies)
@@ -506,15 +540,15 @@ def pooling_report(args, command: str | None = None) -> dict:
             done[cell] = _save(plan, cell, finetune_cell(plan, *cell[:3]), bar)
     if bar:
         print()
-    report = {"command": command or command_line(args), "machine": machine(),
+    report = {"command": command or command_line(config), "machine": machine(),
               "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "models": plan.models, "tasks": plan.tasks, "strategies": plan.strategies,
               "modes": list(plan.modes), "cells": [done[c] for c in cells]}
-    write_json(os.path.join(args.out, "report.json"), report)
-    with open(os.path.join(args.out, "report.md"), "w", encoding="utf-8") as f:
+    write_json(os.path.join(out, "report.json"), report)
+    with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
         f.write(markdown(report))
-    plot(report, os.path.join(args.out, "report.png"))
-    print(f"wrote {os.path.join(args.out, 'report.md')}, report.json and report.png")
+    plot(report, os.path.join(out, "report.png"))
+    print(f"wrote {os.path.join(out, 'report.md')}, report.json and report.png")
     return report
 
 
@@ -534,24 +568,23 @@ def _save(plan: Plan, cell, result: dict, bar) -> dict:
 
 # ---- report ---------------------------------------------------------------------------------
 
-def command_line(args) -> str:
-    """The command as typed when run as `bert-tf pooling-report`; else the equivalent one."""
-    argv = sys.argv[1:]
-    if argv[:1] != ["pooling-report"]:
-        argv = ["pooling-report"]
-        for m in args.model:
-            argv += ["--model", m]
-        argv += ["--tasks", args.tasks, "--strategies", args.strategies, "--data-dir",
-                 args.data_dir, "--out", args.out, "--seed", str(args.seed), "--batch-size",
-                 str(args.batch_size), "--max-seq-length", str(args.max_seq_length)]
-        for flag in ("train_limit", "dev_limit"):
-            if getattr(args, flag):
-                argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-        if args.finetune:
-            argv += ["--finetune", "--epochs", str(args.epochs), "--learning-rate",
-                     str(args.learning_rate)]
-        if args.quiet:
-            argv.append("--quiet")
+def command_line(config: PoolingReportConfig) -> str:
+    """The `bert-tf pooling-report` command that makes this config's report."""
+    argv = ["pooling-report"]
+    for m in config.models:
+        argv += ["--model", m]
+    argv += ["--tasks", ",".join(config.tasks), "--strategies", ",".join(config.strategies),
+             "--data-dir", config.data_dir, "--out", config.out, "--seed", str(config.seed),
+             "--batch-size", str(config.batch_size), "--max-seq-length",
+             str(config.max_seq_length)]
+    for name in ("train_limit", "dev_limit"):
+        if getattr(config, name):
+            argv += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
+    if config.finetune:
+        argv += ["--finetune", "--epochs", str(config.epochs), "--learning-rate",
+                 str(config.learning_rate)]
+    if config.quiet:
+        argv.append("--quiet")
     return shlex.join(["bert-tf", *argv])
 
 
@@ -608,14 +641,11 @@ def markdown(report: dict) -> str:
 def plot(report: dict, path: str) -> None:
     """A grouped bar chart: a subplot per task, a group of bars per strategy, a bar
     per model × mode; the dashed line is the majority class."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tasks, strategies = report["tasks"], report["strategies"]
     series = [(m, mode) for m in report["models"] for mode in report["modes"]]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(6, 1.3 * len(strategies)) * len(tasks),
-                                                     4), squeeze=False)
+    # A bare `Figure`: no pyplot, so no backend or global state to set.
+    fig = Figure(figsize=(max(6, 1.3 * len(strategies)) * len(tasks), 4))
+    axes = fig.subplots(1, len(tasks), squeeze=False)
     width = 0.8 / len(series)
     cells = {(c["model"], c["task"], c["strategy"], c["mode"]): c for c in report["cells"]}
     for ax, task in zip(axes[0], tasks):
@@ -634,4 +664,3 @@ def plot(report: dict, path: str) -> None:
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
