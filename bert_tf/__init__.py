@@ -8,11 +8,13 @@ Model dirs hold Google-format checkpoints; `export_model` writes the SavedModels
 for TF Hub and TF Serving.
 
 Example:
-    >>> import bert_tf, keras                                   # doctest: +SKIP
-    >>> pre = bert_tf.load_preprocessor("saved_models/minilm", seq_length=128)
-    >>> enc = bert_tf.load_encoder("saved_models/minilm")
+    >>> import bert_tf, keras, tensorflow as tf
+    >>> pre = bert_tf.load_preprocessor(model_dir, seq_length=128)  # e.g. "saved_models/minilm"
+    >>> enc = bert_tf.load_encoder(model_dir)
     >>> text = keras.Input(shape=(), dtype="string")
     >>> model = keras.Model(text, keras.layers.Dense(2)(enc(pre(text))["pooled_output"]))
+    >>> model(tf.constant(["a fine film", "a dull one"])).shape
+    TensorShape([2, 2])
 
 TensorFlow's oneDNN CPU kernels: TensorFlow turns them on by default only on CPUs
 with AVX-512 VNNI/BF16 or AMX; bert-tf turns them on everywhere (when it is

@@ -20,6 +20,8 @@ import dataclasses
 import json
 import os
 
+from bert_tf.errors import ConfigError
+
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "tanh", "linear")
 # The three int32 [batch, seq] inputs of every BERT model here, as TF Hub names them.
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
@@ -51,11 +53,25 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
 
     def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r}: must be a positive integer")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < 1:
+                raise ConfigError(f"{name}={value!r}: must be a rate in [0, 1)")
+        for name in ("initializer_range", "layer_norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{name}={value!r}: must be a positive number")
         if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"hidden_act={self.hidden_act!r} is not supported; choose one of {ACTIVATIONS}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"hidden_size={self.hidden_size} is not a multiple of "
                 f"num_attention_heads={self.num_attention_heads}")
 
@@ -67,7 +83,7 @@ class BertConfig:
     def preset(cls, name: str, vocab_size: int = 30522) -> "BertConfig":
         """A Turc et al. size: heads = hidden / 64, intermediate = 4 × hidden."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         layers, hidden = PRESETS[name]
         return cls(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                    num_attention_heads=hidden // 64, intermediate_size=4 * hidden)
@@ -95,9 +111,9 @@ class BertConfig:
     def from_hf_dict(cls, d: dict) -> "BertConfig":
         d = dict(d)
         if d.get("model_type", "bert") != "bert":
-            raise ValueError(f"config.json has model_type={d['model_type']!r}, expected 'bert'")
+            raise ConfigError(f"config.json has model_type={d['model_type']!r}, expected 'bert'")
         if d.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError("only absolute position embeddings are supported, config.json has "
+            raise ConfigError("only absolute position embeddings are supported, config.json has "
                              f"position_embedding_type={d['position_embedding_type']!r}")
         act = d.get("hidden_act", "gelu")
         d["hidden_act"] = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}.get(act, act)
@@ -114,17 +130,20 @@ class BertConfig:
     @classmethod
     def from_json_file(cls, path: str) -> "BertConfig":
         """Reads either format: HF files carry `model_type`, Google's do not."""
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             try:
                 d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e})") from e
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: expected a JSON object of config keys, got "
+                             f"{type(d).__name__}")
         try:
             if "model_type" in d:
                 return cls.from_hf_dict(d)
             return cls.from_google_dict(d)
-        except TypeError as e:
-            raise ValueError(f"{path}: {e}") from e
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{path}: {e}") from e
 
     def to_json_file(self, path: str) -> None:
         with open(path, "w") as f:
@@ -137,7 +156,7 @@ def _known_fields(d: dict, cls) -> dict:
     missing = [n for n in ("vocab_size", "hidden_size", "num_hidden_layers",
                            "num_attention_heads", "intermediate_size") if n not in d]
     if missing:
-        raise ValueError(f"config is missing required keys {missing}")
+        raise ConfigError(f"config is missing required keys {missing}")
     return {k: v for k, v in d.items() if k in names}
 
 

@@ -2,9 +2,12 @@
 linear warm-up and linear decay to zero.
 
 Example:
+    >>> schedule = WarmupLinearDecay(1e-4, total_steps=1000, warmup_steps=100)
+    >>> [round(float(schedule(step)), 7) for step in (0, 50, 100, 550, 1000)]
+    [0.0, 5e-05, 0.0001, 5e-05, 0.0]
     >>> opt = bert_optimizer(1e-4, total_steps=1000, warmup_steps=100)
-    >>> round(float(opt.learning_rate.__call__(50) if callable(opt.learning_rate) else 0), 7)
-    5e-05
+    >>> type(opt).__name__, float(opt.learning_rate)    # the rate at step 0
+    ('AdamW', 0.0)
 """
 from __future__ import annotations
 

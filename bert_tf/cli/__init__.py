@@ -17,29 +17,30 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bert_tf.cli.types import positive_int, proportion  # noqa: E402
 from bert_tf.cli.experiments import add_bench_parser, add_pooling_report_parser  # noqa: E402
 from bert_tf.cli.info import model_info  # noqa: E402
 from bert_tf.cli.training import (add_finetune_parser, add_pretrain_parser,  # noqa: E402
                                   add_squad_parser)
-from bert_tf.data.glue import DataError  # noqa: E402
 from bert_tf.data.pretraining import create_pretraining_data, prepare_text  # noqa: E402
-from bert_tf.data.squad import SquadError, squad_eval  # noqa: E402
+from bert_tf.data.squad import squad_eval  # noqa: E402
 from bert_tf.export import export_model, serving_instructions  # noqa: E402
 from bert_tf.inference.embed import EMBED_POOLINGS, Embedder, write_vectors  # noqa: E402
 from bert_tf.inference.squad import answer  # noqa: E402
 from bert_tf.models import convert  # noqa: E402
-from bert_tf.io.checkpoint import CheckpointError  # noqa: E402
+from bert_tf.errors import BertTfError, ConfigError  # noqa: E402
 from bert_tf.models import BertSpanModel, load_model, load_preprocessor  # noqa: E402
 
 
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
+class UsageError(ConfigError):
+    """Flags that do not go together: printed as one line, exit status 2."""
 
 
 def _convert(args):
@@ -145,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model dir")
     p.add_argument("--pooling", default="pooled_output",
                    choices=EMBED_POOLINGS)
-    p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-seq-length", type=positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("input", help="text file, one text per line, or - for stdin")
     p.add_argument("--output", required=True, help="OUT.npy or OUT.jsonl")
     p.set_defaults(func=_embed)
@@ -155,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model dir (pretrained or fine-tuned)")
     p.add_argument("--out", required=True, help="export base: writes OUT/{encoder,preprocessor,"
                    "serving}/VERSION")
-    p.add_argument("--version", type=int, help="integer version (default: the next free one)")
-    p.add_argument("--seq-length", type=int,
+    p.add_argument("--version", type=positive_int, help="integer version (default: the next free one)")
+    p.add_argument("--seq-length", type=positive_int,
                    help="longest input in tokens (default: the fine-tuned model's, else 128)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.set_defaults(func=_export)
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", choices=("auto", "wikitext", "plain"))
     p.add_argument("--eval-out", help="also write every --eval-every-th document here "
                    "(held out of --out)")
-    p.add_argument("--eval-every", type=int, default=20)
+    p.add_argument("--eval-every", type=positive_int, default=20)
     p.set_defaults(func=_prepare_text)
 
     p = sub.add_parser("create-pretraining-data", help="masked-LM + NSP instances as TFRecords")
@@ -179,15 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab", required=True, help="vocab.txt")
     p.add_argument("--out", required=True, help="PATH.tfrecord (with --shards N: "
                    "PATH.tfrecord-0000i-of-0000N)")
-    p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--max-predictions-per-seq", type=int, default=20)
-    p.add_argument("--masked-lm-prob", type=float, default=0.15)
-    p.add_argument("--dupe-factor", type=int, default=10,
+    p.add_argument("--max-seq-length", type=positive_int, default=128)
+    p.add_argument("--max-predictions-per-seq", type=positive_int, default=20)
+    p.add_argument("--masked-lm-prob", type=proportion, default=0.15)
+    p.add_argument("--dupe-factor", type=positive_int, default=10,
                    help="times each document is used, with different masks")
-    p.add_argument("--short-seq-prob", type=float, default=0.1)
+    p.add_argument("--short-seq-prob", type=proportion, default=0.1)
     p.add_argument("--whole-word-mask", action="store_true")
     p.add_argument("--seed", type=int, default=12345)
-    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--shards", type=positive_int, default=1)
     p.add_argument("--cased", action="store_true", help="do not lower-case")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_create_pretraining_data)
@@ -219,11 +220,23 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (UsageError, CheckpointError, DataError, SquadError, FileNotFoundError,
-            FileExistsError, ValueError) as e:
-        print(f"bert-tf {args.command}: error: {e}", file=sys.stderr)
+    except (BertTfError, OSError) as e:
+        # Bad input or an unusable path: one line. Anything else is a bug: a traceback.
+        print(f"bert-tf {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+def error_line(error: Exception) -> str:
+    """One line for the user: the message, or for an `OSError` from the system the path
+    and what went wrong with it."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+        if error.errno == errno.ENOSPC:
+            text += " (the disk is full)"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

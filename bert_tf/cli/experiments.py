@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 
+from bert_tf.cli.types import positive_float, positive_int
 from bert_tf.config import PRESETS
 from bert_tf.experiments import bench as bench_module
 from bert_tf.experiments.bench import CASES, KERAS_HUB_INSTALL, PEERS, TRAIN_EXAMPLES, \
@@ -36,15 +37,15 @@ def add_pooling_report_parser(sub) -> None:
                    help=f"comma list (default all: {','.join(STRATEGIES)})")
     p.add_argument("--finetune", action="store_true",
                    help="also fine-tune the whole model with each pooling head")
-    p.add_argument("--train-limit", type=int, help="use the first N training examples")
-    p.add_argument("--dev-limit", type=int, help="probe cells only: evaluate on the first N dev "
+    p.add_argument("--train-limit", type=positive_int, help="use the first N training examples")
+    p.add_argument("--dev-limit", type=positive_int, help="probe cells only: evaluate on the first N dev "
                    "examples (quick checks; fine-tune cells always use the whole dev set)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32,
+    p.add_argument("--batch-size", type=positive_int, default=32,
                    help="batch size of the frozen encoder and of fine-tuning")
-    p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=1, help="fine-tune cells: epochs")
-    p.add_argument("--learning-rate", type=float, default=5e-5,
+    p.add_argument("--max-seq-length", type=positive_int, default=128)
+    p.add_argument("--epochs", type=positive_int, default=1, help="fine-tune cells: epochs")
+    p.add_argument("--learning-rate", type=positive_float, default=5e-5,
                    help="fine-tune cells: peak learning rate")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_pooling_report)
@@ -85,12 +86,12 @@ def add_bench_parser(sub) -> None:
                    "uncased/vocab.txt)")
     p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
                    help="folder with SST-2/ (default $BERT_TF_DATA or ../shared/data)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seq-length", type=int, default=128,
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--seq-length", type=positive_int, default=128,
                    help="encoder: the batch's length; e2e, train: the max length")
-    p.add_argument("--examples", type=int, help="the first N texts of each case's data (default: "
+    p.add_argument("--examples", type=positive_int, help="the first N texts of each case's data (default: "
                    f"e2e all of SST-2 dev, train {TRAIN_EXAMPLES}, tokenize all of SST-2 train)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per row, after a warm-up")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per row, after a warm-up")
     p.add_argument("--hf-python", default=sys.executable,
                    help="python of an environment with torch, transformers and tokenizers "
                    "(benchmarks/requirements-hf.txt)")

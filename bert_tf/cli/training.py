@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 
+from bert_tf.cli.types import non_negative_int, positive_float, positive_int, proportion
 from bert_tf.layers.pooling import STRATEGIES as POOLINGS
 from bert_tf.training.finetune import TASKS, FinetuneConfig, finetune
 from bert_tf.training.pretrain import PretrainConfig, pretrain
@@ -24,10 +25,10 @@ def add_run_arguments(p) -> None:
     """The flags every training command shares (`RunOptions`): where and how it runs."""
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
     p.add_argument("--tpu", help="TPU address for --strategy tpu/auto")
-    p.add_argument("--cpu-replicas", type=int, default=1,
+    p.add_argument("--cpu-replicas", type=positive_int, default=1,
                    help="split the CPU into N logical devices (to try mirrored without GPUs)")
     p.add_argument("--mixed-precision", default="none", choices=PRECISIONS)
-    p.add_argument("--checkpoint-every", type=int, default=200,
+    p.add_argument("--checkpoint-every", type=positive_int, default=200,
                    help="steps between resumable checkpoints")
     p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or other run")
@@ -46,13 +47,13 @@ def add_finetune_parser(sub) -> None:
     p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
                    help="folder with SST-2/ and MRPC/ (default $BERT_TF_DATA or ../shared/data)")
     p.add_argument("--out", required=True, help="run dir")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--learning-rate", type=float, default=1e-4,
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--learning-rate", type=positive_float, default=1e-4,
                    help="peak learning rate (default from the sweep in BENCHMARKS.md)")
-    p.add_argument("--batch-size", type=int, default=32, help="global batch size")
-    p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--warmup-proportion", type=float, default=0.1)
-    p.add_argument("--train-limit", type=int, help="use the first N training examples")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
+    p.add_argument("--max-seq-length", type=positive_int, default=128)
+    p.add_argument("--warmup-proportion", type=proportion, default=0.1)
+    p.add_argument("--train-limit", type=positive_int, help="use the first N training examples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pooling", default="pooled_output", choices=POOLINGS)
     p.add_argument("--reinit-pooler", action="store_true",
@@ -78,16 +79,16 @@ def add_pretrain_parser(sub) -> None:
     p.add_argument("--train", required=True, help="TFRecord file pattern")
     p.add_argument("--eval", help="TFRecord file pattern, evaluated after every epoch")
     p.add_argument("--out", required=True, help="model dir to write (also holds the run state)")
-    p.add_argument("--steps", type=int, default=10_000)
-    p.add_argument("--steps-per-epoch", type=int, default=1000,
+    p.add_argument("--steps", type=positive_int, default=10_000)
+    p.add_argument("--steps-per-epoch", type=positive_int, default=1000,
                    help="steps between evaluations and log lines")
-    p.add_argument("--batch-size", type=int, default=128, help="global batch size")
-    p.add_argument("--learning-rate", type=float, default=1e-4)
-    p.add_argument("--warmup-steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=positive_int, default=128, help="global batch size")
+    p.add_argument("--learning-rate", type=positive_float, default=1e-4)
+    p.add_argument("--warmup-steps", type=non_negative_int, default=1000)
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "lamb"))
     p.add_argument("--dynamic-masking", action="store_true",
                    help="draw new masks every epoch in tf.data (the records' masks are undone)")
-    p.add_argument("--masked-lm-prob", type=float, default=0.15, help="for --dynamic-masking")
+    p.add_argument("--masked-lm-prob", type=proportion, default=0.15, help="for --dynamic-masking")
     p.add_argument("--seed", type=int, default=0)
     add_run_arguments(p)
     p.set_defaults(func=lambda args: _print_metrics(pretrain(config_from_args(PretrainConfig,
@@ -102,15 +103,15 @@ def add_squad_parser(sub) -> None:
     p.add_argument("--out", required=True, help="run dir")
     p.add_argument("--train-articles", help="A:B, the articles of --train to use")
     p.add_argument("--predict-articles", help="C:D, the articles of --predict to use")
-    p.add_argument("--max-seq-length", type=int, default=384)
-    p.add_argument("--doc-stride", type=int, default=128)
-    p.add_argument("--max-query-length", type=int, default=64)
-    p.add_argument("--n-best-size", type=int, default=20)
-    p.add_argument("--max-answer-length", type=int, default=30)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--learning-rate", type=float, default=5e-5)
-    p.add_argument("--batch-size", type=int, default=32, help="global batch size")
-    p.add_argument("--warmup-proportion", type=float, default=0.1)
+    p.add_argument("--max-seq-length", type=positive_int, default=384)
+    p.add_argument("--doc-stride", type=positive_int, default=128)
+    p.add_argument("--max-query-length", type=positive_int, default=64)
+    p.add_argument("--n-best-size", type=positive_int, default=20)
+    p.add_argument("--max-answer-length", type=positive_int, default=30)
+    p.add_argument("--epochs", type=positive_int, default=2)
+    p.add_argument("--learning-rate", type=positive_float, default=5e-5)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
+    p.add_argument("--warmup-proportion", type=proportion, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
     add_run_arguments(p)

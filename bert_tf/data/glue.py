@@ -4,9 +4,12 @@ GLUE TSVs have no quoting: fields are split on tabs only (MRPC strings hold bare
 double quotes). Every problem is reported with its file and line.
 
 Example:
-    >>> train = read_task("sst2", "../shared/data", "train")         # doctest: +SKIP
+    >>> train = read_task("sst2", data_dir, "train")    # data_dir: e.g. "../shared/data"
     >>> len(train.texts_a), train.texts_b, train.labels[:3]
     (67349, None, ['0', '0', '1'])
+    >>> dev = read_task("mrpc", data_dir, "dev")        # a pair task: texts_b too
+    >>> len(dev.texts_a), len(dev.texts_b), label_map(dev)
+    (408, 408, ['0', '1'])
 """
 from __future__ import annotations
 
@@ -16,11 +19,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from bert_tf.errors import DataError
 from bert_tf.preprocessing.tokenizer import BertTokenizer
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file and line."""
 
 
 @dataclasses.dataclass

@@ -11,9 +11,14 @@ The records carry Google's feature names and dtypes, so files made by either too
 train the other.
 
 Example:
-    >>> from bert_tf.data.pretraining import create_pretraining_data  # doctest: +SKIP
-    >>> create_pretraining_data(["wiki.txt"], "vocab.txt", "train.tfrecord", seed=1)
-    {'documents': 600, 'instances': 5421, 'tokens': 648210, ...}
+    >>> import os
+    >>> from bert_tf.data.pretraining import create_pretraining_data, prepare_text
+    >>> prepare_text([os.path.join(data_dir, "wikitext-2", "valid.txt")], f"{tmp}/wiki.txt")
+    {'documents': 60, 'sentences': 8137}
+    >>> summary = create_pretraining_data([f"{tmp}/wiki.txt"], vocab_file, f"{tmp}/train.tfrecord",
+    ...                                   max_seq_length=64, dupe_factor=1, seed=1, progress=False)
+    >>> summary["documents"], summary["instances"], summary["outputs"]
+    (60, 4337, ['.../train.tfrecord'])
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import tensorflow as tf
 from keras.utils import Progbar
 
 from bert_tf.data.glue import DataError
+from bert_tf.errors import ConfigError
 from bert_tf.preprocessing.tokenizer import BertTokenizer
 
 FEATURES = {  # Google's names; int64 ids, float weights
@@ -445,7 +451,7 @@ def pretraining_dataset(pattern: str, batch_size: int, training: bool = True, se
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True).repeat()
         if dynamic_masking:
             if vocab is None:
-                raise ValueError("dynamic masking needs the vocab")
+                raise ConfigError("dynamic masking needs the vocab")
             seeds = tf.data.Dataset.random(seed=seed).batch(2)
             ds = tf.data.Dataset.zip(ds, seeds).map(
                 lambda r, s: remask(r, s, vocab, masked_lm_prob),

@@ -21,10 +21,15 @@ Words are tokenised in batches by the in-graph tokenizer (`BertTokenizer`), one
 call for all the words of a file, so the WordPieces are BERT's.
 
 Example:
-    >>> examples, skipped = read_squad("dev-v1.1.json", articles="38:48")  # doctest: +SKIP
-    >>> features = make_features(tokenizer, examples, 384, 128, 64)
-    >>> features.input_word_ids.shape
-    (2784, 384)
+    >>> import os
+    >>> from bert_tf.preprocessing.tokenizer import BertTokenizer
+    >>> dev_file = os.path.join(data_dir, "SQuAD1.1", "dev-v1.1.json")
+    >>> examples, skipped = read_squad(dev_file, articles="38:48")
+    >>> len(examples), examples[0].question
+    (1988, 'What organization is the IPCC a part of?')
+    >>> features = make_features(BertTokenizer(vocab_file), examples, 384, 128, 64)
+    >>> features.input_word_ids.shape    # [windows, max_seq_length]
+    (1992, 384)
 """
 from __future__ import annotations
 
@@ -38,10 +43,11 @@ import string
 import numpy as np
 import tensorflow as tf
 
+from bert_tf.errors import ConfigError, DataError
 from bert_tf.preprocessing.tokenizer import BertTokenizer, normalize, split_words
 
 
-class SquadError(ValueError):
+class SquadError(DataError):
     """A malformed SQuAD file: the message names the article and question."""
 
 
@@ -320,7 +326,7 @@ def make_features(tokenizer: BertTokenizer, examples: list[SquadExample], max_se
             rows["end_positions"].append(tok_end - start + offset if inside else 0)
             rows["example_index"].append(i)
     if not rows:
-        raise ValueError("no SQuAD examples to make features from")
+        raise ConfigError("no SQuAD examples to make features from")
     dtypes = {"max_context": bool}
     return SquadFeatures(**{k: np.asarray(v, dtypes.get(k, np.int32)) for k, v in rows.items()})
 

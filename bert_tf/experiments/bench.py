@@ -61,6 +61,7 @@ from safetensors.numpy import save_file
 
 from bert_tf.config import PRESETS, BertConfig, load_config
 from bert_tf.data.glue import Examples, encode, make_dataset, read_task
+from bert_tf.errors import ConfigError
 from bert_tf.export import export_model
 from bert_tf.io.checkpoint import CKPT_NAME, google_to_hf_name, read_checkpoint, read_meta, \
     write_model_dir
@@ -135,15 +136,15 @@ class BenchConfig:
         self.suite = _choices("suite", self.suite, CASES)
         self.peers = _choices("peers", self.peers, PEERS)
         if not self.suite:
-            raise ValueError(f"suite is empty; choose from {', '.join(CASES)}")
+            raise ConfigError(f"suite is empty; choose from {', '.join(CASES)}")
         if self.config is not None and self.config not in PRESETS:
-            raise ValueError(f"config {self.config!r}: choose one of {', '.join(PRESETS)}")
+            raise ConfigError(f"config {self.config!r}: choose one of {', '.join(PRESETS)}")
         for name in ("batch_size", "seq_length", "examples", "repeats"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, not {value}")
+                raise ConfigError(f"{name} must be at least 1, not {value}")
         if not self.out:
-            raise ValueError("out is empty; give the folder for the results")
+            raise ConfigError("out is empty; give the folder for the results")
 
     def settings(self) -> dict:
         """The settings as `bench.json` records them (`suite` and `peers` comma lists)."""
@@ -154,11 +155,11 @@ class BenchConfig:
 
 def _choices(name: str, values, known) -> list[str]:
     if isinstance(values, str):
-        raise ValueError(f"{name} must be a list of names, not the string {values!r}")
+        raise ConfigError(f"{name} must be a list of names, not the string {values!r}")
     items = list(values)
     unknown = [x for x in items if x not in known]
     if unknown:
-        raise ValueError(f"{name}: unknown {unknown}; choose from {', '.join(known)}")
+        raise ConfigError(f"{name}: unknown {unknown}; choose from {', '.join(known)}")
     return items
 
 

@@ -55,6 +55,7 @@ from matplotlib.figure import Figure
 from bert_tf.config import load_config
 from bert_tf.data.glue import GLUE_TASKS, DataError, Examples, encode, glue_files, label_map, \
     make_dataset, read_task
+from bert_tf.errors import ConfigError
 from bert_tf.io.checkpoint import CKPT_NAME
 from bert_tf.layers.pooling import STRATEGIES, AttentionPooling, pool
 from bert_tf.models import encoder_inputs, load_encoder, load_tokenizer
@@ -114,34 +115,34 @@ class PoolingReportConfig:
         for name in ("train_limit", "dev_limit", "epochs", "batch_size", "max_seq_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, not {value}")
+                raise ConfigError(f"{name} must be at least 1, not {value}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, not {self.learning_rate}")
+            raise ConfigError(f"learning_rate must be positive, not {self.learning_rate}")
         if isinstance(self.models, str):
-            raise ValueError(f"models must be a list of model dirs, not the string "
+            raise ConfigError(f"models must be a list of model dirs, not the string "
                              f"{self.models!r}")
         self.models = list(self.models)
         if not self.models:
-            raise ValueError("models is empty; give at least one model dir")
+            raise ConfigError("models is empty; give at least one model dir")
         names = [model_name(m) for m in self.models]
         for name in names:
             if names.count(name) > 1:
-                raise ValueError(f"two model dirs are named {name!r}; the report names models "
+                raise ConfigError(f"two model dirs are named {name!r}; the report names models "
                                  "by their folder name")
         if not self.out:
-            raise ValueError("out is empty; give the report dir")
+            raise ConfigError("out is empty; give the report dir")
 
 
 def _choices(name: str, values, known) -> list[str]:
     """`values` as a list without repeats, each one of `known`."""
     if isinstance(values, str):
-        raise ValueError(f"{name} must be a list of names, not the string {values!r}")
+        raise ConfigError(f"{name} must be a list of names, not the string {values!r}")
     items = list(dict.fromkeys(values))
     if not items:
-        raise ValueError(f"{name} is empty; choose from {', '.join(known)}")
+        raise ConfigError(f"{name} is empty; choose from {', '.join(known)}")
     for item in items:
         if item not in known:
-            raise ValueError(f"{name}: unknown {item!r}; choose from {', '.join(known)}")
+            raise ConfigError(f"{name}: unknown {item!r}; choose from {', '.join(known)}")
     return items
 
 

@@ -23,10 +23,21 @@ Each SavedModel is written into a temporary folder beside its target and renamed
 into place when all three are complete: a TF Serving instance polling `base` never
 sees a half-written version, and a failure leaves none behind.
 
-Example:
-    >>> clf = bert_tf.load_model("runs/sst2/model")                  # doctest: +SKIP
-    >>> export_model(clf, "saved_models/sst2")["serving"]
-    '.../saved_models/sst2/serving/1'
+Example (a classifier as built, untrained; a fine-tuned one loads with
+`bert_tf.load_model("runs/sst2/model")`):
+    >>> import bert_tf, tensorflow as tf
+    >>> preprocessor = bert_tf.load_preprocessor(model_dir, seq_length=32)
+    >>> clf = bert_tf.BertClassifier(bert_tf.load_encoder(model_dir), num_classes=2,
+    ...                              preprocessor=preprocessor)
+    >>> paths = export_model(clf, f"{tmp}/sst2")
+    >>> paths["serving"]
+    '.../sst2/serving/1'
+    >>> serve = tf.saved_model.load(paths["serving"]).signatures["serving_default"]
+    >>> outputs = serve(text=tf.constant(["a fine film", "a dull one"]))
+    >>> sorted(outputs)
+    ['input_mask', 'label', 'logits', 'pooled_output', 'probabilities', 'sequence_output']
+    >>> outputs["probabilities"].shape, outputs["label"].shape    # label: "0" or "1"
+    (TensorShape([2, 2]), TensorShape([2]))
 """
 from __future__ import annotations
 
@@ -34,6 +45,7 @@ import os
 import shutil
 import tempfile
 
+from bert_tf.errors import ConfigError
 from bert_tf.export.savedmodel import EXPORTS, build_encoder_module, build_preprocessor_module, \
     next_version, save_to_temp, serving_instructions, write_warmup_requests
 from bert_tf.io.checkpoint import replace_dir
@@ -59,14 +71,14 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
     """
     preprocessor = preprocessor or getattr(model, "preprocessor", None)
     if preprocessor is None:
-        raise ValueError("export_model needs the vocabulary: pass preprocessor=, or build the "
+        raise ConfigError("export_model needs the vocabulary: pass preprocessor=, or build the "
                          "model with one")
     if version is not None and version < 1:
-        raise ValueError(f"version {version}: export versions are integers from 1")
+        raise ConfigError(f"version {version}: export versions are integers from 1")
     encoder = getattr(model, "encoder", model)  # a task model's, or the encoder itself
     seq_length = seq_length or preprocessor.seq_length or 128
     if seq_length > encoder.bert_config.max_position_embeddings:
-        raise ValueError(f"seq_length {seq_length} is longer than the model's "
+        raise ConfigError(f"seq_length {seq_length} is longer than the model's "
                          f"max_position_embeddings ({encoder.bert_config.max_position_embeddings})")
     version = version or next_version(base)
     targets = {name: os.path.join(os.path.abspath(base), name, str(version)) for name in EXPORTS}

@@ -1,9 +1,9 @@
 """Sentence vectors from a model dir: one vector per text, in input order.
 
 Example:
-    >>> embedder = Embedder("saved_models/minilm", pooling="mean")    # doctest: +SKIP
-    >>> embedder.embed(["a cat", "a dog"]).shape
-    (2, 384)
+    >>> embedder = Embedder(model_dir, pooling="mean")    # e.g. "saved_models/minilm"
+    >>> embedder.embed(["a cat", "a dog"]).shape           # [N, hidden size]
+    (2, 128)
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bert_tf.errors import ConfigError
 from bert_tf.models.encoder import encoder_inputs
 from bert_tf.models.loading import load_encoder, load_tokenizer
 from bert_tf.layers.pooling import pool
@@ -27,7 +28,7 @@ class Embedder:
     def __init__(self, model_dir: str, pooling: str = "pooled_output", max_seq_length: int = 128,
                  batch_size: int = 64):
         if pooling not in EMBED_POOLINGS:
-            raise ValueError(f"--pooling {pooling!r}: choose one of {EMBED_POOLINGS} "
+            raise ConfigError(f"--pooling {pooling!r}: choose one of {EMBED_POOLINGS} "
                              "(attention pooling has weights only in a fine-tuned model)")
         self.tokenizer = load_tokenizer(model_dir)
         encoder = load_encoder(model_dir)
@@ -69,4 +70,4 @@ def write_vectors(path: str, vectors: np.ndarray, texts: list[str]) -> None:
             for text, v in zip(texts, vectors):
                 f.write(json.dumps({"text": text, "vector": [round(float(x), 7) for x in v]}) + "\n")
     else:
-        raise ValueError(f"--output {path}: use a .npy or .jsonl file name")
+        raise ConfigError(f"--output {path}: use a .npy or .jsonl file name")

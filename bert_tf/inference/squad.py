@@ -1,9 +1,17 @@
 """Answers from an exported SQuAD model (`BertSpanModel`'s serving SavedModel).
 
-Example:
-    >>> answer("runs/squad/export/serving/1", "Who wrote the play?",     # doctest: +SKIP
-    ...        "The play was written by Anton Chekhov in 1895.")["text"]
-    'Anton Chekhov'
+Example (the export of an untrained `BertSpanModel`, so the answer is just some span
+of the context; `bert-tf squad` writes a trained one to `RUN_DIR/export/serving/1`,
+which answers 'Anton Chekhov'):
+    >>> import bert_tf
+    >>> model = bert_tf.BertSpanModel(bert_tf.load_encoder(model_dir),
+    ...                               bert_tf.load_preprocessor(model_dir, seq_length=96),
+    ...                               max_query_length=32)
+    >>> export_dir = bert_tf.export_model(model, f"{tmp}/squad")["serving"]
+    >>> context = "The play was written by Anton Chekhov in 1895."
+    >>> result = answer(export_dir, "Who wrote the play?", context)
+    >>> sorted(result), result["text"] in context, result["truncated"]
+    (['score', 'text', 'truncated'], True, False)
 """
 from __future__ import annotations
 

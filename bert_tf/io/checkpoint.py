@@ -28,33 +28,40 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.config import BertConfig
+from bert_tf.errors import CheckpointError
 
 CKPT_NAME = "bert_model.ckpt"
 META_NAME = "bert_tf.json"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
-    """A checkpoint does not fit the model: a missing tensor or a wrong shape."""
-
-
 # -- reading and writing name-based checkpoints -----------------------------------
+
+# What a missing, truncated or garbled checkpoint raises from TensorFlow's reader.
+_READ_ERRORS = (tf.errors.OpError, ValueError, IndexError, OSError)
+
 
 def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
     """All tensors of a name-based TF checkpoint (Google's or ours), by name."""
     try:
         reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
-        raise CheckpointError(f"cannot read checkpoint {prefix}: {e}") from e
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    except _READ_ERRORS as e:
+        raise CheckpointError(f"cannot read checkpoint {prefix}: {_first_line(e)}") from e
 
 
-def checkpoint_names(prefix: str) -> set[str]:
-    """The tensor names of a checkpoint, without reading the tensors."""
+def checkpoint_shapes(prefix: str) -> dict[str, tuple]:
+    """The tensor names and shapes of a checkpoint, without reading the tensors."""
     try:
-        return set(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
-    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
-        raise CheckpointError(f"cannot read checkpoint {prefix}: {e}") from e
+        return {name: tuple(shape) for name, shape in
+                tf.train.load_checkpoint(prefix).get_variable_to_shape_map().items()}
+    except _READ_ERRORS as e:
+        raise CheckpointError(f"cannot read checkpoint {prefix}: {_first_line(e)}") from e
+
+
+def _first_line(error: Exception) -> str:
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return text.strip().splitlines()[0]
 
 
 def write_checkpoint(prefix: str, tensors: dict[str, np.ndarray]) -> None:
@@ -121,11 +128,20 @@ def check_tensors(tensors: dict[str, np.ndarray], expected: dict[str, tuple],
 
 
 def read_meta(model_dir: str) -> dict:
+    """`bert_tf.json` of a model dir (defaults for a dir without one: Google's layout)."""
     path = os.path.join(model_dir, META_NAME)
     if not os.path.exists(path):
         return {"format_version": FORMAT_VERSION, "do_lower_case": True}
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("do_lower_case", True), bool) \
+            or not isinstance(meta.get("task") or {}, dict):
+        raise CheckpointError(f"{path}: expected a JSON object with do_lower_case (true or "
+                              "false) and an optional task object")
+    return {"format_version": FORMAT_VERSION, "do_lower_case": True, **meta}
 
 
 def write_model_dir(out_dir: str, config: BertConfig, vocab, tensors: dict[str, np.ndarray],

@@ -12,8 +12,9 @@ class BertEmbeddings(keras.layers.Layer):
     """Word + position + segment (token type) embeddings, then LayerNorm and dropout.
 
     Example:
+        >>> from keras import ops
         >>> emb = BertEmbeddings(vocab_size=100, hidden_size=8)
-        >>> emb(ops.ones((2, 5), "int32"), ops.zeros((2, 5), "int32")).shape
+        >>> tuple(emb(ops.ones((2, 5), "int32"), ops.zeros((2, 5), "int32")).shape)
         (2, 5, 8)
     """
 

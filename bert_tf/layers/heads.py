@@ -122,6 +122,7 @@ class SpanLogits(keras.layers.Layer):
     answer. The final [SEP] belongs to the second segment and stays (post-processing
     never picks it). Computed in float32 under mixed precision.
 
+    >>> import keras, numpy as np
     >>> layer = SpanLogits()
     >>> x = keras.random.normal([2, 5, 8])
     >>> mask = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])

@@ -18,8 +18,9 @@ class BertPooler(keras.layers.Layer):
     to reduce a sequence (mean, max, ...) are in `bert_tf.layers.pooling`.
 
     Example:
+        >>> from keras import ops
         >>> pooler = BertPooler(hidden_size=8)
-        >>> pooler(ops.ones((2, 5, 8))).shape
+        >>> tuple(pooler(ops.ones((2, 5, 8))).shape)
         (2, 8)
     """
 

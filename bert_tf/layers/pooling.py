@@ -21,6 +21,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from bert_tf.errors import ConfigError
+
 STRATEGIES = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len", "attention")
 
 
@@ -31,7 +33,7 @@ class MaskedPooling(keras.layers.Layer):
     def __init__(self, strategy: str, **kwargs):
         super().__init__(**kwargs)
         if strategy not in ("cls", "mean", "max", "mean_sqrt_len"):
-            raise ValueError(f"MaskedPooling has no strategy {strategy!r}")
+            raise ConfigError(f"MaskedPooling has no strategy {strategy!r}")
         self.strategy = strategy
 
     def call(self, sequence_output, input_mask):
@@ -83,7 +85,7 @@ class AttentionPooling(keras.layers.Layer):
 def pool(strategy: str, encoder_outputs: dict, input_mask, name: str = "pooling"):
     """The `[B, H]` vector of `strategy` from an encoder's output dict (symbolic or eager)."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown pooling {strategy!r}; choose one of {STRATEGIES}")
+        raise ConfigError(f"unknown pooling {strategy!r}; choose one of {STRATEGIES}")
     if strategy == "pooled_output":
         return encoder_outputs["pooled_output"]
     layer = AttentionPooling(name=name) if strategy == "attention" else MaskedPooling(strategy,

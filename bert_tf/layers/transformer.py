@@ -7,6 +7,8 @@ import math
 import keras
 from keras import ops
 
+from bert_tf.errors import ConfigError
+
 
 # Added to attention scores of padding keys. Large enough that exp() underflows
 # to exactly 0 in float32, small enough to stay finite in float16.
@@ -46,8 +48,9 @@ class TransformerBlock(keras.layers.Layer):
     so leave it off under XLA or TPU.
 
     Example:
+        >>> from keras import ops
         >>> block = TransformerBlock(hidden_size=8, num_heads=2, intermediate_size=16)
-        >>> block(ops.ones((2, 5, 8)), ops.ones((2, 5), "int32")).shape
+        >>> tuple(block(ops.ones((2, 5, 8)), ops.ones((2, 5), "int32")).shape)
         (2, 5, 8)
     """
 
@@ -56,7 +59,7 @@ class TransformerBlock(keras.layers.Layer):
                  initializer_range=0.02, skip_padding=False, **kwargs):
         super().__init__(**kwargs)
         if hidden_size % num_heads:
-            raise ValueError(f"hidden_size={hidden_size} is not a multiple of num_heads={num_heads}")
+            raise ConfigError(f"hidden_size={hidden_size} is not a multiple of num_heads={num_heads}")
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.head_size = hidden_size // num_heads

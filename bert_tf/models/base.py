@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 
+from bert_tf.errors import ConfigError
 from bert_tf.io.checkpoint import CKPT_NAME, CheckpointError, read_checkpoint, read_meta, \
     write_model_dir
 
@@ -73,7 +74,7 @@ class CheckpointNames:
         """
         preprocessor = preprocessor or getattr(self, "preprocessor", None)
         if preprocessor is None:
-            raise ValueError("save_model_dir needs the vocabulary: pass preprocessor=, or "
+            raise ConfigError("save_model_dir needs the vocabulary: pass preprocessor=, or "
                              "build the model with one")
         meta = dict(meta or {})
         task = self.model_dir_task()

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bert_tf.errors import ConfigError
 from bert_tf.layers import AttentionPooling, pool
 from bert_tf.models.base import CheckpointNames, LeavesOutUnused, read_task
 from bert_tf.models.encoder import BertEncoder, encoder_inputs
@@ -63,7 +64,7 @@ class BertClassifier(LeavesOutUnused, CheckpointNames, keras.Model):
                  labels: list[str] | None = None, text_pairs: bool = False,
                  name: str = "bert_classifier", **kwargs):
         if labels is not None and len(labels) != num_classes:
-            raise ValueError(f"{len(labels)} labels for num_classes={num_classes}")
+            raise ConfigError(f"{len(labels)} labels for num_classes={num_classes}")
         inputs = encoder_inputs()
         outputs = encoder(inputs)
         vector = pool(pooling, outputs, inputs["input_mask"], name="pooling")
@@ -184,7 +185,7 @@ class BertClassifier(LeavesOutUnused, CheckpointNames, keras.Model):
         if self._recipe is not None:
             steps = steps_per_epoch or _steps(x, y, batch_size)
             if steps is None:
-                raise ValueError("BERT's learning-rate schedule needs the number of steps: pass "
+                raise ConfigError("BERT's learning-rate schedule needs the number of steps: pass "
                                  "steps_per_epoch, a dataset of known size, or an optimizer")
             total = steps * (epochs - kwargs.get("initial_epoch", 0))
             recipe = dict(self._recipe)
@@ -218,7 +219,7 @@ class BertClassifier(LeavesOutUnused, CheckpointNames, keras.Model):
         texts = tuple(tf.constant(np.asarray(t, dtype=object).astype(str).tolist())
                       for t in (x if _is_pair(x) else (x,)))
         if self.text_pairs != (len(texts) == 2):
-            raise ValueError(f"{self.name} was built with text_pairs={self.text_pairs} but "
+            raise ConfigError(f"{self.name} was built with text_pairs={self.text_pairs} but "
                              f"got {'pairs' if len(texts) == 2 else 'single texts'}")
         parts = [texts] + [np.asarray(v) for v in (y, weights) if v is not None]
         ds = tf.data.Dataset.from_tensor_slices(tuple(parts))

@@ -21,16 +21,13 @@ from safetensors.numpy import load_file
 from bert_tf.io.checkpoint import (CKPT_NAME, CheckpointError, check_tensors, hf_tensors_to_google,
                                 read_checkpoint, write_checkpoint, write_model_dir)
 from bert_tf.config import BertConfig
-from bert_tf.models.encoder import BertEncoder
+from bert_tf.models.encoder import checkpoint_shapes
 from bert_tf.layers.heads import pretraining_head_shapes
 
 
 def expected_shapes(config: BertConfig) -> dict[str, tuple]:
     """Google names and shapes of every tensor an encoder with pre-training heads has."""
-    encoder = BertEncoder.from_bert_config(config)
-    shapes = {n: tuple(v.shape) for n, v in encoder.checkpoint_variables().items()}
-    shapes.update(pretraining_head_shapes(config))
-    return shapes
+    return {**checkpoint_shapes(config), **pretraining_head_shapes(config)}
 
 
 def _require(path: str) -> str:

@@ -128,6 +128,28 @@ class BertEncoder(CheckpointNames, keras.Model):
         return cls(**config)
 
 
+def checkpoint_shapes(config: BertConfig) -> dict[str, tuple]:
+    """Google name -> shape of every encoder tensor of `config` (no model is built)."""
+    h, i = config.hidden_size, config.intermediate_size
+    shapes = {"bert/embeddings/word_embeddings": (config.vocab_size, h),
+              "bert/embeddings/position_embeddings": (config.max_position_embeddings, h),
+              "bert/embeddings/token_type_embeddings": (config.type_vocab_size, h),
+              "bert/embeddings/LayerNorm/gamma": (h,), "bert/embeddings/LayerNorm/beta": (h,),
+              "bert/pooler/dense/kernel": (h, h), "bert/pooler/dense/bias": (h,)}
+    for n in range(config.num_hidden_layers):
+        layer = f"bert/encoder/layer_{n}"
+        for name, shape in (("attention/self/query", (h, h)), ("attention/self/key", (h, h)),
+                            ("attention/self/value", (h, h)),
+                            ("attention/output/dense", (h, h)),
+                            ("intermediate/dense", (h, i)), ("output/dense", (i, h))):
+            shapes[f"{layer}/{name}/kernel"] = shape
+            shapes[f"{layer}/{name}/bias"] = shape[1:]
+        for name in ("attention/output/LayerNorm", "output/LayerNorm"):
+            shapes[f"{layer}/{name}/gamma"] = (h,)
+            shapes[f"{layer}/{name}/beta"] = (h,)
+    return shapes
+
+
 def build_encoder(config: BertConfig, name: str = "bert_encoder",
                   skip_padding: bool = False) -> BertEncoder:
     """`BertEncoder.from_bert_config(config, ...)`: a randomly initialised encoder."""

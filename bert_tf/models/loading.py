@@ -1,11 +1,11 @@
 """Loading a model dir: the encoder, the preprocessor, or the whole model it holds.
 
 Example:
-    >>> import bert_tf, tensorflow as tf                      # doctest: +SKIP
-    >>> encoder = bert_tf.load_encoder("saved_models/minilm")
-    >>> preprocess = bert_tf.load_preprocessor("saved_models/minilm", seq_length=64)
+    >>> import bert_tf, tensorflow as tf
+    >>> encoder = bert_tf.load_encoder(model_dir)      # e.g. "saved_models/minilm"
+    >>> preprocess = bert_tf.load_preprocessor(model_dir, seq_length=64)
     >>> encoder(preprocess(tf.constant(["hello world"])))["pooled_output"].shape
-    TensorShape([1, 384])
+    TensorShape([1, 128])
 """
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import os
 
 import keras
 
-from bert_tf.io.checkpoint import CKPT_NAME, checkpoint_names, read_meta, vocab_path
+from bert_tf.config import BertConfig, load_config
+from bert_tf.io.checkpoint import CKPT_NAME, check_tensors, check_vocab, checkpoint_shapes, \
+    read_checkpoint, read_meta, vocab_path
 from bert_tf.models.classifier import BertClassifier
-from bert_tf.models.encoder import BertEncoder
+from bert_tf.models.encoder import BertEncoder, checkpoint_shapes as encoder_shapes
 from bert_tf.models.pretrainer import BertPretrainer
 from bert_tf.models.span import BertSpanModel
 from bert_tf.preprocessing.preprocessor import BertPreprocessor
@@ -54,6 +56,22 @@ def load_model(model_dir: str) -> keras.Model:
         return BertClassifier.from_model_dir(model_dir)
     if task == "squad":
         return BertSpanModel.from_model_dir(model_dir)
-    if "cls/predictions/output_bias" in checkpoint_names(os.path.join(model_dir, CKPT_NAME)):
+    if "cls/predictions/output_bias" in checkpoint_shapes(os.path.join(model_dir, CKPT_NAME)):
         return BertPretrainer.from_model_dir(model_dir)
     return BertEncoder.from_model_dir(model_dir)
+
+
+def check_model_dir(model_dir: str) -> BertConfig:
+    """Reads everything loading `model_dir` will need, config, vocab and every
+    checkpoint tensor (names and shapes against the config), without building a
+    model: jobs call it before they write anything. Returns the config; raises the
+    project's errors (`CheckpointError`, `FileNotFoundError`, `ValueError`) naming
+    the file."""
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"{model_dir}: no such model dir")
+    config = load_config(model_dir)
+    check_vocab(vocab_path(model_dir), config)
+    read_meta(model_dir)
+    prefix = os.path.join(model_dir, CKPT_NAME)
+    check_tensors(read_checkpoint(prefix), encoder_shapes(config), prefix)
+    return config

@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from bert_tf.errors import ConfigError
 from bert_tf.layers import SpanLogits
 from bert_tf.models.base import CheckpointNames, LeavesOutUnused, read_task
 from bert_tf.models.encoder import BertEncoder, encoder_inputs
@@ -131,7 +132,7 @@ def squad_serving_module(tokenizer, model: keras.Model, seq_length: int,
     the context did not fit in one window of `seq_length` tokens.
     `answer_from_outputs` turns one row into answer text."""
     if seq_length < max_query_length + 4:
-        raise ValueError(f"seq_length {seq_length} leaves no room for the context after a "
+        raise ConfigError(f"seq_length {seq_length} leaves no room for the context after a "
                          f"question of up to {max_query_length} tokens")
     root = tf.train.Checkpoint()
     root.tokenizer = tokenizer

@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from bert_tf.config import INPUT_NAMES
+from bert_tf.errors import ConfigError
 from bert_tf.io.checkpoint import read_meta, vocab_path
 from bert_tf.preprocessing.tokenizer import BertTokenizer
 
@@ -48,7 +49,7 @@ class BertPreprocessor(keras.layers.Layer):
         kwargs.setdefault("dtype", "int32")
         super().__init__(**kwargs)
         if seq_length is not None and seq_length < 3:
-            raise ValueError(f"seq_length={seq_length}: BERT's inputs need at least 3 tokens")
+            raise ConfigError(f"seq_length={seq_length}: BERT's inputs need at least 3 tokens")
         self.tokenizer = BertTokenizer(vocabulary, lower_case)
         self.lower_case = lower_case
         self.seq_length = seq_length
@@ -69,7 +70,7 @@ class BertPreprocessor(keras.layers.Layer):
     def call(self, inputs):
         segments = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if not 1 <= len(segments) <= 2:
-            raise ValueError(f"BertPreprocessor takes one or two string tensors, got "
+            raise ConfigError(f"BertPreprocessor takes one or two string tensors, got "
                              f"{len(segments)}")
         segments = [tf.convert_to_tensor(s, tf.string) for s in segments]
         return self.tokenizer.preprocess(segments, self.seq_length, self.pad_to_longest)

@@ -18,14 +18,23 @@ segment ids 0/1, trims pairs longest-first as BERT's `_truncate_seq_pair`, and
 pads to a fixed length or to the batch's longest sequence.
 
 Example:
-    >>> tok = BertTokenizer("vocab.txt")                      # doctest: +SKIP
-    >>> tok.preprocess(tf.constant(["hello world"]), seq_length=8)["input_word_ids"]
-    ... # [[101, 7592, 2088, 102, 0, 0, 0, 0]]                 # doctest: +SKIP
+    >>> import tensorflow as tf
+    >>> tok = BertTokenizer(vocab_file)     # e.g. "saved_models/minilm/vocab.txt"
+    >>> tok.tokenize(tf.constant(["Hello, unaffable world!"])).to_list()    # [B, words, pieces]
+    [[[7592], [1010], [14477, 20961, 3468], [2088], [999]]]
+    >>> inputs = tok.preprocess(tf.constant(["hello world"]), seq_length=8)
+    >>> inputs["input_word_ids"].numpy().tolist(), inputs["input_mask"].numpy().tolist()
+    ([[101, 7592, 2088, 102, 0, 0, 0, 0]], [[1, 1, 1, 1, 0, 0, 0, 0]])
+    >>> pair = tok.preprocess([tf.constant(["hello"]), tf.constant(["world"])], seq_length=6)
+    >>> pair["input_type_ids"].numpy().tolist()
+    [[0, 0, 0, 1, 1, 0]]
 """
 from __future__ import annotations
 
 import tensorflow as tf
 import tensorflow_text as tf_text
+
+from bert_tf.errors import ConfigError
 
 MAX_CHARS_PER_WORD = 100
 SPECIAL_TOKENS = {"padding_id": "[PAD]", "start_of_sequence_id": "[CLS]",
@@ -52,10 +61,10 @@ def load_vocab(vocab_file: str) -> list[str]:
 def check_vocab(vocab: list[str], source: str) -> list[str]:
     """`vocab` itself, once it is known to hold BERT's special tokens."""
     if not vocab:
-        raise ValueError(f"{source}: vocab is empty")
+        raise ConfigError(f"{source}: vocab is empty")
     missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in vocab]
     if missing:
-        raise ValueError(f"{source}: vocab lacks the special tokens {missing}")
+        raise ConfigError(f"{source}: vocab lacks the special tokens {missing}")
     return vocab
 
 
@@ -127,7 +136,7 @@ class BertTokenizer(tf.Module):
         """
         segments = [s.merge_dims(-2, -1) if s.shape.rank == 3 else s for s in segments]
         if not 1 <= len(segments) <= 2:
-            raise ValueError(f"pack_inputs takes one or two segments, got {len(segments)}")
+            raise ConfigError(f"pack_inputs takes one or two segments, got {len(segments)}")
         if seq_length is not None:
             segments = trim_longest_first(segments, seq_length - len(segments) - 1)
         ids, type_ids = tf_text.combine_segments(

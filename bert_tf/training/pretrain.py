@@ -1,4 +1,4 @@
-"""Masked-LM + next-sentence pre-training of a `BertPretrainer` with Keras `fit`.
+r"""Masked-LM + next-sentence pre-training of a `BertPretrainer` with Keras `fit`.
 
 The model is the encoder with BERT's two heads (`bert_tf.models.pretrainer`): the MLM head on
 the masked positions (weights tied to the word embeddings) and the NSP head on
@@ -12,10 +12,26 @@ cross-entropy averaged over the real masked positions (BERT's
 `run.json`, `backup/` (resume after a kill), `logs/` (TensorBoard),
 `metrics.json` (written last) and `pretraining_curves.png`.
 
-Example:
-    >>> pretrain(PretrainConfig(config="tiny", vocab="vocab.txt",       # doctest: +SKIP
-    ...                         train="data/train.tfrecord*", eval="data/eval.tfrecord",
-    ...                         out="runs/bert-tiny", steps=2000, batch_size=64))
+Example (a few steps of BERT-tiny on records made from a tiny text: one sentence
+per line, a blank line between documents):
+    >>> import os
+    >>> from bert_tf.data.pretraining import create_pretraining_data
+    >>> documents = "The cat sat on the mat.\nIt purred.\n\nA storm came.\nThe river rose.\n\n"
+    >>> with open(f"{tmp}/corpus.txt", "w") as f:
+    ...     _ = f.write(documents * 20)    # 40 documents of two sentences
+    >>> create_pretraining_data([f"{tmp}/corpus.txt"], vocab_file, f"{tmp}/train.tfrecord",
+    ...                         max_seq_length=32, max_predictions=5, progress=False)["instances"]
+    622
+    >>> metrics = pretrain(PretrainConfig(config="tiny", vocab=vocab_file,
+    ...                                   train=f"{tmp}/train.tfrecord", out=f"{tmp}/bert-tiny",
+    ...                                   steps=4, batch_size=8, quiet=True))
+    pre-training 2 layers × 128: 4 steps of 8 (1 × 4) on 1 replica(s) (OneDeviceStrategy)
+    ...
+    >>> metrics["steps"], len(metrics["history"]["loss"])
+    (4, 1)
+    >>> sorted(os.listdir(f"{tmp}/bert-tiny"))    # a model dir (both heads) and the run's files
+    ['bert_config.json', 'bert_model.ckpt.data-00000-of-00001', 'bert_model.ckpt.index',
+     'bert_tf.json', 'logs', 'metrics.json', 'pretraining_curves.png', 'run.json', 'vocab.txt']
 """
 from __future__ import annotations
 
@@ -31,9 +47,11 @@ from matplotlib.figure import Figure
 
 from bert_tf.config import BertConfig, load_config
 from bert_tf.data.pretraining import MaskingVocab, pretraining_dataset
+from bert_tf.errors import ConfigError
 from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta, vocab_path, \
     write_model_files
 from bert_tf.models import BertEncoder, BertPretrainer
+from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
@@ -86,12 +104,13 @@ class PretrainConfig(RunOptions):
 def resolve_model(config: PretrainConfig) -> tuple[BertConfig, str, str | None, bool]:
     """(BERT config, vocab file, model dir to start from or None, do_lower_case)."""
     if bool(config.config) == bool(config.init):
-        raise ValueError("pass exactly one of config (a preset or CONFIG.json) and init")
+        raise ConfigError("pass exactly one of config (a preset or CONFIG.json) and init")
     if config.init:
+        check_model_dir(config.init)
         return (load_config(config.init), config.vocab or vocab_path(config.init), config.init,
                 read_meta(config.init)["do_lower_case"])
     if not config.vocab:
-        raise ValueError(f"config {config.config} needs a vocab")
+        raise ConfigError(f"config {config.config} needs a vocab")
     if not os.path.exists(config.vocab):
         raise FileNotFoundError(f"vocab {config.vocab}: no such file")
     with open(config.vocab, encoding="utf-8") as f:
@@ -99,7 +118,7 @@ def resolve_model(config: PretrainConfig) -> tuple[BertConfig, str, str | None, 
     if os.path.exists(config.config):
         bert_config = BertConfig.from_json_file(config.config)
         if bert_config.vocab_size != vocab_size:
-            raise ValueError(f"{config.config}: vocab_size {bert_config.vocab_size}, but "
+            raise ConfigError(f"{config.config}: vocab_size {bert_config.vocab_size}, but "
                              f"{config.vocab} has {vocab_size} tokens")
     else:
         bert_config = BertConfig.preset(config.config, vocab_size=vocab_size)
@@ -149,7 +168,7 @@ def pretrain(config: PretrainConfig) -> dict:
     run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
     bert_config, vocab_file, init_dir, lower_case = resolve_model(config)
     if config.steps < 1 or config.batch_size < 1:
-        raise ValueError("steps and batch_size must be positive")
+        raise ConfigError("steps and batch_size must be positive")
     state = run.check()
     strategy = prepare_training(config, seed=None)  # build() seeds the model's weights
 

@@ -39,14 +39,18 @@ class RunDir:
         raises if the dir is not ours to use."""
         if not self.chief:
             return None
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise FileExistsError(f"{self.path} is a file, not a folder for a run; choose "
+                                  "another output folder")
         if not os.path.exists(self.path) or not os.listdir(self.path):
             return "new"
-        if self.overwrite:
-            return "overwrite"
         run_file = self.file("run.json")
         if not os.path.exists(run_file):
-            raise FileExistsError(f"{self.path} exists and is not a bert-tf run; "
-                                  "choose another --out or pass --overwrite")
+            # Not even with overwrite: it may hold the user's own files.
+            raise FileExistsError(f"{self.path} exists and is not a bert-tf run (it has no "
+                                  "run.json); choose another output folder")
+        if self.overwrite:
+            return "overwrite"
         with open(run_file) as f:
             previous = json.load(f)
         if previous != self.args:
@@ -62,7 +66,8 @@ class RunDir:
 
     def start(self, state: str | None) -> None:
         """Writes `run.json` (the chief; `overwrite` clears the dir first) and makes
-        `work_dir`."""
+        `work_dir`. Call it once every input has been checked: an overwritten run is
+        gone from here on."""
         if self.chief:
             if state == "overwrite":
                 shutil.rmtree(self.path)

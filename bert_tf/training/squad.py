@@ -13,10 +13,20 @@ the official v1.1 metric. The run dir also gets the fine-tuned model dir,
 `metrics.json`, TensorBoard logs and the exports (`export/serving` takes
 `question` and `context` strings).
 
-Example:
-    >>> squad(SquadConfig(model="saved_models/minilm", train="dev-v1.1.json",  # doctest: +SKIP
-    ...                   train_articles="0:38", predict="dev-v1.1.json",
-    ...                   predict_articles="38:48", out="runs/squad"))["f1"]
+Example (a tiny run: train on one short article, predict another; a real run
+trains `saved_models/minilm` on articles "0:38" and predicts "38:48"):
+    >>> import os
+    >>> dev_file = os.path.join(data_dir, "SQuAD1.1", "dev-v1.1.json")
+    >>> metrics = squad(SquadConfig(model=model_dir, train=dev_file, train_articles="2:3",
+    ...                             predict=dev_file, predict_articles="29:30",
+    ...                             max_seq_length=128, doc_stride=48, epochs=1,
+    ...                             no_export=True, quiet=True, out=f"{tmp}/squad"))
+    squad: ... training questions -> ... windows ...
+    >>> metrics["train_questions"], metrics["predict_questions"], 0 <= metrics["f1"] <= 100
+    (112, 98, True)
+    >>> sorted(os.listdir(f"{tmp}/squad"))     # without no_export: export/ too
+    ['history.json', 'logs', 'metrics.json', 'model', 'nbest_predictions.json',
+     'predictions.json', 'run.json']
 """
 from __future__ import annotations
 
@@ -34,6 +44,7 @@ from bert_tf.data.squad import SquadError, check_sizes, evaluate_file, make_feat
     postprocess, read_squad
 from bert_tf.export import export_model
 from bert_tf.models import BertSpanModel, load_encoder, load_model, load_preprocessor
+from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
@@ -102,6 +113,7 @@ def squad(config: SquadConfig) -> dict:
     """Fine-tunes on `config.train`, predicts `config.predict` and scores it; returns the
     metrics (also in `OUT/metrics.json`, written last). See the module docstring."""
     run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
+    check_model_dir(config.model)
     train, skipped = read_squad(config.train, config.train_articles, training=True)
     predict, _ = read_squad(config.predict, config.predict_articles)
     if not train:

@@ -9,6 +9,8 @@ import os
 import keras
 import tensorflow as tf
 
+from bert_tf.errors import ConfigError
+
 
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("none", "bfloat16", "float16")
@@ -53,7 +55,7 @@ def resolve_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribut
     MirroredStrategy, else the CPU. `multi_worker` reads the cluster from `TF_CONFIG`.
     `mirrored` without GPUs mirrors over the logical CPU devices (see `split_cpu`)."""
     if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+        raise ConfigError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
     tpu = tpu or os.environ.get("TPU_NAME")
     if name == "auto":
         name = "tpu" if tpu else ("mirrored" if tf.config.list_logical_devices("GPU") else "cpu")
@@ -61,7 +63,7 @@ def resolve_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribut
         return tf.distribute.OneDeviceStrategy("/cpu:0")
     if name == "gpu":
         if not tf.config.list_logical_devices("GPU"):
-            raise ValueError("strategy gpu: TensorFlow sees no GPU on this machine")
+            raise ConfigError("strategy gpu: TensorFlow sees no GPU on this machine")
         return tf.distribute.OneDeviceStrategy("/gpu:0")
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
@@ -69,7 +71,7 @@ def resolve_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribut
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("strategy multi_worker needs the cluster in TF_CONFIG")
+            raise ConfigError("strategy multi_worker needs the cluster in TF_CONFIG")
         return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
     tf.config.experimental_connect_to_cluster(resolver)
@@ -89,7 +91,7 @@ def split_cpu(n: int) -> None:
     except RuntimeError:  # already initialised: fine if it has the devices asked for
         have = len(tf.config.list_logical_devices("CPU"))
         if have != n:
-            raise ValueError(f"cpu_replicas={n}: TensorFlow has already started with {have} "
+            raise ConfigError(f"cpu_replicas={n}: TensorFlow has already started with {have} "
                              "CPU device(s); split the CPU before anything else runs") from None
 
 
@@ -154,5 +156,5 @@ def prepare_training(options: RunOptions, seed: int | None) -> tf.distribute.Str
 def set_mixed_precision(mode: str) -> None:
     policy = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
     if mode not in policy:
-        raise ValueError(f"mixed precision {mode!r}: choose one of {PRECISIONS}")
+        raise ConfigError(f"mixed precision {mode!r}: choose one of {PRECISIONS}")
     keras.mixed_precision.set_global_policy(policy[mode])
