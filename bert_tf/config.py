@@ -114,7 +114,7 @@ class BertConfig:
             raise ConfigError(f"config.json has model_type={d['model_type']!r}, expected 'bert'")
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise ConfigError("only absolute position embeddings are supported, config.json has "
-                             f"position_embedding_type={d['position_embedding_type']!r}")
+                              f"position_embedding_type={d['position_embedding_type']!r}")
         act = d.get("hidden_act", "gelu")
         d["hidden_act"] = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}.get(act, act)
         return cls(**_known_fields(d, cls))
@@ -137,7 +137,7 @@ class BertConfig:
                 raise ConfigError(f"{path}: not valid JSON ({e})") from e
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: expected a JSON object of config keys, got "
-                             f"{type(d).__name__}")
+                              f"{type(d).__name__}")
         try:
             if "model_type" in d:
                 return cls.from_hf_dict(d)

@@ -33,6 +33,7 @@ import tensorflow as tf
 from keras.utils import Progbar
 
 from bert_tf.data.glue import DataError
+from bert_tf.io.atomic import atomic_file, atomic_paths
 from bert_tf.errors import ConfigError
 from bert_tf.preprocessing.tokenizer import BertTokenizer
 
@@ -113,11 +114,9 @@ def plain_documents(text: str, lines_per_document: int = 40) -> list[list[str]]:
 
 
 def write_documents(documents: list[list[str]], out_file: str) -> None:
-    tmp = out_file + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(out_file) as f:
         for doc in documents:
             f.write("\n".join(doc) + "\n\n")
-    os.replace(tmp, out_file)
 
 
 def prepare_text(inputs: list[str], out_file: str, fmt: str = "auto",
@@ -338,16 +337,14 @@ def create_pretraining_data(inputs: list[str], vocab_file: str, out: str, max_se
                 bar.update(len(documents) * _ + index + 1)
     rng.shuffle(instances)
     names = shard_names(out, shards)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    writers = [tf.io.TFRecordWriter(name + ".tmp") for name in names]
-    try:
-        for k, instance in enumerate(instances):
-            writers[k % shards].write(to_example(instance, max_seq_length, max_predictions))
-    finally:
-        for w in writers:
-            w.close()
-    for name in names:
-        os.replace(name + ".tmp", name)
+    with atomic_paths(names) as temps:
+        writers = [tf.io.TFRecordWriter(tmp) for tmp in temps]
+        try:
+            for k, instance in enumerate(instances):
+                writers[k % shards].write(to_example(instance, max_seq_length, max_predictions))
+        finally:
+            for w in writers:
+                w.close()
     summary = {
         "files": files, "outputs": names, "documents": len(documents),
         "sentences": sum(len(d) for d in documents),

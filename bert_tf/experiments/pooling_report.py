@@ -120,7 +120,7 @@ class PoolingReportConfig:
             raise ConfigError(f"learning_rate must be positive, not {self.learning_rate}")
         if isinstance(self.models, str):
             raise ConfigError(f"models must be a list of model dirs, not the string "
-                             f"{self.models!r}")
+                              f"{self.models!r}")
         self.models = list(self.models)
         if not self.models:
             raise ConfigError("models is empty; give at least one model dir")
@@ -128,7 +128,7 @@ class PoolingReportConfig:
         for name in names:
             if names.count(name) > 1:
                 raise ConfigError(f"two model dirs are named {name!r}; the report names models "
-                                 "by their folder name")
+                                  "by their folder name")
         if not self.out:
             raise ConfigError("out is empty; give the report dir")
 

@@ -47,8 +47,8 @@ import tempfile
 
 from bert_tf.errors import ConfigError
 from bert_tf.export.savedmodel import EXPORTS, build_encoder_module, build_preprocessor_module, \
-    next_version, save_to_temp, serving_instructions, write_warmup_requests
-from bert_tf.io.checkpoint import replace_dir
+    claim_version, save_to_temp, serving_instructions, write_warmup_requests
+from bert_tf.io.atomic import check_output, replace_dir
 
 __all__ = ["export_model", "serving_instructions", "EXPORTS"]
 
@@ -72,25 +72,30 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
     preprocessor = preprocessor or getattr(model, "preprocessor", None)
     if preprocessor is None:
         raise ConfigError("export_model needs the vocabulary: pass preprocessor=, or build the "
-                         "model with one")
+                          "model with one")
     if version is not None and version < 1:
         raise ConfigError(f"version {version}: export versions are integers from 1")
     encoder = getattr(model, "encoder", model)  # a task model's, or the encoder itself
     seq_length = seq_length or preprocessor.seq_length or 128
     if seq_length > encoder.bert_config.max_position_embeddings:
         raise ConfigError(f"seq_length {seq_length} is longer than the model's "
-                         f"max_position_embeddings ({encoder.bert_config.max_position_embeddings})")
-    version = version or next_version(base)
-    targets = {name: os.path.join(os.path.abspath(base), name, str(version)) for name in EXPORTS}
-    existing = [t for t in targets.values() if os.path.exists(t)]
-    if existing and not overwrite:
-        raise FileExistsError(f"version {version} exists ({existing[0]}); pass overwrite "
-                              "to replace it, or no version for the next free one")
+                          f"max_position_embeddings ({encoder.bert_config.max_position_embeddings})")
+    base = os.path.abspath(base)
+    check_output(base, overwrite=True, kind="folder")
     tokenizer = preprocessor.tokenizer
     mlm_model = model.mlm_model() if hasattr(model, "mlm_model") else None
     serving, serving_signatures, warmup = model.serving_module(tokenizer, seq_length)
 
-    # All three are written in full before any is renamed into place.
+    with claim_version(base, version, overwrite) as version:
+        targets = {name: os.path.join(base, name, str(version)) for name in EXPORTS}
+        _write(targets, encoder, tokenizer, seq_length, mlm_model,
+               (serving, serving_signatures, warmup))
+    return targets
+
+
+def _write(targets: dict, encoder, tokenizer, seq_length: int, mlm_model, serving) -> None:
+    """All three exports are written in full before any is renamed into place."""
+    serving, serving_signatures, warmup = serving
     written = {}
     vocab_dir = tempfile.mkdtemp(prefix="bert-tf-vocab-")
     try:
@@ -109,4 +114,3 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
         shutil.rmtree(vocab_dir, ignore_errors=True)
         for tmp in written.values():
             shutil.rmtree(tmp, ignore_errors=True)
-    return targets

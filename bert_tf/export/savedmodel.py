@@ -3,17 +3,19 @@ preprocessor's, TF Serving warm-up requests, versions and atomic writes
 (`bert_tf.export.export_model` puts them together)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from bert_tf.config import INPUT_NAMES
+from bert_tf.errors import OutputError
+from bert_tf.io.atomic import alive, folder_lock, make_temp_dir, remove_stale_temps, temp_owner
 
 EXPORTS = ("encoder", "preprocessor", "serving")
 
@@ -141,23 +143,63 @@ def write_warmup_requests(export_dir: str, examples: dict[str, list[str]], model
 
 # -- versions and atomic writes ----------------------------------------------------------------
 
-def next_version(base: str) -> int:
-    """One more than the highest integer version under any of base's exports."""
-    versions = [0]
+def existing_versions(base: str) -> set[int]:
+    """The integer versions under any of base's exports."""
+    versions = set()
     for name in EXPORTS:
         d = os.path.join(base, name)
         if os.path.isdir(d):
-            versions += [int(v) for v in os.listdir(d) if re.fullmatch(r"\d+", v)]
-    return max(versions) + 1
+            versions |= {int(v) for v in os.listdir(d) if re.fullmatch(r"\d+", v)}
+    return versions
+
+
+def claimed_versions(base: str) -> dict[int, int]:
+    """Versions that running exports are writing: version -> pid (their claim files)."""
+    claims = {}
+    for name in os.listdir(base) if os.path.isdir(base) else ():
+        owner = temp_owner(name)
+        if owner and re.fullmatch(r"version-\d+", owner[0]) and alive(owner[1]):
+            claims[int(owner[0].split("-")[1])] = owner[1]
+    return claims
+
+
+def next_version(base: str) -> int:
+    """One more than the highest version under `base`, written or being written."""
+    return max(existing_versions(base) | set(claimed_versions(base)) | {0}) + 1
+
+
+@contextlib.contextmanager
+def claim_version(base: str, version: int | None, overwrite: bool):
+    """Yields the version this export writes, claimed so that no other export on this
+    machine takes it meanwhile (a claim file `.version-N.tmp-PID-...` in `base`, made
+    under a lock on `base`). Without a `version`, the next free one; an explicit one
+    must not be claimed by another export, nor exist unless `overwrite`. Stale
+    temporary folders and claims of killed exports are removed first."""
+    with folder_lock(base):
+        for folder in [base] + [os.path.join(base, name) for name in EXPORTS]:
+            if os.path.isdir(folder):
+                remove_stale_temps(folder)
+        claims = claimed_versions(base)
+        if version is None:
+            version = next_version(base)
+        elif version in claims:
+            raise OutputError(f"version {version} under {base} is being written by another "
+                              f"export (process {claims[version]})")
+        elif version in existing_versions(base) and not overwrite:
+            raise OutputError(f"version {version} exists under {base}; pass overwrite "
+                              "(--overwrite) to replace it, or no version for the next free one")
+        claim = make_temp_dir(os.path.join(base, f"version-{version}"))
+    try:
+        yield version
+    finally:
+        shutil.rmtree(claim, ignore_errors=True)
 
 
 def save_to_temp(target: str, root, signatures, after=None) -> str:
     """`tf.saved_model.save` into a hidden temporary folder beside `target` (which
     TF Serving ignores: its name is not an integer); `after(tmp_dir)` may add
     files (warm-up requests). Returns the folder, to be renamed into place."""
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+    tmp = make_temp_dir(target)
     try:
         tf.saved_model.save(root, tmp, signatures=signatures)
         if after:

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.errors import ConfigError
+from bert_tf.io.atomic import atomic_file
 from bert_tf.models.encoder import encoder_inputs
 from bert_tf.models.loading import load_encoder, load_tokenizer
 from bert_tf.layers.pooling import pool
@@ -29,7 +30,7 @@ class Embedder:
                  batch_size: int = 64):
         if pooling not in EMBED_POOLINGS:
             raise ConfigError(f"--pooling {pooling!r}: choose one of {EMBED_POOLINGS} "
-                             "(attention pooling has weights only in a fine-tuned model)")
+                              "(attention pooling has weights only in a fine-tuned model)")
         self.tokenizer = load_tokenizer(model_dir)
         encoder = load_encoder(model_dir)
         inputs = encoder_inputs()
@@ -62,12 +63,18 @@ class Embedder:
 
 
 def write_vectors(path: str, vectors: np.ndarray, texts: list[str]) -> None:
-    """`.npy` (an `[N, H]` float32 array) or `.jsonl` (`{"text", "vector"}` per line)."""
+    """`.npy` (an `[N, H]` float32 array) or `.jsonl` (`{"text", "vector"}` per line),
+    written to a temporary file and renamed: `path` is never left half-written."""
+    check_output_name(path)
     if path.endswith(".npy"):
-        np.save(path, vectors.astype(np.float32))
-    elif path.endswith(".jsonl"):
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_file(path, "wb") as f:
+            np.save(f, vectors.astype(np.float32))
+    else:
+        with atomic_file(path) as f:
             for text, v in zip(texts, vectors):
                 f.write(json.dumps({"text": text, "vector": [round(float(x), 7) for x in v]}) + "\n")
-    else:
-        raise ConfigError(f"--output {path}: use a .npy or .jsonl file name")
+
+
+def check_output_name(path: str) -> None:
+    if not path.endswith((".npy", ".jsonl")):
+        raise ConfigError(f"output {path}: use a .npy or .jsonl file name")

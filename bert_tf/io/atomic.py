@@ -7,6 +7,7 @@ has, and they end with the permissions the user's umask gives a new file or fold
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import re
@@ -101,7 +102,20 @@ def atomic_paths(paths: list[str]):
                 os.remove(tmp)
 
 
-def _alive(pid: int) -> bool:
+@contextlib.contextmanager
+def folder_lock(folder: str):
+    """An exclusive lock on `folder` (a hidden `.lock` file in it) between processes on
+    this machine, held for the block."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -111,16 +125,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(target: str) -> list[str]:
-    """Removes temporary folders and files left beside `target` by writers that were
+TEMP_NAME = re.compile(r"\.(.+)\.tmp-(\d+)-\w+")
+
+
+def temp_owner(name: str) -> tuple[str, int] | None:
+    """(target name, pid) of a temporary name made here, else None."""
+    match = TEMP_NAME.fullmatch(name)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def remove_stale_temps(folder: str) -> list[str]:
+    """Removes the temporary folders and files in `folder` left by writers that were
     killed: those whose process (the pid in the name) no longer runs on this machine.
     Returns what it removed."""
-    parent = os.path.dirname(os.path.abspath(target))
-    name = os.path.basename(os.path.normpath(target))
     removed = []
-    for path in glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.tmp-*")):
-        match = re.fullmatch(rf"\.{re.escape(name)}\.tmp-(\d+)-\w+", os.path.basename(path))
-        if match and not _alive(int(match.group(1))):
+    for path in glob.glob(os.path.join(glob.escape(folder), ".*.tmp-*")):
+        owner = temp_owner(os.path.basename(path))
+        if owner and not alive(owner[1]):
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:

@@ -17,18 +17,17 @@ temporary folder and renamed into place: a failed write leaves nothing behind.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from bert_tf.config import BertConfig
 from bert_tf.errors import CheckpointError
+from bert_tf.io.atomic import replace_dir, temporary_dir
 
 CKPT_NAME = "bert_model.ckpt"
 META_NAME = "bert_tf.json"
@@ -153,9 +152,7 @@ def write_model_dir(out_dir: str, config: BertConfig, vocab, tensors: dict[str, 
         raise FileExistsError(f"{out_dir} exists; pass overwrite to replace it")
     check_vocab(vocab, config)
     meta = {"format_version": FORMAT_VERSION, "do_lower_case": True, **(meta or {})}
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    with _temporary_dir(parent, os.path.basename(out_dir)) as tmp:
+    with temporary_dir(out_dir) as tmp:
         config.to_json_file(os.path.join(tmp, "bert_config.json"))
         if isinstance(vocab, str):
             shutil.copyfile(vocab, os.path.join(tmp, "vocab.txt"))
@@ -163,7 +160,7 @@ def write_model_dir(out_dir: str, config: BertConfig, vocab, tensors: dict[str, 
             with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
                 f.writelines(token + "\n" for token in vocab)
         write_checkpoint(os.path.join(tmp, CKPT_NAME), tensors)
-        with open(os.path.join(tmp, META_NAME), "w") as f:
+        with open(os.path.join(tmp, META_NAME), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
             f.write("\n")
         replace_dir(tmp, out_dir)
@@ -175,34 +172,11 @@ def write_model_files(out_dir: str, config: BertConfig, vocab, tensors: dict[str
     """Writes a model dir's files into an existing folder that holds other things
     too (a pre-training run dir): each file complete before it is renamed into
     place, `bert_tf.json` last."""
-    with _temporary_dir(out_dir, "model") as tmp:
+    with temporary_dir(os.path.join(out_dir, "model")) as tmp:
         staged = write_model_dir(os.path.join(tmp, "model"), config, vocab, tensors, meta)
         for name in sorted(os.listdir(staged), key=lambda n: n == META_NAME):
             os.replace(os.path.join(staged, name), os.path.join(out_dir, name))
     return out_dir
-
-
-def replace_dir(src: str, dst: str) -> None:
-    """Renames `src` to `dst`, replacing an existing `dst` only once `src` is complete."""
-    if os.path.exists(dst):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.old-",
-                               dir=os.path.dirname(dst))
-        os.rmdir(old)
-        os.rename(dst, old)
-        os.rename(src, dst)
-        shutil.rmtree(old)
-    else:
-        os.rename(src, dst)
-
-
-@contextlib.contextmanager
-def _temporary_dir(parent: str, base: str):
-    tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
-    try:
-        yield tmp
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
 
 
 def check_vocab(vocab, config: BertConfig) -> None:

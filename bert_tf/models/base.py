@@ -75,7 +75,7 @@ class CheckpointNames:
         preprocessor = preprocessor or getattr(self, "preprocessor", None)
         if preprocessor is None:
             raise ConfigError("save_model_dir needs the vocabulary: pass preprocessor=, or "
-                             "build the model with one")
+                              "build the model with one")
         meta = dict(meta or {})
         task = self.model_dir_task()
         if task is not None:

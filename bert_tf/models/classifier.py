@@ -186,7 +186,7 @@ class BertClassifier(LeavesOutUnused, CheckpointNames, keras.Model):
             steps = steps_per_epoch or _steps(x, y, batch_size)
             if steps is None:
                 raise ConfigError("BERT's learning-rate schedule needs the number of steps: pass "
-                                 "steps_per_epoch, a dataset of known size, or an optimizer")
+                                  "steps_per_epoch, a dataset of known size, or an optimizer")
             total = steps * (epochs - kwargs.get("initial_epoch", 0))
             recipe = dict(self._recipe)
             optimizer = bert_optimizer(recipe.pop("learning_rate"), total,
@@ -220,7 +220,7 @@ class BertClassifier(LeavesOutUnused, CheckpointNames, keras.Model):
                       for t in (x if _is_pair(x) else (x,)))
         if self.text_pairs != (len(texts) == 2):
             raise ConfigError(f"{self.name} was built with text_pairs={self.text_pairs} but "
-                             f"got {'pairs' if len(texts) == 2 else 'single texts'}")
+                              f"got {'pairs' if len(texts) == 2 else 'single texts'}")
         parts = [texts] + [np.asarray(v) for v in (y, weights) if v is not None]
         ds = tf.data.Dataset.from_tensor_slices(tuple(parts))
         if shuffle:

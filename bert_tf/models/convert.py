@@ -18,6 +18,7 @@ import shutil
 import numpy as np
 from safetensors.numpy import load_file
 
+from bert_tf.io.atomic import replace_dir, temporary_dir
 from bert_tf.io.checkpoint import (CKPT_NAME, CheckpointError, check_tensors, hf_tensors_to_google,
                                 read_checkpoint, write_checkpoint, write_model_dir)
 from bert_tf.config import BertConfig
@@ -101,18 +102,12 @@ def convert_to_google(model_dir: str, out_dir: str, overwrite: bool = False) -> 
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite to replace it")
     tensors = read_checkpoint(os.path.join(model_dir, CKPT_NAME))
-    tmp = out_dir.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
+    out_dir = os.path.abspath(out_dir)
+    with temporary_dir(out_dir) as tmp:
         for name in ("bert_config.json", "vocab.txt"):
             shutil.copyfile(os.path.join(model_dir, name), os.path.join(tmp, name))
         write_checkpoint(os.path.join(tmp, CKPT_NAME),
                          {n: np.asarray(t) for n, t in tensors.items()
                           if n.startswith(("bert/", "cls/"))})
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.rename(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        replace_dir(tmp, out_dir)
     return out_dir

@@ -133,7 +133,7 @@ def squad_serving_module(tokenizer, model: keras.Model, seq_length: int,
     `answer_from_outputs` turns one row into answer text."""
     if seq_length < max_query_length + 4:
         raise ConfigError(f"seq_length {seq_length} leaves no room for the context after a "
-                         f"question of up to {max_query_length} tokens")
+                          f"question of up to {max_query_length} tokens")
     root = tf.train.Checkpoint()
     root.tokenizer = tokenizer
     root.model = model

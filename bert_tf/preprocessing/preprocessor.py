@@ -71,7 +71,7 @@ class BertPreprocessor(keras.layers.Layer):
         segments = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if not 1 <= len(segments) <= 2:
             raise ConfigError(f"BertPreprocessor takes one or two string tensors, got "
-                             f"{len(segments)}")
+                              f"{len(segments)}")
         segments = [tf.convert_to_tensor(s, tf.string) for s in segments]
         return self.tokenizer.preprocess(segments, self.seq_length, self.pad_to_longest)
 

@@ -119,7 +119,7 @@ def resolve_model(config: PretrainConfig) -> tuple[BertConfig, str, str | None, 
         bert_config = BertConfig.from_json_file(config.config)
         if bert_config.vocab_size != vocab_size:
             raise ConfigError(f"{config.config}: vocab_size {bert_config.vocab_size}, but "
-                             f"{config.vocab} has {vocab_size} tokens")
+                              f"{config.vocab} has {vocab_size} tokens")
     else:
         bert_config = BertConfig.preset(config.config, vocab_size=vocab_size)
     return bert_config, config.vocab, None, not config.cased

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+from bert_tf.io.atomic import atomic_file
 from bert_tf.training.strategy import chief_from_tf_config
 
 
@@ -72,7 +73,7 @@ class RunDir:
             if state == "overwrite":
                 shutil.rmtree(self.path)
             os.makedirs(self.path, exist_ok=True)
-            with open(self.file("run.json"), "w") as f:
+            with atomic_file(self.file("run.json")) as f:
                 json.dump(self.args, f, indent=2, sort_keys=True)
         os.makedirs(self.work_dir, exist_ok=True)
 
@@ -82,8 +83,6 @@ class RunDir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def write_json(self, name: str, obj: dict) -> None:
-        tmp = self.file(name + ".tmp")
-        with open(tmp, "w") as f:
+        with atomic_file(self.file(name)) as f:
             json.dump(obj, f, indent=2, sort_keys=True)
             f.write("\n")
-        os.replace(tmp, self.file(name))

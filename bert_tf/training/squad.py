@@ -21,7 +21,7 @@ trains `saved_models/minilm` on articles "0:38" and predicts "38:48"):
     ...                             predict=dev_file, predict_articles="29:30",
     ...                             max_seq_length=128, doc_stride=48, epochs=1,
     ...                             no_export=True, quiet=True, out=f"{tmp}/squad"))
-    squad: ... training questions -> ... windows ...
+    squad: 112 training questions -> 237 windows (89 without the answer); 98 questions ...
     >>> metrics["train_questions"], metrics["predict_questions"], 0 <= metrics["f1"] <= 100
     (112, 98, True)
     >>> sorted(os.listdir(f"{tmp}/squad"))     # without no_export: export/ too

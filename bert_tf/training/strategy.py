@@ -92,7 +92,7 @@ def split_cpu(n: int) -> None:
         have = len(tf.config.list_logical_devices("CPU"))
         if have != n:
             raise ConfigError(f"cpu_replicas={n}: TensorFlow has already started with {have} "
-                             "CPU device(s); split the CPU before anything else runs") from None
+                              "CPU device(s); split the CPU before anything else runs") from None
 
 
 def chief_from_tf_config() -> tuple[bool, int]:
