@@ -75,6 +75,17 @@ class BertConfig:
                 f"hidden_size={self.hidden_size} is not a multiple of "
                 f"num_attention_heads={self.num_attention_heads}")
 
+    def check_seq_length(self, seq_length: int, setting: str = "seq_length") -> int:
+        """`seq_length` if the model has position embeddings for it, else a `ConfigError`
+        naming the setting (raised up front, not on the first long text in production)."""
+        if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 3:
+            raise ConfigError(f"{setting} {seq_length!r}: must be an integer of at least 3 "
+                              "([CLS], a token, [SEP])")
+        if seq_length > self.max_position_embeddings:
+            raise ConfigError(f"{setting} {seq_length} is longer than the model's "
+                              f"max_position_embeddings ({self.max_position_embeddings})")
+        return seq_length
+
     @property
     def head_size(self) -> int:
         return self.hidden_size // self.num_attention_heads

@@ -32,8 +32,11 @@ from bert_tf.cli.training import (add_finetune_parser, add_pretrain_parser,  # n
 from bert_tf.data.pretraining import create_pretraining_data, prepare_text  # noqa: E402
 from bert_tf.data.squad import squad_eval  # noqa: E402
 from bert_tf.export import export_model, serving_instructions  # noqa: E402
-from bert_tf.inference.embed import EMBED_POOLINGS, Embedder, write_vectors  # noqa: E402
+from bert_tf.inference.embed import EMBED_POOLINGS, Embedder, check_output_name, \
+    write_vectors  # noqa: E402
 from bert_tf.inference.squad import answer  # noqa: E402
+from bert_tf.io.atomic import check_output  # noqa: E402
+from bert_tf.io.text import read_text  # noqa: E402
 from bert_tf.models import convert  # noqa: E402
 from bert_tf.errors import BertTfError, ConfigError  # noqa: E402
 from bert_tf.models import BertSpanModel, load_model, load_preprocessor  # noqa: E402
@@ -61,13 +64,12 @@ def _info(args):
 
 
 def _embed(args):
+    check_output_name(args.output)
+    check_output(args.output, args.overwrite)
     if args.input == "-":
         lines = sys.stdin.read().splitlines()
     else:
-        if not os.path.exists(args.input):
-            raise UsageError(f"{args.input}: no such file")
-        with open(args.input, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
+        lines = read_text(args.input).splitlines()
     embedder = Embedder(args.model, args.pooling, args.max_seq_length, args.batch_size)
     vectors = embedder.embed(lines, progress=len(lines) > 2 * args.batch_size)
     write_vectors(args.output, vectors, lines)
@@ -92,14 +94,15 @@ def _export(args):
 
 def _prepare_text(args):
     print(json.dumps(prepare_text(args.input, args.out, args.format, args.eval_out,
-                                  args.eval_every)))
+                                  args.eval_every, overwrite=args.overwrite)))
 
 
 def _create_pretraining_data(args):
     summary = create_pretraining_data(
         args.input, args.vocab, args.out, args.max_seq_length, args.max_predictions_per_seq,
         args.masked_lm_prob, args.dupe_factor, args.short_seq_prob, args.whole_word_mask,
-        args.seed, args.shards, lower_case=not args.cased, progress=not args.quiet)
+        args.seed, args.shards, lower_case=not args.cased, progress=not args.quiet,
+        overwrite=args.overwrite)
     print(json.dumps(summary, indent=1))
 
 
@@ -150,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("input", help="text file, one text per line, or - for stdin")
     p.add_argument("--output", required=True, help="OUT.npy or OUT.jsonl")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.set_defaults(func=_embed)
 
     p = sub.add_parser("export", help="SavedModels for TF Hub and TF Serving")
@@ -172,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-out", help="also write every --eval-every-th document here "
                    "(held out of --out)")
     p.add_argument("--eval-every", type=positive_int, default=20)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=_prepare_text)
 
     p = sub.add_parser("create-pretraining-data", help="masked-LM + NSP instances as TFRecords")
@@ -189,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--whole-word-mask", action="store_true")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--shards", type=positive_int, default=1)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--cased", action="store_true", help="do not lower-case")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_create_pretraining_data)

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.errors import DataError
+from bert_tf.io.text import read_text
 from bert_tf.preprocessing.tokenizer import BertTokenizer
 
 
@@ -57,8 +58,7 @@ def read_tsv(path: str, text_column: str, text_b_column: str | None,
     """Reads a TSV with a header row; columns are named by the header."""
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        lines = f.read().split("\n")
+    lines = read_text(path, "utf-8-sig").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     lines = [line.rstrip("\r") for line in lines]

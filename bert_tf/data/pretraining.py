@@ -33,7 +33,8 @@ import tensorflow as tf
 from keras.utils import Progbar
 
 from bert_tf.data.glue import DataError
-from bert_tf.io.atomic import atomic_file, atomic_paths
+from bert_tf.io.atomic import atomic_file, atomic_paths, check_output
+from bert_tf.io.text import read_text
 from bert_tf.errors import ConfigError
 from bert_tf.preprocessing.tokenizer import BertTokenizer
 
@@ -65,8 +66,9 @@ class MaskingVocab:
 
     @classmethod
     def from_file(cls, vocab_file: str) -> "MaskingVocab":
-        with open(vocab_file, encoding="utf-8") as f:
-            tokens = [line.rstrip("\n") for line in f]
+        tokens = read_text(vocab_file).split("\n")
+        if tokens and tokens[-1] == "":
+            tokens.pop()
         index = {t: i for i, t in enumerate(tokens)}
         missing = [t for t in ("[CLS]", "[SEP]", "[MASK]", "[PAD]") if t not in index]
         if missing:
@@ -120,17 +122,22 @@ def write_documents(documents: list[list[str]], out_file: str) -> None:
 
 
 def prepare_text(inputs: list[str], out_file: str, fmt: str = "auto",
-                 eval_out: str | None = None, eval_every: int = 20) -> dict:
+                 eval_out: str | None = None, eval_every: int = 20,
+                 overwrite: bool = False) -> dict:
     """Writes BERT's input format (sentence per line, blank line between documents).
     `fmt`: `wikitext`, `plain`, or `auto` (WikiText if the file has ` = Title = `
     lines). With `eval_out`, every `eval_every`-th document goes there instead (a
-    held-out set of whole documents)."""
+    held-out set of whole documents). Existing outputs are replaced only with
+    `overwrite`."""
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise ConfigError(f"eval_every {eval_every!r}: must be a positive integer")
+    for path in [out_file] + ([eval_out] if eval_out else []):
+        check_output(path, overwrite)
     documents = []
     for path in inputs:
         if not os.path.exists(path):
             raise DataError(f"{path}: no such file")
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_text(path)
         kind = fmt
         if kind == "auto":
             kind = "wikitext" if re.search(r"^ = [^=].* = $", text, re.M) else "plain"
@@ -151,13 +158,12 @@ def read_documents(paths: list[str]) -> list[list[str]]:
     """Documents (lists of sentences) from files in BERT's input format."""
     documents: list[list[str]] = [[]]
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    documents[-1].append(line)
-                elif documents[-1]:
-                    documents.append([])
+        for line in read_text(path).split("\n"):
+            line = line.strip()
+            if line:
+                documents[-1].append(line)
+            elif documents[-1]:
+                documents.append([])
         if documents[-1]:
             documents.append([])
     return [d for d in documents if d]
@@ -311,13 +317,22 @@ def shard_names(out: str, shards: int) -> list[str]:
 def create_pretraining_data(inputs: list[str], vocab_file: str, out: str, max_seq_length=128,
                             max_predictions=20, masked_lm_prob=0.15, dupe_factor=10,
                             short_seq_prob=0.1, whole_word_mask=False, seed=12345,
-                            shards=1, lower_case=True, progress=True) -> dict:
+                            shards=1, lower_case=True, progress=True,
+                            overwrite=False) -> dict:
     """Reads text, writes shuffled instances round-robin into `shards` TFRecord files
-    (written to temporary names and renamed at the end). Returns a summary."""
+    (written to temporary names and renamed at the end). Existing outputs are
+    replaced only with `overwrite`. Returns a summary."""
     if max_seq_length < 5:
-        raise DataError(f"--max-seq-length {max_seq_length}: needs room for [CLS] A [SEP] B [SEP]")
+        raise ConfigError(f"max_seq_length {max_seq_length}: needs room for "
+                          "[CLS] A [SEP] B [SEP]")
     if not 0 < masked_lm_prob < 1:
-        raise DataError(f"--masked-lm-prob {masked_lm_prob}: must be in (0, 1)")
+        raise ConfigError(f"masked_lm_prob {masked_lm_prob}: must be in (0, 1)")
+    for name, value in (("max_predictions", max_predictions), ("dupe_factor", dupe_factor),
+                        ("shards", shards)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} {value!r}: must be a positive integer")
+    for path in shard_names(out, shards):
+        check_output(path, overwrite)
     files = expand_inputs(inputs)
     vocab = MaskingVocab.from_file(vocab_file)
     documents = tokenize_documents(read_documents(files), BertTokenizer(vocab_file, lower_case))

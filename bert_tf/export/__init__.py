@@ -76,10 +76,8 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
     if version is not None and version < 1:
         raise ConfigError(f"version {version}: export versions are integers from 1")
     encoder = getattr(model, "encoder", model)  # a task model's, or the encoder itself
-    seq_length = seq_length or preprocessor.seq_length or 128
-    if seq_length > encoder.bert_config.max_position_embeddings:
-        raise ConfigError(f"seq_length {seq_length} is longer than the model's "
-                          f"max_position_embeddings ({encoder.bert_config.max_position_embeddings})")
+    seq_length = encoder.bert_config.check_seq_length(
+        seq_length or preprocessor.seq_length or 128)
     base = os.path.abspath(base)
     check_output(base, overwrite=True, kind="folder")
     tokenizer = preprocessor.tokenizer

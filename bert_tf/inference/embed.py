@@ -16,7 +16,7 @@ import tensorflow as tf
 from bert_tf.errors import ConfigError
 from bert_tf.io.atomic import atomic_file
 from bert_tf.models.encoder import encoder_inputs
-from bert_tf.models.loading import load_encoder, load_tokenizer
+from bert_tf.models.loading import check_model_dir, load_encoder, load_tokenizer
 from bert_tf.layers.pooling import pool
 
 EMBED_POOLINGS = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len")
@@ -29,8 +29,11 @@ class Embedder:
     def __init__(self, model_dir: str, pooling: str = "pooled_output", max_seq_length: int = 128,
                  batch_size: int = 64):
         if pooling not in EMBED_POOLINGS:
-            raise ConfigError(f"--pooling {pooling!r}: choose one of {EMBED_POOLINGS} "
+            raise ConfigError(f"pooling {pooling!r}: choose one of {EMBED_POOLINGS} "
                               "(attention pooling has weights only in a fine-tuned model)")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size {batch_size!r}: must be a positive integer")
+        check_model_dir(model_dir).check_seq_length(max_seq_length, "max_seq_length")
         self.tokenizer = load_tokenizer(model_dir)
         encoder = load_encoder(model_dir)
         inputs = encoder_inputs()

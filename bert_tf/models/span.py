@@ -165,7 +165,7 @@ def squad_serving_module(tokenizer, model: keras.Model, seq_length: int,
         doc = tf.ragged.boolean_mask(doc, keep)
         word_of_piece = tf.ragged.boolean_mask(word_of_piece, keep)
         ids, type_ids = tf_text.combine_segments([query, doc], cls, sep)
-        width = tf.cast(tf.reduce_max(ids.row_lengths()), tf.int32)
+        width = tf.cast(tf.reduce_max(tf.concat([ids.row_lengths(), [2]], 0)), tf.int32)
         word_ids, mask = tf_text.pad_model_inputs(ids, width)
         type_ids, _ = tf_text.pad_model_inputs(type_ids, width)
         inputs = {"input_word_ids": tf.cast(word_ids, tf.int32),

@@ -143,7 +143,8 @@ class BertTokenizer(tf.Module):
             segments, start_of_sequence_id=self.special_ids["start_of_sequence_id"],
             end_of_segment_id=self.special_ids["end_of_segment_id"])
         if seq_length is None or pad_to_longest:
-            seq_length = tf.cast(tf.reduce_max(ids.row_lengths()), tf.int32)
+            # At least 2 ([CLS] [SEP]): a batch of no texts gives [0, 2], not [0, -inf].
+            seq_length = tf.cast(tf.reduce_max(tf.concat([ids.row_lengths(), [2]], 0)), tf.int32)
         word_ids, mask = tf_text.pad_model_inputs(ids, seq_length,
                                                   pad_value=self.special_ids["padding_id"])
         type_ids, _ = tf_text.pad_model_inputs(type_ids, seq_length)

@@ -37,6 +37,7 @@ from bert_tf.layers import STRATEGIES as POOLINGS
 from bert_tf.models import BertClassifier, load_encoder, load_model, load_preprocessor
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
+from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
 
@@ -183,13 +184,14 @@ def reinit_pooler(encoder: keras.Model, stddev: float, seed: int) -> None:
     dense.bias.assign(np.zeros(dense.bias.shape, "float32"))
 
 
-def finetune(config: FinetuneConfig) -> dict:
+def finetune(config: FinetuneConfig, callbacks=()) -> dict:
     """Fine-tunes `config.model` on `config.task`; returns the run's metrics (also in
     `OUT/metrics.json`, written last). A rerun of the same config resumes an
-    interrupted run; see `RunDir`."""
+    interrupted run where it stopped (`RunDir`, `fit_resumable`). `callbacks`: more
+    Keras callbacks for `fit`."""
     # Everything is checked before anything is written.
     run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
-    check_model_dir(config.model)
+    check_model_dir(config.model).check_seq_length(config.max_seq_length, "max_seq_length")
     train, dev = load_examples(config)
     labels = label_map(train, dev)
     if config.train_limit:
@@ -212,13 +214,22 @@ def finetune(config: FinetuneConfig) -> dict:
     if replicas > 1:
         print(f"note: with {replicas} replicas, a length bucket's last batch of fewer than "
               f"{replicas} examples is skipped each epoch (at most {replicas - 1} per bucket)")
-    train_ds = make_dataset(x_train, y_train, config.batch_size, training=True, seed=config.seed,
-                            min_batch=replicas)
     dev_ds = make_dataset(x_dev, y_dev, config.batch_size, training=False)
-    # Bucket sizes depend on lengths only, so every epoch has the same batches count;
-    # stating it gives the progress bar its total.
-    steps_per_epoch = sum(1 for _ in train_ds)
-    train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
+    # Bucket sizes depend on lengths only, so every epoch has the same number of batches.
+    steps_per_epoch = sum(1 for _ in make_dataset(x_train, y_train, config.batch_size,
+                                                  training=True, min_batch=replicas))
+
+    def epoch_data(epoch: int):
+        """Epoch `epoch`'s batches, the same whenever asked: the training pipeline's
+        `epoch + 1`-th shuffle (the first pass of a fresh pipeline only counts its
+        batches, as this job has always done), with its size stated for the progress bar."""
+        ds = make_dataset(x_train, y_train, config.batch_size, training=True,
+                          seed=config.seed, min_batch=replicas)
+        for _ in range(epoch + 1):
+            for _ in ds:
+                pass
+        return ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
+
     total_steps = steps_per_epoch * config.epochs
     print(f"{config.task}: {len(train)} training examples, {len(dev)} dev, labels {labels}; "
           f"{steps_per_epoch} steps/epoch × {config.epochs} epochs on "
@@ -243,30 +254,30 @@ def finetune(config: FinetuneConfig) -> dict:
     fit_under_multi_worker(model, strategy)
 
     dev_eval = DevEvaluation(dev_ds, y_dev, len(labels))
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run.work_dir, "backup"),
-                                         save_freq=config.checkpoint_every,
-                                         double_checkpoint=True),
-        dev_eval,
-        keras.callbacks.TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
-    ]
+    callbacks = [dev_eval, TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
+                 *callbacks]
+    backup = os.path.join(run.work_dir, "backup")
     start = time.time()
-    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks,
-                        verbose=config.verbose)
+    history, steps_run = fit_resumable(model, epoch_data, config.epochs, backup,
+                                       config.checkpoint_every, callbacks, verbose=config.verbose)
     wall = time.time() - start
+    dev_eval.set_model(model)  # also when a resumed run had no epoch left to train
     final = dev_eval.evaluate()
     if not run.chief:
+        TrainingState(backup, model).remove()
         run.finish_worker()
         return final
 
-    epochs_run = len(history.history.get("loss", []))
+    epochs_run = len(history.get("loss", []))
     metrics = {**final, "task": config.task, "train_examples": len(train),
                "dev_examples": len(dev), "epochs": config.epochs,
+               "steps_per_epoch": steps_per_epoch,
                "train_wall_seconds": round(wall, 1),
-               "train_examples_per_second": round(len(train) * epochs_run / wall, 1)
-               if epochs_run else None,
+               # this process's steps: a resumed run trained only the rest
+               "train_examples_per_second": round(
+                   len(train) * steps_run / steps_per_epoch / wall, 1) if steps_run else None,
                "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
-               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+               "history": history}
     model_dir = model.save_model_dir(
         run.file("model"), meta={"source": f"finetune of {config.model}",
                                  "task": {"name": config.task}}, overwrite=True)
@@ -277,4 +288,5 @@ def finetune(config: FinetuneConfig) -> dict:
         metrics["exports"] = export_model(load_model(model_dir), run.file("export"),
                                           seq_length=config.max_seq_length, overwrite=True)
     run.write_json("metrics.json", metrics)  # last: marks the run finished
+    TrainingState(backup, model).remove()
     return metrics

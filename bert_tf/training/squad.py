@@ -113,7 +113,7 @@ def squad(config: SquadConfig) -> dict:
     """Fine-tunes on `config.train`, predicts `config.predict` and scores it; returns the
     metrics (also in `OUT/metrics.json`, written last). See the module docstring."""
     run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
-    check_model_dir(config.model)
+    check_model_dir(config.model).check_seq_length(config.max_seq_length, "max_seq_length")
     train, skipped = read_squad(config.train, config.train_articles, training=True)
     predict, _ = read_squad(config.predict, config.predict_articles)
     if not train:
