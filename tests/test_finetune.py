@@ -164,6 +164,9 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tiny_model_dir, tmp_path
     assert _resume_run(whole).returncode == 0
     want = metrics(tmp_path / "whole")
     want_tensors = read_checkpoint(str(tmp_path / "whole" / "model" / "bert_model.ckpt"))
+    start = read_checkpoint(os.path.join(tiny_model_dir, "bert_model.ckpt"))
+    assert np.abs(want_tensors["bert/pooler/dense/kernel"] -
+                  start["bert/pooler/dense/kernel"]).max() > 1e-3  # it did train
     cases = [("step", want["steps_per_epoch"] + 6), ("dev", 0), ("export", 0)]
     for where, step in cases:
         out = tmp_path / where
