@@ -2,11 +2,9 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from bert_tf.cli import main as cli
@@ -111,83 +109,6 @@ def test_strategies_reach_the_same_accuracy(minilm_dir, tmp_path):
     last = [re.findall(r"dev_accuracy: [0-9.]+ - dev_f1: [0-9.]+", out)[-1] for out in outputs]
     assert last[0] == last[1], last
     assert sorted(os.listdir(tmp_path / "multi_worker")) == sorted(os.listdir(tmp_path / "one"))
-
-
-RESUME_RUN = """
-import json, os, signal, sys
-import keras
-import bert_tf
-from bert_tf.training.finetune import FinetuneConfig, finetune
-
-kill_step, kill_where = int(sys.argv[2]), sys.argv[3]
-
-
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-class Kill(keras.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        if kill_where == "step" and int(self.model.optimizer.iterations.numpy()) == kill_step:
-            die()
-
-    def on_epoch_end(self, epoch, logs=None):  # after dev evaluation, before the checkpoint
-        if kill_where == "dev" and epoch == 0:
-            die()
-
-
-if kill_where == "export":
-    bert_tf.export.write_warmup_requests = lambda *args: die()
-config = FinetuneConfig(**json.loads(sys.argv[1]))
-print(json.dumps(finetune(config, callbacks=[Kill()])["dev_accuracy"]))
-"""
-
-
-def _resume_run(config: dict, kill_step=0, kill_where="none"):
-    import subprocess
-    import sys
-    return subprocess.run([sys.executable, "-c", RESUME_RUN, json.dumps(config), str(kill_step),
-                           kill_where], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-
-
-@pytest.mark.slow
-def test_killed_runs_resume_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
-    """SIGKILL mid-epoch (between checkpoints), after an epoch's dev evaluation, and
-    during the export: each resumed run ends with the weights and dev metrics of the
-    run that was never killed (same seed, same batches)."""
-    from bert_tf.io.checkpoint import read_checkpoint
-    base = dict(task="sst2", model=tiny_model_dir, data_dir=DATA_DIR, train_limit=300,
-                epochs=2, batch_size=32, max_seq_length=48, learning_rate=5e-4,
-                checkpoint_every=4, seed=5, quiet=True)
-    whole = dict(base, out=str(tmp_path / "whole"), no_export=False)
-    assert _resume_run(whole).returncode == 0
-    want = metrics(tmp_path / "whole")
-    want_tensors = read_checkpoint(str(tmp_path / "whole" / "model" / "bert_model.ckpt"))
-    start = read_checkpoint(os.path.join(tiny_model_dir, "bert_model.ckpt"))
-    assert np.abs(want_tensors["bert/pooler/dense/kernel"] -
-                  start["bert/pooler/dense/kernel"]).max() > 1e-3  # it did train
-    cases = [("step", want["steps_per_epoch"] + 6), ("dev", 0), ("export", 0)]
-    for where, step in cases:
-        out = tmp_path / where
-        config = dict(whole, out=str(out))
-        killed = _resume_run(config, step, where)
-        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-        assert not (out / "metrics.json").exists()
-        resumed = _resume_run(config)
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
-        got = metrics(out)
-        got_tensors = read_checkpoint(str(out / "model" / "bert_model.ckpt"))
-        diff = max(float(np.abs(got_tensors[k] - want_tensors[k]).max()) for k in want_tensors)
-        report(f"finetune killed ({where}{' at step ' + str(step) if step else ''}) and resumed "
-               f"vs never killed: max |diff| of the weights {diff:.1e}, dev accuracy "
-               f"{got['dev_accuracy']:.4f} vs {want['dev_accuracy']:.4f}")
-        assert sorted(got_tensors) == sorted(want_tensors)
-        assert diff <= 1e-6, where
-        assert got["dev_accuracy"] == want["dev_accuracy"] and got["dev_f1"] == want["dev_f1"]
-        assert got["history"]["dev_accuracy"] == want["history"]["dev_accuracy"]
-        assert sorted(os.listdir(out / "export" / "serving")) == ["1"]
-        assert not (out / "backup").exists()
 
 
 def _tsv(path, text):

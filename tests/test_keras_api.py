@@ -152,7 +152,7 @@ def test_keras_recipe_on_sst2(minilm_dir, tmp_path):
     """TF Hub's "classify text with BERT" recipe in Keras 3: raw strings -> preprocessor
     -> encoder -> Dropout -> Dense, `fit` on 256 SST-2 sentences; `.keras` round trip;
     and the same model as a `BertClassifier` served through the exported SavedModel."""
-    import tensorflow_text  # noqa: F401  (the serving export's ops)
+    import tensorflow_text  # noqa: F401  (registers the serving export ops)
     from bert_tf.data.glue import read_tsv
     train = read_tsv(data_path("SST-2", "train.tsv"), "sentence", None, "label")
     texts, labels = train.texts_a[:256], np.array([int(x) for x in train.labels[:256]])

@@ -386,8 +386,16 @@ def parse_features(max_seq_length: int, max_predictions: int) -> dict:
 
 def record_lengths(path: str) -> tuple[int, int]:
     """(max_seq_length, max_predictions) of a TFRecord file, from its first record."""
-    for raw in tf.data.TFRecordDataset(path).take(1):
-        example = tf.train.Example.FromString(raw.numpy())
+    try:
+        first = [raw.numpy() for raw in tf.data.TFRecordDataset(path).take(1)]
+    except tf.errors.OpError as e:
+        raise DataError(f"{path}: not a TFRecord file, or truncated "
+                        f"({e.message.strip().splitlines()[0]})") from None
+    for raw in first:
+        try:
+            example = tf.train.Example.FromString(raw)
+        except Exception as e:  # protobuf's DecodeError
+            raise DataError(f"{path}: its first record is not a tf.train.Example ({e})") from None
         feature = example.features.feature
         missing = [k for k in FEATURES if k not in feature]
         if missing:
@@ -395,6 +403,20 @@ def record_lengths(path: str) -> tuple[int, int]:
         return (len(feature["input_ids"].int64_list.value),
                 len(feature["masked_lm_positions"].int64_list.value))
     raise DataError(f"{path}: no records")
+
+
+def check_records(pattern: str) -> list[str]:
+    """The files matching `pattern`, each checked up front to start with a BERT
+    pre-training record of the same lengths (a text file or a truncated shard is an
+    error naming it now, not minutes into training)."""
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise DataError(f"{pattern}: no TFRecord files match")
+    lengths = {path: record_lengths(path) for path in files}
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"{pattern}: the files have records of different lengths "
+                        f"(max_seq_length, max_predictions): {lengths}")
+    return files
 
 
 def to_model_inputs(record: dict) -> tuple[dict, dict, dict]:

@@ -36,7 +36,6 @@ per line, a blank line between documents):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -46,13 +45,14 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from bert_tf.config import BertConfig, load_config
-from bert_tf.data.pretraining import MaskingVocab, pretraining_dataset
-from bert_tf.errors import ConfigError
+from bert_tf.data.pretraining import MaskingVocab, check_records, pretraining_dataset
+from bert_tf.errors import ConfigError, DataError
 from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta, vocab_path, \
     write_model_files
 from bert_tf.models import BertEncoder, BertPretrainer
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
+from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
 
@@ -163,8 +163,10 @@ def majority_baseline(eval_ds) -> float:
     return float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
 
 
-def pretrain(config: PretrainConfig) -> dict:
-    """Pre-trains; returns the metrics (also in `OUT/metrics.json`, written last)."""
+def pretrain(config: PretrainConfig, callbacks=()) -> dict:
+    """Pre-trains; returns the metrics (also in `OUT/metrics.json`, written last). A
+    rerun of the same config resumes a killed run where it stopped. `callbacks`: more
+    Keras callbacks for `fit`."""
     run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
     bert_config, vocab_file, init_dir, lower_case = resolve_model(config)
     if config.steps < 1 or config.batch_size < 1:
@@ -176,18 +178,18 @@ def pretrain(config: PretrainConfig) -> dict:
     epochs = -(-config.steps // per_epoch)
     vocab = MaskingVocab.from_file(vocab_file)
     backup = os.path.join(run.work_dir, "backup")
-    # A resumed run continues with a fresh shuffle (the data position is not saved).
-    resumed_epoch = 0
-    meta_file = os.path.join(backup, "training_metadata.json")
-    if state == "resume" and os.path.exists(meta_file):
-        with open(meta_file) as f:
-            resumed_epoch = int(json.load(f).get("epoch", 0))
-    train_ds = pretraining_dataset(config.train, config.batch_size, training=True,
-                                   seed=config.seed + resumed_epoch,
-                                   dynamic_masking=config.dynamic_masking, vocab=vocab,
-                                   masked_lm_prob=config.masked_lm_prob)
+    check_records(config.train)
+
+    def epoch_data(epoch: int):
+        """Epoch `epoch`'s batches, the same whenever asked (seeded by the epoch)."""
+        ds = pretraining_dataset(config.train, config.batch_size, training=True,
+                                 seed=config.seed + epoch, dynamic_masking=config.dynamic_masking,
+                                 vocab=vocab, masked_lm_prob=config.masked_lm_prob)
+        return ds.take(per_epoch).apply(tf.data.experimental.assert_cardinality(per_epoch))
+
     eval_ds = None
     if config.eval:
+        check_records(config.eval)
         eval_ds = pretraining_dataset(config.eval, config.batch_size, training=False)
         # a known size keeps Keras from warning that validation "ran out of data"
         eval_ds = eval_ds.apply(tf.data.experimental.assert_cardinality(
@@ -209,24 +211,27 @@ def pretrain(config: PretrainConfig) -> dict:
     print(f"pre-training {bert_config.num_hidden_layers} layers × {bert_config.hidden_size}: "
           f"{config.steps} steps of {config.batch_size} ({epochs} × {per_epoch}) on "
           f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
-    callbacks = [
-        keras.callbacks.BackupAndRestore(backup, save_freq=config.checkpoint_every,
-                                         double_checkpoint=True),
-        keras.callbacks.TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
-    ]
+    callbacks = [TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
+                 *callbacks]
     start = time.time()
-    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=per_epoch,
-                        validation_data=eval_ds, callbacks=callbacks,
-                        verbose=config.verbose)
+    try:
+        history, steps_run = fit_resumable(model, epoch_data, epochs, backup,
+                                           config.checkpoint_every, callbacks,
+                                           verbose=config.verbose, validation_data=eval_ds)
+    except tf.errors.DataLossError as e:
+        raise DataError(f"{config.train} / {config.eval}: a record is corrupted or truncated "
+                        f"({e.message.strip().splitlines()[0]})") from None
     wall = time.time() - start
-    hist = {rename(k): [float(v) for v in vs] for k, vs in history.history.items()}
+    hist = {rename(k): v for k, v in history.items()}
     if not run.chief:
+        TrainingState(backup, model).remove()
         run.finish_worker()
         return hist
     metrics = {"steps": per_epoch * epochs, "batch_size": config.batch_size,
                "train_wall_seconds": round(wall, 1),
-               "examples_per_second": round(per_epoch * len(hist.get("loss", [])) *
-                                            config.batch_size / wall, 1) if wall else None,
+               # this process's steps: a resumed run trained only the rest
+               "examples_per_second": round(steps_run * config.batch_size / wall, 1)
+               if steps_run else None,
                "history": hist}
     for key in ("loss", "mlm_accuracy", "nsp_accuracy", "mlm_loss", "nsp_loss"):
         for prefix, name in (("", "train"), ("val_", "eval")):
@@ -240,6 +245,7 @@ def pretrain(config: PretrainConfig) -> dict:
     if hist.get("loss"):
         plot_curves(hist, per_epoch, run.file("pretraining_curves.png"))
     run.write_json("metrics.json", metrics)
+    TrainingState(backup, model).remove()
     return metrics
 
 

@@ -46,6 +46,7 @@ from bert_tf.export import export_model
 from bert_tf.models import BertSpanModel, load_encoder, load_model, load_preprocessor
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
+from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
 
@@ -109,9 +110,11 @@ def predict_logits(model: keras.Model, features, batch_size: int):
     return starts, ends
 
 
-def squad(config: SquadConfig) -> dict:
+def squad(config: SquadConfig, callbacks=()) -> dict:
     """Fine-tunes on `config.train`, predicts `config.predict` and scores it; returns the
-    metrics (also in `OUT/metrics.json`, written last). See the module docstring."""
+    metrics (also in `OUT/metrics.json`, written last). A rerun of the same config
+    resumes a killed run where it stopped. `callbacks`: more Keras callbacks for `fit`.
+    See the module docstring."""
     run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
     check_model_dir(config.model).check_seq_length(config.max_seq_length, "max_seq_length")
     train, skipped = read_squad(config.train, config.train_articles, training=True)
@@ -133,10 +136,19 @@ def squad(config: SquadConfig) -> dict:
     predict_features = make_features(tokenizer, predict, *sizes)
     labels = np.stack([train_features.start_positions, train_features.end_positions], axis=1)
     replicas = strategy.num_replicas_in_sync
-    train_ds = make_dataset(train_features.inputs(), labels, config.batch_size, training=True,
-                            seed=config.seed, min_batch=replicas)
-    steps_per_epoch = sum(1 for _ in train_ds)
-    train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
+    steps_per_epoch = sum(1 for _ in make_dataset(train_features.inputs(), labels,
+                                                  config.batch_size, training=True,
+                                                  min_batch=replicas))
+
+    def epoch_data(epoch: int):
+        """Epoch `epoch`'s batches, the same whenever asked (as `finetune`'s)."""
+        ds = make_dataset(train_features.inputs(), labels, config.batch_size, training=True,
+                          seed=config.seed, min_batch=replicas)
+        for _ in range(epoch + 1):
+            for _ in ds:
+                pass
+        return ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
+
     total_steps = steps_per_epoch * config.epochs
     print(f"squad: {len(train)} training questions -> {len(train_features)} windows "
           f"({int(np.sum(train_features.start_positions == 0))} without the answer); "
@@ -152,31 +164,28 @@ def squad(config: SquadConfig) -> dict:
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       jit_compile=config.jit_compile)
     fit_under_multi_worker(model, strategy)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run.work_dir, "backup"),
-                                         save_freq=config.checkpoint_every,
-                                         double_checkpoint=True),
-        keras.callbacks.TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
-    ]
+    callbacks = [TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50), *callbacks]
+    backup = os.path.join(run.work_dir, "backup")
     model_dir = run.file("model")
     trained = run.chief and os.path.exists(os.path.join(model_dir, "bert_tf.json"))
     start = time.time()
     if trained:  # a resumed run that had finished training: predict with that model
         print(f"note: {model_dir} holds the trained model of this run; predicting with it")
         model.set_weights(BertSpanModel.from_model_dir(model_dir).get_weights())
-        history = keras.callbacks.History()
         with open(run.file("history.json")) as f:
-            history.history = json.load(f)
+            history = json.load(f)
+        steps_run = 0
     else:
-        history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks,
-                            verbose=config.verbose)
+        history, steps_run = fit_resumable(model, epoch_data, config.epochs, backup,
+                                           config.checkpoint_every, callbacks,
+                                           verbose=config.verbose)
     wall = time.time() - start
     if not run.chief:
+        TrainingState(backup, model).remove()
         run.finish_worker()
         return {}
-    if not trained:  # saved at once: BackupAndRestore drops its backup when fit ends
-        run.write_json("history.json", {k: [float(v) for v in vs]
-                                        for k, vs in history.history.items()})
+    if not trained:  # the trained model, and its history, before predicting
+        run.write_json("history.json", history)
         model.save_model_dir(model_dir, meta={"source": f"squad fine-tune of {config.model}"},
                              overwrite=True)
 
@@ -189,16 +198,16 @@ def squad(config: SquadConfig) -> dict:
     scores, unanswered = evaluate_file(config.predict, config.predict_articles, predictions)
     if unanswered:
         print(f"note: {unanswered} questions have no prediction and score 0")
-    epochs_run = len(history.history.get("loss", []))
     metrics = {**scores, "train_questions": len(train), "train_windows": len(train_features),
                "skipped_training_questions": len(skipped), "predict_questions": len(predict),
                "predict_windows": len(predict_features), "epochs": config.epochs,
                "train_wall_seconds": None if trained else round(wall, 1),
-               "train_windows_per_second": round(len(train_features) * epochs_run / wall, 2)
-               if epochs_run and not trained else None,
+               "train_windows_per_second": round(
+                   len(train_features) * steps_run / steps_per_epoch / wall, 2)
+               if steps_run else None,
                "predict_wall_seconds": round(predict_wall, 1),
                "strategy": type(strategy).__name__, "replicas": replicas,
-               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+               "history": history}
     for name, obj in (("predictions.json", predictions), ("nbest_predictions.json", nbest)):
         run.write_json(name, obj)
     if not config.no_export:
@@ -206,4 +215,5 @@ def squad(config: SquadConfig) -> dict:
         metrics["exports"] = export_model(load_model(model_dir), run.file("export"),
                                           seq_length=config.max_seq_length, overwrite=True)
     run.write_json("metrics.json", metrics)  # last: marks the run finished
+    TrainingState(backup, model).remove()
     return metrics

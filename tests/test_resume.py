@@ -1,0 +1,130 @@
+"""A killed job resumes exactly: killed with SIGKILL between checkpoints (and, for
+fine-tuning, after an epoch's dev evaluation and during the export), the rerun of
+the same job ends with the weights and metrics of a run never killed."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bert_tf.io.checkpoint import read_checkpoint
+from tests.conftest import DATA_DIR, data_path, report
+
+JOB = """
+import json, os, signal, sys
+import keras
+import bert_tf
+from bert_tf.training import finetune, pretrain, squad
+
+job, settings, kill_step, kill_where = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), \\
+    sys.argv[4]
+run, Config = {"finetune": (finetune.finetune, finetune.FinetuneConfig),
+               "pretrain": (pretrain.pretrain, pretrain.PretrainConfig),
+               "squad": (squad.squad, squad.SquadConfig)}[job]
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Kill(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if kill_where == "step" and int(self.model.optimizer.iterations.numpy()) == kill_step:
+            die()
+
+    def on_epoch_end(self, epoch, logs=None):  # after dev evaluation, before the checkpoint
+        if kill_where == "dev" and epoch == 0:
+            die()
+
+
+if kill_where == "export":
+    bert_tf.export.write_warmup_requests = lambda *args: die()
+run(Config(**settings), callbacks=[Kill()])
+"""
+
+
+def _run(job: str, settings: dict, kill_step=0, kill_where="none"):
+    return subprocess.run([sys.executable, "-c", JOB, job, json.dumps(settings), str(kill_step),
+                           kill_where], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def _metrics(out):
+    with open(os.path.join(out, "metrics.json")) as f:
+        return json.load(f)
+
+
+def check_resumes(job, settings, model_subdir, kills, tmp_path, start_dir, compare):
+    """Runs `job` once whole, then once per (where, step) in `kills`: killed there, and
+    run again; the weights and the metrics named by `compare` must be the same."""
+    whole = dict(settings, out=str(tmp_path / "whole"))
+    done = _run(job, whole)
+    assert done.returncode == 0, done.stderr[-3000:]
+    want = _metrics(whole["out"])
+    want_tensors = read_checkpoint(os.path.join(whole["out"], model_subdir, "bert_model.ckpt"))
+    start = read_checkpoint(os.path.join(start_dir, "bert_model.ckpt"))
+    name = "bert/encoder/layer_0/attention/self/query/kernel"
+    assert np.abs(want_tensors[name] - start[name]).max() > 1e-4  # it did train
+    for where, step in kills:
+        out = tmp_path / f"{where}-{step}"
+        config = dict(settings, out=str(out))
+        killed = _run(job, config, step, where)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        assert not (out / "metrics.json").exists()
+        resumed = _run(job, config)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert "note: resuming at epoch" in resumed.stdout or where != "step", resumed.stdout
+        got = _metrics(out)
+        got_tensors = read_checkpoint(os.path.join(out, model_subdir, "bert_model.ckpt"))
+        assert sorted(got_tensors) == sorted(want_tensors)
+        diff = max(float(np.abs(got_tensors[k] - want_tensors[k]).max()) for k in want_tensors)
+        report(f"{job} killed ({where}{f' at step {step}' if step else ''}) and resumed vs never "
+               f"killed: max |diff| of the weights {diff:.1e}; "
+               + ", ".join(f"{k} {got[k]} vs {want[k]}" for k in compare))
+        assert diff <= 1e-6, where
+        for key in compare:
+            assert got[key] == want[key], key
+        assert not (out / "backup").exists()
+
+
+@pytest.mark.slow
+def test_finetune_resumes(tiny_model_dir, tmp_path):
+    settings = dict(task="sst2", model=tiny_model_dir, data_dir=DATA_DIR, train_limit=300,
+                    epochs=2, batch_size=32, max_seq_length=48, learning_rate=5e-4,
+                    checkpoint_every=4, seed=5, quiet=True)
+    probe = _run("finetune", dict(settings, out=str(tmp_path / "probe"), epochs=1,
+                                  no_export=True))
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    per_epoch = _metrics(tmp_path / "probe")["steps_per_epoch"]
+    check_resumes("finetune", settings, "model",
+                  [("step", per_epoch + 6), ("dev", 0), ("export", 0)], tmp_path,
+                  tiny_model_dir, ["dev_accuracy", "dev_f1"])
+
+
+@pytest.mark.slow
+def test_pretrain_resumes(tiny_model_dir, vocab_file, tmp_path):
+    from bert_tf.data.pretraining import create_pretraining_data, prepare_text
+    text = str(tmp_path / "corpus.txt")
+    prepare_text([data_path("wikitext-2", "valid.txt")], text)
+    records = str(tmp_path / "train.tfrecord")
+    create_pretraining_data([text], vocab_file, records, max_seq_length=32, dupe_factor=1,
+                            seed=2, progress=False)
+    settings = dict(init=tiny_model_dir, train=records, steps=24, steps_per_epoch=10,
+                    batch_size=16, learning_rate=1e-3, warmup_steps=2, checkpoint_every=4,
+                    seed=3, quiet=True)
+    check_resumes("pretrain", settings, "", [("step", 17)], tmp_path, tiny_model_dir,
+                  ["train_loss", "train_mlm_accuracy"])
+
+
+@pytest.mark.slow
+def test_squad_resumes(tiny_model_dir, tmp_path):
+    dev = data_path("SQuAD1.1", "dev-v1.1.json")
+    settings = dict(model=tiny_model_dir, train=dev, train_articles="2:3", predict=dev,
+                    predict_articles="8:9", max_seq_length=128, doc_stride=48, epochs=2,
+                    batch_size=16, learning_rate=1e-3, checkpoint_every=4, seed=1, quiet=True,
+                    no_export=True)
+    check_resumes("squad", settings, "model", [("step", 11)], tmp_path, tiny_model_dir,
+                  ["exact_match", "f1"])
