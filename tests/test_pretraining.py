@@ -2,17 +2,15 @@
 masking, the MLM + NSP model, a few steps, resume, and the round-trip conversions."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from bert_tf.cli import main as cli
-from tests.conftest import DATA_DIR, ROOT, report
+from tests.conftest import DATA_DIR, report
 from tests.test_mlm import reference_mlm_logits
 
 WIKI = os.path.join(DATA_DIR, "wikitext-2", "valid.txt")
@@ -236,37 +234,6 @@ def test_pretrain_steps_loss_falls_and_round_trips(vocab_file, records, tmp_path
     # a finished run is not overwritten
     assert cli(pretrain_cmd(vocab_file, records, out, "--steps", "60", "--steps-per-epoch",
                             "15")) == 2
-
-
-def test_pretrain_resumes_after_sigkill(vocab_file, records, tmp_path):
-    out = tmp_path / "run"
-    args = pretrain_cmd(vocab_file, records, out, "--steps", "400", "--steps-per-epoch", "100",
-                        "--checkpoint-every", "20")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "bert_tf", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    meta = out / "backup" / "training_metadata.json"
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if meta.exists():
-            try:
-                if json.loads(meta.read_text()).get("epoch", 0) >= 1:
-                    break
-            except json.JSONDecodeError:
-                pass
-        assert proc.poll() is None, proc.stdout.read()[-2000:]
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "metrics.json").exists()
-    resumed = subprocess.run([sys.executable, "-m", "bert_tf", *args], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=900)
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    m = json.loads((out / "metrics.json").read_text())
-    # the resumed process ran only the epochs left
-    assert len(m["history"]["loss"]) < 4
-    report(f"pre-training resume after SIGKILL: the resumed process ran "
-           f"{len(m['history']['loss'])} of 4 epochs")
 
 
 def test_bad_pretraining_input(vocab_file, tmp_path, capsys):

@@ -1,0 +1,157 @@
+"""Faults that must not lose work: validation before an overwrite, a full disk while
+checkpointing, permissions other users can read, concurrent exports, temporary names
+that never collide with user paths, and a serving batch of no texts."""
+import errno
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf.cli import main as cli
+from tests.conftest import DATA_DIR, ROOT, report
+
+
+def snapshot(folder):
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, folder)] = (open(path, "rb").read()
+                                                  if os.path.isfile(path) else None)
+    return out
+
+
+def test_overwrite_checks_the_inputs_before_touching_the_run(tiny_model_dir, tmp_path, capsys):
+    """`--overwrite` with a bad `--model` fails and leaves the finished run as it was;
+    a folder that is not a bert-tf run is never deleted, not even with --overwrite."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    (run / "metrics.json").write_text('{"dev_accuracy": 0.9}')
+    before = snapshot(tmp_path)
+    assert cli(["finetune", "--task", "sst2", "--model", str(tmp_path / "nope"), "--data-dir",
+                DATA_DIR, "--out", str(run), "--overwrite"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own work")
+    for job in (["finetune", "--task", "sst2", "--data-dir", DATA_DIR],
+                ["squad", "--train", "x.json", "--predict", "x.json"]):
+        assert cli([*job, "--model", tiny_model_dir, "--out", str(mine), "--overwrite"]) == 2
+        assert "is not a bert-tf run" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "my own work"
+
+
+def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tiny_model_dir, tmp_path,
+                                                                     monkeypatch, capsys):
+    """The second checkpoint write fails with ENOSPC: the error says the disk is full,
+    the first checkpoint is intact, and the same command then resumes and finishes."""
+    from bert_tf.training import resume
+    real_savez, calls = np.savez, []
+
+    def savez(f, **arrays):
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_savez(f, **arrays)
+    monkeypatch.setattr(resume.np, "savez", savez)
+    args = ["finetune", "--task", "sst2", "--model", tiny_model_dir, "--data-dir", DATA_DIR,
+            "--out", str(tmp_path / "run"), "--train-limit", "200", "--max-seq-length", "32",
+            "--checkpoint-every", "2", "--no-export", "--quiet"]
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("bert-tf finetune: error:") and "disk is full" in err, err
+    backup = tmp_path / "run" / "backup"
+    assert sorted(os.listdir(backup)) == ["state.npz"]  # the first one, no temporary left
+    with np.load(backup / "state.npz") as state:
+        assert '"step": 2' in str(state["meta"])
+    monkeypatch.setattr(resume.np, "savez", real_savez)
+    assert cli(args) == 0
+    assert "resuming at epoch 1, after 2 of its batches" in capsys.readouterr().out
+
+
+def test_outputs_have_the_permissions_of_the_umask(tiny_model_dir, tmp_path):
+    """Exports and model dirs are readable by a server running as another user: folders
+    0755 and files 0644 under umask 022 (not the 0700 of a temporary folder)."""
+    import bert_tf
+    old = os.umask(0o022)
+    try:
+        model = bert_tf.load_encoder(tiny_model_dir)
+        pre = bert_tf.load_preprocessor(tiny_model_dir, 16)
+        targets = bert_tf.export_model(model, str(tmp_path / "export"), preprocessor=pre)
+        model_dir = model.save_model_dir(str(tmp_path / "model"), preprocessor=pre)
+    finally:
+        os.umask(old)
+    checked = 0
+    for top in [*targets.values(), model_dir]:
+        for root, dirs, files in os.walk(top):
+            assert stat.S_IMODE(os.stat(root).st_mode) == 0o755, root
+            for name in files:
+                assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o644, name
+                checked += 1
+    report(f"permissions under umask 022: {checked} files 0644, their folders 0755")
+
+
+def test_concurrent_exports_take_different_versions(tiny_model_dir, tmp_path):
+    """Two exports to one base at once: each gets its own version, both complete; a
+    killed export's temporary folder (its process gone) is removed by the next one,
+    a running one's is not."""
+    base = tmp_path / "base"
+    stale = base / "serving" / ".7.tmp-999999999-abc"
+    live = base / "serving" / f".8.tmp-{os.getpid()}-abc"
+    for path in (stale, live):
+        path.mkdir(parents=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    procs = [subprocess.Popen([sys.executable, "-m", "bert_tf", "export", "--model",
+                               tiny_model_dir, "--out", str(base), "--seq-length", "16"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    for name in ("encoder", "preprocessor", "serving"):
+        versions = sorted(v for v in os.listdir(base / name) if not v.startswith("."))
+        assert versions == ["1", "2"], (name, os.listdir(base / name))
+        for v in versions:
+            assert (base / name / v / "saved_model.pb").exists()
+    assert not stale.exists() and live.exists()
+    assert not [n for n in os.listdir(base) if n.startswith(".version-")]
+
+
+def test_temporary_names_never_collide_with_user_paths(tiny_model_dir, tmp_path):
+    """`convert --to google X` leaves a user's `X.tmp` alone; a failed atomic write
+    leaves the old file as it was and no temporary behind."""
+    from bert_tf.io.atomic import atomic_file
+    user = tmp_path / "google.tmp"
+    user.mkdir()
+    (user / "keep.txt").write_text("mine")
+    assert cli(["convert", "--to", "google", tiny_model_dir, "--out",
+                str(tmp_path / "google")]) == 0
+    assert (user / "keep.txt").read_text() == "mine"
+    target = tmp_path / "vectors.jsonl"
+    target.write_text("good earlier output\n")
+    with pytest.raises(OSError):
+        with atomic_file(str(target)) as f:
+            f.write("half of the new output")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert target.read_text() == "good earlier output\n"
+    assert sorted(os.listdir(tmp_path)) == ["google", "google.tmp", "vectors.jsonl"]
+
+
+def test_serving_a_batch_of_no_texts(tiny_model_dir, tmp_path):
+    """An empty request gets empty outputs of the right ranks, not an error."""
+    import tensorflow_text  # noqa: F401  (registers the serving export's ops)
+    import bert_tf
+    encoder = bert_tf.load_encoder(tiny_model_dir)
+    clf = bert_tf.BertClassifier(encoder, 2, preprocessor=bert_tf.load_preprocessor(
+        tiny_model_dir, 16))
+    serving = bert_tf.export_model(clf, str(tmp_path / "clf"))["serving"]
+    out = tf.saved_model.load(serving).signatures["serving_default"](
+        text=tf.constant([], tf.string))
+    assert out["probabilities"].shape == (0, 2) and out["label"].shape == (0,)
+    assert out["pooled_output"].shape == (0, 128) and out["sequence_output"].shape[0] == 0
