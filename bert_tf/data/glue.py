@@ -164,3 +164,26 @@ def make_dataset(features: dict, labels: np.ndarray, batch_size: int, training: 
     options.experimental_distribute.auto_shard_policy = \
         tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def training_epochs(features: dict, labels: np.ndarray, batch_size: int, seed: int = 0,
+                    min_batch: int = 1):
+    """`(batches per epoch, epoch_data)` for `fit_resumable`: `epoch_data(e)` gives epoch
+    `e`'s training batches (`make_dataset`), the same whenever asked, with its size
+    stated (for the progress bar). Bucket sizes depend on lengths only, so every epoch
+    has the same number of batches. Epoch `e` is the pipeline's `e + 1`-th shuffle: the
+    first pass of a fresh pipeline only counts its batches, as this project's jobs have
+    always done, so runs keep the data order they had."""
+    def pipeline():
+        return make_dataset(features, labels, batch_size, training=True, seed=seed,
+                            min_batch=min_batch)
+
+    steps = sum(1 for _ in pipeline())
+
+    def epoch_data(epoch: int) -> tf.data.Dataset:
+        ds = pipeline()
+        for _ in range(epoch + 1):
+            for _ in ds:
+                pass
+        return ds.apply(tf.data.experimental.assert_cardinality(steps))
+    return steps, epoch_data

@@ -86,6 +86,39 @@ class CheckpointNames:
                                self.checkpoint_tensors(), meta, overwrite=overwrite)
 
 
+class WrapsEncoder:
+    """Mixin for task models built on a `BertEncoder` (constructor argument `encoder`,
+    and `preprocessor` where the model takes one): their config holds both serialised,
+    and `with_skip_padding` rebuilds them on a padding-skipping copy of the encoder."""
+
+    def wrapped_config(self, **config) -> dict:
+        """`get_config`: name, trainable, the encoder (and preprocessor), and `config`."""
+        out = {"name": self.name, "trainable": self.trainable,
+               "encoder": keras.saving.serialize_keras_object(self.encoder)}
+        if hasattr(self, "preprocessor"):
+            out["preprocessor"] = None if self.preprocessor is None \
+                else keras.saving.serialize_keras_object(self.preprocessor)
+        return {**out, **config}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("encoder", "preprocessor"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects)
+        return cls(**config)
+
+    def with_skip_padding(self):
+        """This model on an encoder with `skip_padding=True` (a copy sharing no
+        variables, see `BertEncoder.with_skip_padding`), for serving."""
+        if self.encoder.skip_padding:
+            return self
+        copy = type(self).from_config({**self.get_config(),
+                                       "encoder": self.encoder.with_skip_padding()})
+        copy.set_weights(self.get_weights())
+        return copy
+
+
 class LeavesOutUnused:
     """Mixin for task models whose head does not use every encoder weight (spans,
     or pooling other than `pooled_output`, never see BERT's pooler): those weights

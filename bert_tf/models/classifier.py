@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from bert_tf.errors import ConfigError
 from bert_tf.layers import AttentionPooling, pool
-from bert_tf.models.base import CheckpointNames, LeavesOutUnused, read_task
+from bert_tf.models.base import CheckpointNames, LeavesOutUnused, WrapsEncoder, read_task
 from bert_tf.models.encoder import BertEncoder, encoder_inputs
 from bert_tf.models.serving import text_serving_module
 from bert_tf.optimizers import bert_optimizer
@@ -38,7 +38,7 @@ from bert_tf.preprocessing.preprocessor import BertPreprocessor
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
-class BertClassifier(LeavesOutUnused, CheckpointNames, keras.Model):
+class BertClassifier(WrapsEncoder, LeavesOutUnused, CheckpointNames, keras.Model):
     """The three inputs -> `logits` `[B, num_classes]` (float32).
 
     Args:
@@ -128,15 +128,6 @@ class BertClassifier(LeavesOutUnused, CheckpointNames, keras.Model):
         """The same layers with a dict output: `logits`, `pooled_output` (the vector the
         head sees) and `sequence_output`."""
         return keras.Model(self.input, self._named_outputs, name=f"{self.name}_outputs")
-
-    def with_skip_padding(self) -> "BertClassifier":
-        """This model on an encoder with `skip_padding=True` (a copy: see `BertEncoder`)."""
-        if self.encoder.skip_padding:
-            return self
-        copy = type(self).from_config({**self.get_config(),
-                                       "encoder": self.encoder.with_skip_padding()})
-        copy.set_weights(self.get_weights())
-        return copy
 
     def serving_module(self, tokenizer, seq_length: int):
         """`text` [, `text_b`] -> `logits`, `probabilities`, `label`, `pooled_output`,
@@ -232,21 +223,9 @@ class BertClassifier(LeavesOutUnused, CheckpointNames, keras.Model):
 
     # -- config ------------------------------------------------------------------------------
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable,
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "num_classes": self.num_classes, "pooling": self.pooling,
-                "dropout": self.dropout,
-                "preprocessor": None if self.preprocessor is None
-                else keras.saving.serialize_keras_object(self.preprocessor),
-                "labels": self.labels, "text_pairs": self.text_pairs}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        for key in ("encoder", "preprocessor"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects)
-        return cls(**config)
+        return self.wrapped_config(num_classes=self.num_classes, pooling=self.pooling,
+                                   dropout=self.dropout, labels=self.labels,
+                                   text_pairs=self.text_pairs)
 
 
 def _is_pair(x) -> bool:

@@ -25,12 +25,12 @@ import keras
 
 from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint
 from bert_tf.layers import MaskedLMHead, NextSentenceHead
-from bert_tf.models.base import CheckpointNames
+from bert_tf.models.base import CheckpointNames, WrapsEncoder
 from bert_tf.models.encoder import BertEncoder, encoder_inputs
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
-class BertPretrainer(CheckpointNames, keras.Model):
+class BertPretrainer(WrapsEncoder, CheckpointNames, keras.Model):
     """The three inputs and `masked_lm_positions` `[B, P]` -> `mlm_logits`
     `[B, P, vocab]` and, with `next_sentence`, `nsp_logits` `[B, 2]` (both float32
     under mixed precision, so that the losses are computed in float32).
@@ -93,14 +93,4 @@ class BertPretrainer(CheckpointNames, keras.Model):
         return self.encoder.serving_module(tokenizer, seq_length)
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable,
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "next_sentence": self.next_sentence}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        if isinstance(config.get("encoder"), dict):
-            config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"],
-                                                                      custom_objects)
-        return cls(**config)
+        return self.wrapped_config(next_sentence=self.next_sentence)

@@ -24,7 +24,7 @@ import tensorflow_text as tf_text
 
 from bert_tf.errors import ConfigError
 from bert_tf.layers import SpanLogits
-from bert_tf.models.base import CheckpointNames, LeavesOutUnused, read_task
+from bert_tf.models.base import CheckpointNames, LeavesOutUnused, WrapsEncoder, read_task
 from bert_tf.models.encoder import BertEncoder, encoder_inputs
 from bert_tf.preprocessing.preprocessor import BertPreprocessor
 
@@ -32,7 +32,7 @@ HEAD_NAMES = ("cls/squad/output_weights", "cls/squad/output_bias")
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
-class BertSpanModel(LeavesOutUnused, CheckpointNames, keras.Model):
+class BertSpanModel(WrapsEncoder, LeavesOutUnused, CheckpointNames, keras.Model):
     """The three inputs -> `span_logits` `[B, 2, L]` (row 0 start, row 1 end; float32).
 
     Args:
@@ -88,14 +88,6 @@ class BertSpanModel(LeavesOutUnused, CheckpointNames, keras.Model):
         model.load_model_dir_weights(model_dir)
         return model
 
-    def with_skip_padding(self) -> "BertSpanModel":
-        if self.encoder.skip_padding:
-            return self
-        copy = type(self).from_config({**self.get_config(),
-                                       "encoder": self.encoder.with_skip_padding()})
-        copy.set_weights(self.get_weights())
-        return copy
-
     def serving_module(self, tokenizer, seq_length: int):
         """`question`, `context` -> logits and token offsets (`squad_serving_module`), on a
         copy whose dense layers skip padding."""
@@ -104,20 +96,8 @@ class BertSpanModel(LeavesOutUnused, CheckpointNames, keras.Model):
         return root, signatures, WARMUP
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable,
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "preprocessor": None if self.preprocessor is None
-                else keras.saving.serialize_keras_object(self.preprocessor),
-                "max_query_length": self.max_query_length,
-                "max_answer_length": self.max_answer_length}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        for key in ("encoder", "preprocessor"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects)
-        return cls(**config)
+        return self.wrapped_config(max_query_length=self.max_query_length,
+                                   max_answer_length=self.max_answer_length)
 
 
 WHITESPACE = r"[ \t\r\n\x{202F}]+"  # run_squad's is_whitespace

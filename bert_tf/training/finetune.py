@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from bert_tf.config import load_config
 from bert_tf.data.glue import DataError, Examples, encode, glue_files, label_map, make_dataset, \
-    read_task, read_tsv
+    read_task, read_tsv, training_epochs
 from bert_tf.errors import ConfigError
 from bert_tf.export import export_model
 from bert_tf.layers import STRATEGIES as POOLINGS
@@ -215,21 +215,8 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
         print(f"note: with {replicas} replicas, a length bucket's last batch of fewer than "
               f"{replicas} examples is skipped each epoch (at most {replicas - 1} per bucket)")
     dev_ds = make_dataset(x_dev, y_dev, config.batch_size, training=False)
-    # Bucket sizes depend on lengths only, so every epoch has the same number of batches.
-    steps_per_epoch = sum(1 for _ in make_dataset(x_train, y_train, config.batch_size,
-                                                  training=True, min_batch=replicas))
-
-    def epoch_data(epoch: int):
-        """Epoch `epoch`'s batches, the same whenever asked: the training pipeline's
-        `epoch + 1`-th shuffle (the first pass of a fresh pipeline only counts its
-        batches, as this job has always done), with its size stated for the progress bar."""
-        ds = make_dataset(x_train, y_train, config.batch_size, training=True,
-                          seed=config.seed, min_batch=replicas)
-        for _ in range(epoch + 1):
-            for _ in ds:
-                pass
-        return ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
-
+    steps_per_epoch, epoch_data = training_epochs(x_train, y_train, config.batch_size,
+                                                  config.seed, min_batch=replicas)
     total_steps = steps_per_epoch * config.epochs
     print(f"{config.task}: {len(train)} training examples, {len(dev)} dev, labels {labels}; "
           f"{steps_per_epoch} steps/epoch × {config.epochs} epochs on "

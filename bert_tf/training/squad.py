@@ -39,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.data.glue import make_dataset
+from bert_tf.data.glue import make_dataset, training_epochs
 from bert_tf.data.squad import SquadError, check_sizes, evaluate_file, make_features, \
     postprocess, read_squad
 from bert_tf.export import export_model
@@ -136,19 +136,9 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
     predict_features = make_features(tokenizer, predict, *sizes)
     labels = np.stack([train_features.start_positions, train_features.end_positions], axis=1)
     replicas = strategy.num_replicas_in_sync
-    steps_per_epoch = sum(1 for _ in make_dataset(train_features.inputs(), labels,
-                                                  config.batch_size, training=True,
-                                                  min_batch=replicas))
-
-    def epoch_data(epoch: int):
-        """Epoch `epoch`'s batches, the same whenever asked (as `finetune`'s)."""
-        ds = make_dataset(train_features.inputs(), labels, config.batch_size, training=True,
-                          seed=config.seed, min_batch=replicas)
-        for _ in range(epoch + 1):
-            for _ in ds:
-                pass
-        return ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
-
+    steps_per_epoch, epoch_data = training_epochs(train_features.inputs(), labels,
+                                                  config.batch_size, config.seed,
+                                                  min_batch=replicas)
     total_steps = steps_per_epoch * config.epochs
     print(f"squad: {len(train)} training questions -> {len(train_features)} windows "
           f"({int(np.sum(train_features.start_positions == 0))} without the answer); "
