@@ -32,9 +32,8 @@ from bert_tf.config import load_config
 from bert_tf.data.glue import DataError, Examples, encode, glue_files, label_map, make_dataset, \
     read_task, read_tsv, training_epochs
 from bert_tf.errors import ConfigError
-from bert_tf.export import export_model
 from bert_tf.layers import STRATEGIES as POOLINGS
-from bert_tf.models import BertClassifier, load_encoder, load_model, load_preprocessor
+from bert_tf.models import BertClassifier, load_encoder, load_preprocessor
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
@@ -270,10 +269,5 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
                                  "task": {"name": config.task}}, overwrite=True)
     if epochs_run:
         plot_curves(metrics["history"], run.file("training_curve.png"))
-    if not config.no_export:
-        # From the model dir: a model outside the distribution strategy's variables.
-        metrics["exports"] = export_model(load_model(model_dir), run.file("export"),
-                                          seq_length=config.max_seq_length, overwrite=True)
-    run.write_json("metrics.json", metrics)  # last: marks the run finished
-    TrainingState(backup, model).remove()
-    return metrics
+    return run.finish(metrics, TrainingState(backup, model),
+                      None if config.no_export else model_dir, config.max_seq_length)

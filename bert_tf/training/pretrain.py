@@ -244,9 +244,7 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
                        "source": f"bert-tf pretrain ({config.config or config.init})"})
     if hist.get("loss"):
         plot_curves(hist, per_epoch, run.file("pretraining_curves.png"))
-    run.write_json("metrics.json", metrics)
-    TrainingState(backup, model).remove()
-    return metrics
+    return run.finish(metrics, TrainingState(backup, model))
 
 
 def rename(key: str) -> str:

@@ -5,7 +5,9 @@ import json
 import os
 import shutil
 
+from bert_tf.export import export_model
 from bert_tf.io.atomic import atomic_file
+from bert_tf.models import load_model
 from bert_tf.training.strategy import chief_from_tf_config
 
 
@@ -81,6 +83,19 @@ class RunDir:
         """A worker that is not the chief drops its own checkpoints after training."""
         if not self.chief:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def finish(self, metrics: dict, state, export_from: str | None = None,
+               seq_length: int | None = None) -> dict:
+        """The end of a job: exports the model dir `export_from` (unless None) into
+        `export/`, writes `metrics.json` (which marks the run finished) and then drops
+        the training `state` (`TrainingState`). Returns `metrics`."""
+        if export_from is not None:
+            # From the model dir: a model outside the distribution strategy's variables.
+            metrics["exports"] = export_model(load_model(export_from), self.file("export"),
+                                              seq_length=seq_length, overwrite=True)
+        self.write_json("metrics.json", metrics)
+        state.remove()
+        return metrics
 
     def write_json(self, name: str, obj: dict) -> None:
         with atomic_file(self.file(name)) as f:

@@ -42,8 +42,7 @@ import tensorflow as tf
 from bert_tf.data.glue import make_dataset, training_epochs
 from bert_tf.data.squad import SquadError, check_sizes, evaluate_file, make_features, \
     postprocess, read_squad
-from bert_tf.export import export_model
-from bert_tf.models import BertSpanModel, load_encoder, load_model, load_preprocessor
+from bert_tf.models import BertSpanModel, load_encoder, load_preprocessor
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
@@ -200,10 +199,5 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
                "history": history}
     for name, obj in (("predictions.json", predictions), ("nbest_predictions.json", nbest)):
         run.write_json(name, obj)
-    if not config.no_export:
-        # From the model dir: a model outside the distribution strategy's variables.
-        metrics["exports"] = export_model(load_model(model_dir), run.file("export"),
-                                          seq_length=config.max_seq_length, overwrite=True)
-    run.write_json("metrics.json", metrics)  # last: marks the run finished
-    TrainingState(backup, model).remove()
-    return metrics
+    return run.finish(metrics, TrainingState(backup, model),
+                      None if config.no_export else model_dir, config.max_seq_length)
