@@ -207,7 +207,8 @@ class BertClassifier(WrapsEncoder, LeavesOutUnused, CheckpointNames, keras.Model
         return tf.convert_to_tensor(first).dtype == tf.string
 
     def _text_dataset(self, x, y, batch_size: int, shuffle: bool = False, weights=None):
-        texts = tuple(tf.constant(np.asarray(t, dtype=object).astype(str).tolist())
+        texts = tuple(tf.convert_to_tensor(t if isinstance(t, tf.Tensor) else
+                                           np.asarray(t, dtype=object), tf.string)
                       for t in (x if _is_pair(x) else (x,)))
         if self.text_pairs != (len(texts) == 2):
             raise ConfigError(f"{self.name} was built with text_pairs={self.text_pairs} but "
