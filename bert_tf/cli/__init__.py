@@ -1,12 +1,15 @@
-"""The `bert-tf` command line (also `python -m bert_tf`).
+"""The `bert-tf` command line (also `python -m bert_tf`): each command turns argv into
+a call of the library (`bert_tf.training.finetune.finetune(FinetuneConfig(...))`, ...).
+Bad input prints one line `bert-tf CMD: error: ...` and exits with status 2.
 
     bert-tf convert --from hf SRC_DIR --out MODEL_DIR
     bert-tf info MODEL_DIR
-    bert-tf embed --model MODEL_DIR [--pooling mean] FILE|- --output OUT.npy|OUT.jsonl
+    bert-tf embed --model MODEL_DIR [--pooling mean] FILE|- --output OUT.npy|OUT.jsonl [--overwrite]
     bert-tf export --model MODEL_DIR --out EXPORT_BASE [--version N] [--seq-length 128]
     bert-tf finetune --task {sst2,mrpc,tsv} --model MODEL_DIR --data-dir DIR --out RUN_DIR
-    bert-tf prepare-text WIKI.txt ... --out CORPUS.txt
-    bert-tf create-pretraining-data --input CORPUS.txt --vocab VOCAB --out PATH.tfrecord
+    bert-tf prepare-text WIKI.txt ... --out CORPUS.txt [--overwrite]
+    bert-tf create-pretraining-data --input CORPUS.txt --vocab VOCAB --out PATH.tfrecord \
+        [--overwrite]
     bert-tf pretrain --config tiny --vocab VOCAB --train PATTERN --out MODEL_DIR --steps N
     bert-tf pooling-report --model MODEL_DIR --tasks sst2,mrpc --out REPORT_DIR [--finetune]
     bert-tf squad --model MODEL_DIR --train FILE.json --predict FILE.json --out RUN_DIR
