@@ -103,4 +103,4 @@ def test_info_and_embed_cli(tmp_path, minilm_dir, capsys):
                 str(tmp_path / "v.jsonl")]) == 0
     assert cli(["embed", "--model", minilm_dir, str(tmp_path / "nope.txt"), "--output",
                 str(tmp_path / "x.npy")]) == 2
-    assert "nope.txt: no such file" in capsys.readouterr().err
+    assert "nope.txt: No such file or directory" in capsys.readouterr().err
