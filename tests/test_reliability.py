@@ -40,8 +40,10 @@ def test_overwrite_checks_the_inputs_before_touching_the_run(tiny_model_dir, tmp
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("my own work")
+    squad_file = os.path.join(DATA_DIR, "SQuAD1.1", "dev-v1.1.json")
     for job in (["finetune", "--task", "sst2", "--data-dir", DATA_DIR],
-                ["squad", "--train", "x.json", "--predict", "x.json"]):
+                ["squad", "--train", squad_file, "--train-articles", "0:1", "--predict",
+                 squad_file, "--predict-articles", "1:2"]):
         assert cli([*job, "--model", tiny_model_dir, "--out", str(mine), "--overwrite"]) == 2
         assert "is not a bert-tf run" in capsys.readouterr().err
     assert (mine / "notes.txt").read_text() == "my own work"

@@ -119,8 +119,7 @@ def _squad_eval(args):
 def _squad_answer(args):
     context = args.context
     if args.context_file:
-        with open(args.context_file, encoding="utf-8") as f:
-            context = f.read()
+        context = read_text(args.context_file)
     if not context:
         raise UsageError("squad-answer needs --context TEXT or --context-file FILE")
     result = answer(args.export, args.question, context)
@@ -241,10 +240,10 @@ def error_line(error: Exception) -> str:
     and what went wrong with it."""
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         text = f"{error.filename}: {error.strerror}"
-        if error.errno == errno.ENOSPC:
-            text += " (the disk is full)"
     else:
         text = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        text += " (the disk is full)"
     return " ".join(text.split())
 
 

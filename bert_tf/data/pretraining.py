@@ -406,13 +406,21 @@ def record_lengths(path: str) -> tuple[int, int]:
 
 
 def check_records(pattern: str) -> list[str]:
-    """The files matching `pattern`, each checked up front to start with a BERT
-    pre-training record of the same lengths (a text file or a truncated shard is an
-    error naming it now, not minutes into training)."""
+    """The files matching `pattern`, checked up front: each starts with a BERT
+    pre-training record of the same lengths, and reads to its end (its records'
+    checksums; a file that is not TFRecords or was truncated is an error naming it
+    now, not minutes into training). Returns the files."""
     files = sorted(glob.glob(pattern))
     if not files:
         raise DataError(f"{pattern}: no TFRecord files match")
     lengths = {path: record_lengths(path) for path in files}
+    for path in files:
+        try:
+            for _ in tf.data.TFRecordDataset(path).batch(4096):
+                pass
+        except tf.errors.OpError as e:
+            raise DataError(f"{path}: a TFRecord is corrupted or the file is truncated "
+                            f"({e.message.strip().splitlines()[0]})") from None
     if len(set(lengths.values())) > 1:
         raise DataError(f"{pattern}: the files have records of different lengths "
                         f"(max_seq_length, max_predictions): {lengths}")

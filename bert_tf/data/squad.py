@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.errors import ConfigError, DataError
+from bert_tf.io.text import read_text
 from bert_tf.preprocessing.tokenizer import BertTokenizer, normalize, split_words
 
 
@@ -103,8 +104,7 @@ def parse_articles(spec: str | None) -> slice:
 def load_articles(path: str, articles: str | None = None) -> list[tuple[int, dict]]:
     """`(index, article)` pairs of a SQuAD file's `data`, the range `articles` only."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(read_text(path))
     except FileNotFoundError:
         raise SquadError(f"{path}: file not found") from None
     except json.JSONDecodeError as e:
@@ -521,8 +521,7 @@ def squad_eval(data_file: str, predictions_file: str,
                articles: str | None = None) -> tuple[dict, int]:
     """`evaluate_file` on a `predictions.json` file ({question id: answer text})."""
     try:
-        with open(predictions_file, encoding="utf-8") as f:
-            predictions = json.load(f)
+        predictions = json.loads(read_text(predictions_file))
     except (FileNotFoundError, json.JSONDecodeError) as e:
         raise SquadError(f"{predictions_file}: {e}") from None
     if not isinstance(predictions, dict):

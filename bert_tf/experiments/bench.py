@@ -67,6 +67,7 @@ from bert_tf.io.checkpoint import CKPT_NAME, google_to_hf_name, read_checkpoint,
     write_model_dir
 from bert_tf.models import BertClassifier, BertEncoder, load_encoder, load_preprocessor, \
     load_tokenizer
+from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.preprocessing.tokenizer import load_vocab
 
@@ -272,10 +273,16 @@ class Bench:
             raise FileNotFoundError(f"{config.model}: not a model dir; make MiniLM's with "
                                     "`make run` (pipelines/minilm.py), or set config (a preset "
                                     "such as tiny) for a random model")
-        os.makedirs(self.work, exist_ok=True)
+        # Everything checked before anything is written.
         if config.config:
             vocab = config.vocab or os.path.join(config.data_dir, "bert_vocab", "uncased",
                                                  "vocab.txt")
+            bert_config = BertConfig.preset(config.config, vocab_size=len(load_vocab(vocab)))
+        else:
+            bert_config = check_model_dir(config.model)
+        bert_config.check_seq_length(config.seq_length, "seq_length")
+        os.makedirs(self.work, exist_ok=True)
+        if config.config:
             self.model_dir = random_model_dir(config.config, vocab,
                                               self.path(f"model-{config.config}"))
         else:

@@ -52,13 +52,12 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from bert_tf.config import load_config
 from bert_tf.data.glue import GLUE_TASKS, DataError, Examples, encode, glue_files, label_map, \
     make_dataset, read_task
 from bert_tf.errors import ConfigError
-from bert_tf.io.checkpoint import CKPT_NAME
 from bert_tf.layers.pooling import STRATEGIES, AttentionPooling, pool
 from bert_tf.models import encoder_inputs, load_encoder, load_tokenizer
+from bert_tf.models.loading import check_model_dir
 from bert_tf.training.finetune import FinetuneConfig, binary_f1, finetune
 
 MODES = ("probe", "finetune")
@@ -171,11 +170,7 @@ class Plan:
         self.modes = MODES if config.finetune else MODES[:1]
         self.models = {}  # name -> absolute model dir
         for model_dir in config.models:
-            if not os.path.isdir(model_dir):
-                raise FileNotFoundError(f"model {model_dir}: no such model dir")
-            load_config(model_dir)
-            if not os.path.exists(os.path.join(model_dir, CKPT_NAME + ".index")):
-                raise FileNotFoundError(f"model {model_dir}: no checkpoint {CKPT_NAME}")
+            check_model_dir(model_dir).check_seq_length(config.max_seq_length, "max_seq_length")
             self.models[model_name(model_dir)] = os.path.abspath(model_dir)
         self.data = {}  # task -> (train, dev, labels)
         for task in self.tasks:

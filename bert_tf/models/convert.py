@@ -23,6 +23,7 @@ from bert_tf.io.checkpoint import (CKPT_NAME, CheckpointError, check_tensors, hf
                                 read_checkpoint, write_checkpoint, write_model_dir)
 from bert_tf.config import BertConfig
 from bert_tf.models.encoder import checkpoint_shapes
+from bert_tf.models.loading import check_model_dir
 from bert_tf.layers.heads import pretraining_head_shapes
 
 
@@ -101,6 +102,7 @@ def convert_to_google(model_dir: str, out_dir: str, overwrite: bool = False) -> 
     names, for google-research/bert's tools (`--init_checkpoint`)."""
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite to replace it")
+    check_model_dir(model_dir)  # a config, vocab and checkpoint that fit each other
     tensors = read_checkpoint(os.path.join(model_dir, CKPT_NAME))
     out_dir = os.path.abspath(out_dir)
     with temporary_dir(out_dir) as tmp:

@@ -35,6 +35,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from bert_tf.errors import ConfigError
+from bert_tf.io.text import read_text
 
 MAX_CHARS_PER_WORD = 100
 SPECIAL_TOKENS = {"padding_id": "[PAD]", "start_of_sequence_id": "[CLS]",
@@ -53,8 +54,9 @@ _CJK = (r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B7
 
 def load_vocab(vocab_file: str) -> list[str]:
     """The WordPiece vocab, one token a line; the line number is the id."""
-    with tf.io.gfile.GFile(vocab_file, "r") as f:
-        vocab = [line.rstrip("\n").rstrip("\r") for line in f]
+    vocab = [line.rstrip("\r") for line in read_text(vocab_file).split("\n")]
+    if vocab and vocab[-1] == "":
+        vocab.pop()
     return check_vocab(vocab, vocab_file)
 
 

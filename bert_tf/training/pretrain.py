@@ -15,7 +15,8 @@ cross-entropy averaged over the real masked positions (BERT's
 Example (a few steps of BERT-tiny on records made from a tiny text: one sentence
 per line, a blank line between documents):
     >>> import os
-    >>> from bert_tf.data.pretraining import create_pretraining_data
+    >>> from bert_tf.preprocessing.tokenizer import load_vocab
+from bert_tf.data.pretraining import create_pretraining_data
     >>> documents = "The cat sat on the mat.\nIt purred.\n\nA storm came.\nThe river rose.\n\n"
     >>> with open(f"{tmp}/corpus.txt", "w") as f:
     ...     _ = f.write(documents * 20)    # 40 documents of two sentences
@@ -45,6 +46,7 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from bert_tf.config import BertConfig, load_config
+from bert_tf.preprocessing.tokenizer import load_vocab
 from bert_tf.data.pretraining import MaskingVocab, check_records, pretraining_dataset
 from bert_tf.errors import ConfigError, DataError
 from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta, vocab_path, \
@@ -111,10 +113,7 @@ def resolve_model(config: PretrainConfig) -> tuple[BertConfig, str, str | None, 
                 read_meta(config.init)["do_lower_case"])
     if not config.vocab:
         raise ConfigError(f"config {config.config} needs a vocab")
-    if not os.path.exists(config.vocab):
-        raise FileNotFoundError(f"vocab {config.vocab}: no such file")
-    with open(config.vocab, encoding="utf-8") as f:
-        vocab_size = sum(1 for _ in f)
+    vocab_size = len(load_vocab(config.vocab))
     if os.path.exists(config.config):
         bert_config = BertConfig.from_json_file(config.config)
         if bert_config.vocab_size != vocab_size:
@@ -218,8 +217,9 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
         history, steps_run = fit_resumable(model, epoch_data, epochs, backup,
                                            config.checkpoint_every, callbacks,
                                            verbose=config.verbose, validation_data=eval_ds)
-    except tf.errors.DataLossError as e:
-        raise DataError(f"{config.train} / {config.eval}: a record is corrupted or truncated "
+    except tf.errors.DataLossError as e:  # changed since the check at the start
+        files = " or ".join(p for p in (config.train, config.eval) if p)
+        raise DataError(f"{files}: a record is corrupted or truncated "
                         f"({e.message.strip().splitlines()[0]})") from None
     wall = time.time() - start
     hist = {rename(k): v for k, v in history.items()}

@@ -115,11 +115,11 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
     resumes a killed run where it stopped. `callbacks`: more Keras callbacks for `fit`.
     See the module docstring."""
     run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
-    check_model_dir(config.model).check_seq_length(config.max_seq_length, "max_seq_length")
     train, skipped = read_squad(config.train, config.train_articles, training=True)
     predict, _ = read_squad(config.predict, config.predict_articles)
     if not train:
         raise SquadError(f"{config.train}: no training question has a usable answer")
+    check_model_dir(config.model).check_seq_length(config.max_seq_length, "max_seq_length")
     check_sizes(config.max_seq_length, config.doc_stride, config.max_query_length)
     preprocessor = load_preprocessor(config.model, config.max_seq_length)
     tokenizer = preprocessor.tokenizer
