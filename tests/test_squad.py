@@ -180,7 +180,7 @@ def test_metric_matches_the_official_script_on_real_predictions(both):
     assert ours_scores["f1"] == pytest.approx(100 * theirs["final_f1"])
 
 
-def test_bad_files_name_article_and_question(tmp_path, capsys):
+def test_bad_files_name_article_and_question(tiny_model_dir, tmp_path, capsys):
     bad_json = tmp_path / "bad.json"
     bad_json.write_text('{"data": [{"title": "x", "paragraphs": [}')
     with pytest.raises(sd.SquadError, match=r"bad.json: not valid JSON \(line 1"):
@@ -192,13 +192,13 @@ def test_bad_files_name_article_and_question(tmp_path, capsys):
     with pytest.raises(sd.SquadError, match=r"article 0 \('Oxygen'\), question q7: missing field "
                                             r"'question'"):
         sd.read_squad(str(missing))
-    assert cli(["squad", "--model", str(tmp_path / "m"), "--train", str(missing), "--predict",
+    assert cli(["squad", "--model", tiny_model_dir, "--train", str(missing), "--predict",
                 str(missing), "--out", str(tmp_path / "run")]) == 2
     assert "question q7: missing field 'question'" in capsys.readouterr().err
     assert cli(["squad-eval", squad_file(), str(bad_json)]) == 2
     assert "bad.json: Expecting value: line 1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
-    assert cli(["squad", "--model", str(tmp_path / "m"), "--train", squad_file(), "--predict",
+    assert cli(["squad", "--model", tiny_model_dir, "--train", squad_file(), "--predict",
                 squad_file(), "--out", str(tmp_path / "run"), "--max-seq-length", "128",
                 "--doc-stride", "100"]) == 2
     assert "--doc-stride 100 is longer than a window's context" in capsys.readouterr().err
