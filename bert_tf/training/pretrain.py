@@ -15,8 +15,7 @@ cross-entropy averaged over the real masked positions (BERT's
 Example (a few steps of BERT-tiny on records made from a tiny text: one sentence
 per line, a blank line between documents):
     >>> import os
-    >>> from bert_tf.preprocessing.tokenizer import load_vocab
-from bert_tf.data.pretraining import create_pretraining_data
+    >>> from bert_tf.data.pretraining import create_pretraining_data
     >>> documents = "The cat sat on the mat.\nIt purred.\n\nA storm came.\nThe river rose.\n\n"
     >>> with open(f"{tmp}/corpus.txt", "w") as f:
     ...     _ = f.write(documents * 20)    # 40 documents of two sentences
@@ -46,7 +45,6 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from bert_tf.config import BertConfig, load_config
-from bert_tf.preprocessing.tokenizer import load_vocab
 from bert_tf.data.pretraining import MaskingVocab, check_records, pretraining_dataset
 from bert_tf.errors import ConfigError, DataError
 from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta, vocab_path, \
@@ -54,6 +52,7 @@ from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta, vocab_p
 from bert_tf.models import BertEncoder, BertPretrainer
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
+from bert_tf.preprocessing.tokenizer import load_vocab
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
