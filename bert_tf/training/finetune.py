@@ -28,7 +28,6 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from bert_tf.config import load_config
 from bert_tf.data.glue import DataError, Examples, encode, glue_files, label_map, make_dataset, \
     read_task, read_tsv, training_epochs
 from bert_tf.errors import ConfigError
@@ -190,7 +189,8 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
     Keras callbacks for `fit`."""
     # Everything is checked before anything is written.
     run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
-    check_model_dir(config.model).check_seq_length(config.max_seq_length, "max_seq_length")
+    bert_config = check_model_dir(config.model)
+    bert_config.check_seq_length(config.max_seq_length, "max_seq_length")
     train, dev = load_examples(config)
     labels = label_map(train, dev)
     if config.train_limit:
@@ -221,7 +221,6 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
           f"{steps_per_epoch} steps/epoch × {config.epochs} epochs on "
           f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
 
-    bert_config = load_config(config.model)
     with strategy.scope():
         # Length-bucketed batches still hold some padding; the dense layers skip it
         # (dynamic shapes: not under XLA or on TPU).
