@@ -41,6 +41,16 @@ from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepar
 
 TASKS = ("sst2", "mrpc", "tsv")
 
+# Each task's recipe when `epochs` / `learning_rate` are not given. SST-2 and MRPC: the
+# recipes measured for all-MiniLM-L6-v2 (BENCHMARKS.md, "Learning-rate / epoch sweep" and
+# "Per-task defaults"); any other TSV task: BERT's paper (3 epochs; 5e-5 is the largest
+# rate of the paper's grid, and the small models here train best at large rates).
+TASK_DEFAULTS = {
+    "sst2": {"epochs": 1, "learning_rate": 1e-4},
+    "mrpc": {"epochs": 5, "learning_rate": 1e-4},
+    "tsv": {"epochs": 3, "learning_rate": 5e-5},
+}
+
 
 @dataclasses.dataclass(kw_only=True)
 class FinetuneConfig(RunOptions):
@@ -53,7 +63,9 @@ class FinetuneConfig(RunOptions):
         out: the run dir.
         data_dir: folder with `SST-2/` and `MRPC/` (default `$BERT_TF_DATA`, else
             `../shared/data`).
-        epochs, learning_rate, batch_size (global), max_seq_length,
+        epochs, learning_rate: `None` (the default) takes the task's recipe from
+            `TASK_DEFAULTS`; `defaults_used` then names the fields filled in.
+        batch_size (global), max_seq_length,
         warmup_proportion: BERT's recipe (AdamW, linear warm-up and decay).
         train_limit: use only the first N training examples.
         seed: seeds the head's initialisation, dropout and the data order.
@@ -68,8 +80,8 @@ class FinetuneConfig(RunOptions):
     out: str
     data_dir: str = dataclasses.field(
         default_factory=lambda: os.environ.get("BERT_TF_DATA", "../shared/data"))
-    epochs: int = 1
-    learning_rate: float = 1e-4
+    epochs: int | None = None
+    learning_rate: float | None = None
     batch_size: int = 32
     max_seq_length: int = 128
     warmup_proportion: float = 0.1
@@ -83,10 +95,15 @@ class FinetuneConfig(RunOptions):
     text_b_column: str | None = None
     label_column: str | None = None
     no_export: bool = False
+    defaults_used: tuple = dataclasses.field(init=False, default=())
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ConfigError(f"task {self.task!r}: choose one of {TASKS}")
+        self.defaults_used = tuple(k for k in ("epochs", "learning_rate")
+                                   if getattr(self, k) is None)
+        for key in self.defaults_used:
+            setattr(self, key, TASK_DEFAULTS[self.task][key])
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling {self.pooling!r}: choose one of {POOLINGS}")
 
@@ -200,6 +217,10 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
     state = run.check()
     strategy = prepare_training(config, seed=config.seed)
     run.start(state)
+    if config.defaults_used:
+        print(f"{config.task} recipe: {config.epochs} epoch(s) at learning rate "
+              f"{config.learning_rate:g} ({' and '.join(config.defaults_used)} from the "
+              f"task's defaults; --epochs / --learning-rate override)")
 
     preprocessor = load_preprocessor(config.model, config.max_seq_length)
     x_train, y_train, trimmed_train = encode(preprocessor.tokenizer, train,
