@@ -1,5 +1,7 @@
 """Conversions: HF safetensors and Google TF1 checkpoints into model dirs, and back."""
+import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import pytest
 from bert_tf.io.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from bert_tf.cli import main as cli
 from bert_tf.models.convert import convert_google, convert_hf, convert_to_google
+from tests.conftest import REFERENCE_DIR, report
 
 
 def _ckpt(model_dir):
@@ -104,3 +107,67 @@ def test_info_and_embed_cli(tmp_path, minilm_dir, capsys):
     assert cli(["embed", "--model", minilm_dir, str(tmp_path / "nope.txt"), "--output",
                 str(tmp_path / "x.npy")]) == 2
     assert "nope.txt: No such file or directory" in capsys.readouterr().err
+
+
+GOOGLE_TF1 = os.path.join(REFERENCE_DIR, "google_tf1")
+
+
+def _google_tf1_outputs(model_dir, ref, skip_padding=False):
+    import bert_tf
+    import tensorflow as tf
+    tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)  # fp32 like the reference
+    try:
+        out = bert_tf.load_encoder(model_dir, skip_padding=skip_padding)(
+            {"input_word_ids": ref["input_ids"], "input_mask": ref["input_mask"],
+             "input_type_ids": ref["token_type_ids"]})
+        return {k: np.asarray(out[k]) for k in ("sequence_output", "pooled_output")}
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(tf32)
+
+
+def test_google_tf1_checkpoint_reproduces_googles_modeling_py(tmp_path):
+    """google_tf1/ was written, and its expected outputs computed, by google-research/bert's
+    own modeling.py (tests/reference/make_google_tf1.py), not by bert-tf.
+
+    Tolerance 1e-5 absolute (outputs are up to ~3): both sides are float32 but order their
+    sums differently (TF1 matmul / moments + batch_normalization against Keras einsum and
+    bert-tf's LayerNorm); measured ~1e-6 after 2 layers. Every position is compared, padding
+    included: modeling.py and bert-tf use the same additive -10000 mask, so padded rows get
+    the same values too (with skip_padding only real positions are, padding is zeros). The
+    mistakes checked last move the outputs by 1e-4 (exact GELU for Google's tanh form) to ~1.
+    """
+    ref = np.load(os.path.join(GOOGLE_TF1, "expected_outputs.npz"))
+    real = ref["input_mask"].astype(bool)
+    assert real.sum(1).tolist() == [16, 11, 7] and ref["token_type_ids"].any()
+    model = str(tmp_path / "m")
+    assert cli(["convert", "--from", "google", GOOGLE_TF1, "--out", model]) == 0
+    for skip_padding in (False, True):
+        out = _google_tf1_outputs(model, ref, skip_padding)
+        seq = np.abs(out["sequence_output"] - ref["sequence_output"])
+        pooled = np.abs(out["pooled_output"] - ref["pooled_output"]).max()
+        seq = seq[real].max() if skip_padding else seq.max()
+        report(f"google_tf1 (google-research/bert modeling.py) skip_padding={skip_padding}: "
+               f"max |diff| sequence_output {seq:.2e}, pooled_output {pooled:.2e}")
+        assert seq <= 1e-5 and pooled <= 1e-5, (skip_padding, seq, pooled)
+
+    # The fixture catches conversion mistakes: each of these moves the outputs far past 1e-5.
+    src = read_checkpoint(os.path.join(GOOGLE_TF1, "bert_model.ckpt"))
+    ln = "bert/encoder/layer_0/output/LayerNorm/"
+    mistakes = {  # name: (tensors changed, bert_config.json keys changed)
+        "query kernel transposed": ({"bert/encoder/layer_1/attention/self/query/kernel":
+                                     src["bert/encoder/layer_1/attention/self/query/kernel"].T},
+                                    {}),
+        "LayerNorm gamma/beta swapped": ({ln + "gamma": src[ln + "beta"],
+                                          ln + "beta": src[ln + "gamma"]}, {}),
+        "exact GELU for Google's tanh gelu": ({}, {"gelu_approximate": False}),
+    }
+    for i, (mistake, (tensors, keys)) in enumerate(mistakes.items()):
+        bad = tmp_path / f"bad{i}"
+        bad.mkdir()
+        with open(os.path.join(GOOGLE_TF1, "bert_config.json")) as f:
+            (bad / "bert_config.json").write_text(json.dumps({**json.load(f), **keys}))
+        shutil.copyfile(os.path.join(GOOGLE_TF1, "vocab.txt"), bad / "vocab.txt")
+        write_checkpoint(str(bad / "bert_model.ckpt"), {**src, **tensors})
+        out = _google_tf1_outputs(convert_google(str(bad), str(tmp_path / f"m{i}")), ref)
+        assert np.abs(out["sequence_output"] - ref["sequence_output"]).max() > 1e-4, mistake

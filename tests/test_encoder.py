@@ -51,6 +51,58 @@ def test_minilm_matches_transformers(minilm_dir, reference, kind, skip_padding):
         assert not out["sequence_output"].numpy()[~real].any()
 
 
+def _assert_trimmed_parity(minilm_dir, ref, kind, inputs, what):
+    """bert-tf's ids are HF's exactly (row by row), and the encoder's outputs on them
+    are BertModel's within the tolerance of the untrimmed parity test."""
+    import bert_tf
+    for name, value in inputs.items():
+        got, want = value.numpy(), ref[f"{kind}_{name}"]
+        assert got.shape == want.shape, (name, got.shape, want.shape)
+        bad = [row for row in range(want.shape[0]) if not np.array_equal(got[row], want[row])]
+        assert not bad, (f"{kind} {name} differ from HF's in rows {bad}: "
+                         + "; ".join(f"row {r}: bert-tf {got[r].tolist()} HF {want[r].tolist()}"
+                                     for r in bad))
+    out = bert_tf.load_encoder(minilm_dir)(inputs)
+    real = ref[f"{kind}_input_mask"].astype(bool)
+    seq_diff = np.abs(out["sequence_output"].numpy()[real] - ref[f"{kind}_sequence_output"][real])
+    pooled_diff = np.abs(out["pooled_output"].numpy() - ref[f"{kind}_pooled_output"])
+    report(f"encoder parity vs transformers BertModel, MiniLM, {what}: max |diff| "
+           f"sequence_output {seq_diff.max():.2e}, pooled_output {pooled_diff.max():.2e}")
+    assert seq_diff.max() < 1e-4 and pooled_diff.max() < 1e-4
+
+
+def test_minilm_512_tokens_matches_transformers(minilm_dir, reference):
+    """A text of far more than 510 wordpieces: trimmed to exactly 512 ids ([CLS], the
+    first 510 pieces, [SEP]) as HF's truncation=True, max_length=512, and the encoder
+    at full length (every position embedding used) matches BertModel."""
+    import bert_tf
+    ref, texts = reference
+    assert ref["long_input_word_ids"].shape == (1, 512) and ref["long_input_mask"].all()
+    preprocess = bert_tf.load_preprocessor(minilm_dir, seq_length=512)
+    assert preprocess.count_trimmed(tf.constant([texts["long"]])) == 1
+    inputs = preprocess(tf.constant([texts["long"]]))
+    _assert_trimmed_parity(minilm_dir, ref, "long", inputs, "1 text trimmed to 512 tokens")
+
+
+def test_minilm_trimmed_pairs_match_transformers(minilm_dir, reference):
+    """Pairs longer than seq_length are trimmed by reference BERT's rule
+    (google-research/bert `_truncate_seq_pair`: pop from the longer segment, from b on
+    a tie), as transformers' Python `BertTokenizerLegacy` does with
+    truncation="longest_first", max_length=32: a long a with a short b, a short a with
+    a long b, and both long with an odd number of pieces to share (the tie rule)."""
+    import bert_tf
+    ref, texts = reference
+    seq_length = texts["trimmed_pair_max_length"]
+    pairs = texts["trimmed_pair"]
+    assert ref["trimmed_pair_input_word_ids"].shape == (len(pairs), seq_length)
+    preprocess = bert_tf.load_preprocessor(minilm_dir, seq_length=seq_length)
+    segments = [tf.constant([a for a, _ in pairs]), tf.constant([b for _, b in pairs])]
+    assert preprocess.count_trimmed(segments) == len(pairs)
+    inputs = preprocess(segments)
+    _assert_trimmed_parity(minilm_dir, ref, "trimmed_pair", inputs,
+                           f"{len(pairs)} pairs trimmed longest-first to {seq_length} tokens")
+
+
 def tiny_inputs(batch=2, seq=7, vocab=100, pad=2):
     rng = np.random.default_rng(0)
     ids = rng.integers(1, vocab, (batch, seq)).astype("int32")
