@@ -160,6 +160,8 @@ def test_strategies_compute_the_same_steps(minilm_dir, tokenizer, tmp_path):
     # them and writes nothing) equal the chief's
     last = [re.findall(r"dev_accuracy: [0-9.]+", out)[-1] for out in outputs]
     assert last[0] == last[1], last
+    # the progress bar counts the run's epochs (each epoch is its own `fit` call)
+    assert "Epoch 1/2" in outputs[0] and "Epoch 2/2" in outputs[0]
     assert sorted(os.listdir(tmp_path / "multi_worker")) == sorted(os.listdir(tmp_path / "one"))
 
 

@@ -117,6 +117,17 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self._global_train_batch = int(self.model.optimizer.iterations.numpy())
 
 
+class _Progress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, saying "Epoch 3/5" although each epoch is its own `fit`."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.total_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params({**params, "epochs": self.total_epochs})
+
+
 def fit_resumable(model: keras.Model, epoch_data, epochs: int, backup_dir: str,
                   checkpoint_every: int, callbacks=(), verbose="auto",
                   validation_data=None) -> tuple[dict, int]:
@@ -137,6 +148,7 @@ def fit_resumable(model: keras.Model, epoch_data, epochs: int, backup_dir: str,
         saver = _Checkpoint(state, checkpoint_every, epoch, skip if epoch == first else 0,
                             history)
         model.fit(data, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose,
-                  validation_data=validation_data, callbacks=[*callbacks, saver])
+                  validation_data=validation_data,
+                  callbacks=[*callbacks, saver, _Progress(epochs)])
         history = saver.history
     return history, int(model.optimizer.iterations.numpy()) - start_step
