@@ -2,6 +2,7 @@
 (`official.nlp.data.squad_lib`), the official metric, windows, training, serving."""
 import collections
 import json
+import os
 
 import numpy as np
 import pytest
@@ -244,6 +245,34 @@ def test_tiny_squad_run_learns_and_writes_everything(tiny_model_dir, tmp_path, c
         {"exact_match": metrics["exact_match"], "f1": metrics["f1"]})
     report(f"SQuAD tiny run (random BERT-tiny, 3 epochs of article 2): loss "
            f"{loss[0]:.2f} -> {loss[-1]:.2f}")
+
+    # The run's serving export answers as the run predicted, through
+    # `bert_tf.inference.squad.answer` and `bert-tf squad-answer`, for every question
+    # whose context fits one window (serving reads one window; the run reads all).
+    from bert_tf.inference.squad import answer
+    from bert_tf.preprocessing import BertTokenizer
+    export = str(out / "export" / "serving" / "1")
+    examples, _ = sd.read_squad(squad_file(), "8:9")
+    features = sd.make_features(BertTokenizer(os.path.join(tiny_model_dir, "vocab.txt")),
+                                examples, 128, 48, 64)
+    one_window = [e for e, n in zip(examples, np.bincount(features.example_index)) if n == 1]
+    assert len(one_window) == 16
+    for e in one_window:
+        got = answer(export, e.question, e.context)
+        best = nbest[e.qas_id][0]
+        assert (got["text"], got["truncated"]) == (predictions[e.qas_id], False), e.qas_id
+        assert got["score"] == pytest.approx(best["start_logit"] + best["end_logit"], abs=1e-4)
+    assert len({predictions[e.qas_id] for e in one_window}) > 1  # not one fixed span
+    e = one_window[3]
+    (tmp_path / "context.txt").write_text(e.context, encoding="utf-8")
+    capsys.readouterr()
+    assert cli(["squad-answer", "--export", export, "--question", e.question,
+                "--context-file", str(tmp_path / "context.txt")]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == predictions[e.qas_id]
+    long_context = " ".join(x.context for x in examples[:40])
+    assert cli(["squad-answer", "--export", export, "--question", e.question,
+                "--context", long_context]) == 0
+    assert "only its start was read" in capsys.readouterr().err
     assert cli(args) == 2  # a finished run is not overwritten
     # Stopped after training (no metrics.json yet): the rerun predicts with the saved
     # model instead of training again, and gives the same answers.
