@@ -5,6 +5,8 @@ Example:
     >>> schedule = WarmupLinearDecay(1e-4, total_steps=1000, warmup_steps=100)
     >>> [round(float(schedule(step)), 7) for step in (0, 50, 100, 550, 1000)]
     [0.0, 5e-05, 0.0001, 5e-05, 0.0]
+    >>> float(WarmupLinearDecay(1e-4, total_steps=1000, warmup_steps=0)(0))
+    0.0001
     >>> opt = bert_optimizer(1e-4, total_steps=1000, warmup_steps=100)
     >>> type(opt).__name__, float(opt.learning_rate)    # the rate at step 0
     ('AdamW', 0.0)
@@ -27,7 +29,8 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        warm = step / max(self.warmup_steps, 1)
+        # no warm-up: the peak from the first step (a warm-up's step 0 has rate 0)
+        warm = step / self.warmup_steps if self.warmup_steps else 1.0
         decay = (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1)
         return self.peak * tf.maximum(0.0, tf.minimum(warm, decay))
 
@@ -69,11 +72,15 @@ class AdamW(keras.optimizers.AdamW):
 def bert_optimizer(learning_rate: float, total_steps: int, warmup_steps: int,
                    weight_decay: float = 0.01, name: str = "adamw"):
     """AdamW (eps 1e-6, no decay on LayerNorm and biases), clipped at global norm 1.0,
-    on `WarmupLinearDecay`; or LAMB with the same settings (`name="lamb"`)."""
+    on `WarmupLinearDecay`; or LAMB with the same settings (`name="lamb"`). LAMB's
+    weight decay is Keras' decoupled one (`w -= lr * decay * w`, as AdamW's), not added
+    to the update inside the trust ratio as in the LAMB paper."""
     schedule = WarmupLinearDecay(learning_rate, total_steps, warmup_steps)
     if name == "lamb":
-        optimizer = keras.optimizers.Lamb(schedule, epsilon=1e-6, global_clipnorm=1.0)
-        return optimizer
-    optimizer = AdamW(schedule, weight_decay=weight_decay, epsilon=1e-6, global_clipnorm=1.0)
+        optimizer = keras.optimizers.Lamb(schedule, weight_decay=weight_decay, epsilon=1e-6,
+                                          global_clipnorm=1.0)
+    else:
+        optimizer = AdamW(schedule, weight_decay=weight_decay, epsilon=1e-6,
+                          global_clipnorm=1.0)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return optimizer

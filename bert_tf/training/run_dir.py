@@ -8,7 +8,7 @@ import shutil
 from bert_tf.export import export_model
 from bert_tf.io.atomic import atomic_file
 from bert_tf.models import load_model
-from bert_tf.training.strategy import chief_from_tf_config
+from bert_tf.training.strategy import chief_from_tf_config, policy_scope
 
 
 class RunDir:
@@ -90,9 +90,11 @@ class RunDir:
         `export/`, writes `metrics.json` (which marks the run finished) and then drops
         the training `state` (`TrainingState`). Returns `metrics`."""
         if export_from is not None:
-            # From the model dir: a model outside the distribution strategy's variables.
-            metrics["exports"] = export_model(load_model(export_from), self.file("export"),
-                                              seq_length=seq_length, overwrite=True)
+            # From the model dir: a model outside the distribution strategy's variables,
+            # computing in float32 whatever precision the run trained in.
+            with policy_scope("float32"):
+                metrics["exports"] = export_model(load_model(export_from), self.file("export"),
+                                                  seq_length=seq_length, overwrite=True)
         self.write_json("metrics.json", metrics)
         state.remove()
         return metrics

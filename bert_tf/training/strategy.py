@@ -3,6 +3,7 @@ shares), distribution strategies on CPU, GPU and TPU, mixed precision, and the
 Keras 3 fix that lets `fit` run under `MultiWorkerMirroredStrategy`."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
@@ -151,6 +152,17 @@ def prepare_training(options: RunOptions, seed: int | None) -> tf.distribute.Str
     split_cpu(options.cpu_replicas)
     set_mixed_precision(options.mixed_precision)
     return resolve_strategy(options.strategy, options.tpu)
+
+
+@contextlib.contextmanager
+def policy_scope(name: str):
+    """Keras' global dtype policy set to `name` inside the block, restored after it."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def set_mixed_precision(mode: str) -> None:
