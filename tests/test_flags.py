@@ -68,8 +68,8 @@ def test_mixed_precision_bfloat16(tiny_model_dir, tmp_path):
     out = serve(text=texts)
     for key in ("probabilities", "logits", "pooled_output", "sequence_output"):
         assert out[key].dtype == tf.float32, key
-    # the export is the float32 model (an export built under the run's bf16 policy
-    # differed by ~1e-3 and served bfloat16 tensors)
+    # the export is the float32 model (built under the run's bf16 policy, it served
+    # bfloat16 tensors)
     fp32 = bert_tf.load_model(str(run / "model"))
     want = tf.nn.softmax(fp32.predict(texts, verbose=0))
     diff = float(np.abs(out["probabilities"].numpy() - want.numpy()).max())
