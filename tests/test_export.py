@@ -209,6 +209,7 @@ def test_interrupted_export_leaves_base_as_it_was(tiny_model_dir, tmp_path, monk
     assert after == before  # no version 2 of any export, no temporary folders
 
 
+@pytest.mark.slow
 def test_pair_serving_export_matches_the_reference_end_to_end(minilm_dir, tmp_path):
     """`encode_pair` (text, text_b) in a fresh export against transformers' BertModel on
     the same pairs: the preprocessor export packs HF's three id arrays exactly, the

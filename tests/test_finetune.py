@@ -34,6 +34,7 @@ def metrics(run_dir):
         return json.load(f)
 
 
+@pytest.mark.slow
 def test_small_real_finetune_writes_everything(minilm_dir, tmp_path):
     out = tmp_path / "run"
     assert cli(finetune_cmd(minilm_dir, out, "--train-limit", "400", "--epochs", "3",
@@ -106,6 +107,7 @@ def _one_bucket_tsvs(tmp_path, tokenizer, n_train=64, n_dev=32):
     return paths
 
 
+@pytest.mark.slow
 def test_strategies_compute_the_same_steps(minilm_dir, tokenizer, tmp_path):
     """One device, MirroredStrategy over two logical CPUs, and MultiWorkerMirrored with
     two worker processes on localhost: the same 8 steps (global batch 16, same data

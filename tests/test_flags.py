@@ -49,6 +49,7 @@ def test_weight_decay_spares_layer_norm_and_biases(name):
     assert values["gamma"] == values["beta"] == values["bias"] == 1.0, values
 
 
+@pytest.mark.slow
 def test_mixed_precision_bfloat16(tiny_model_dir, tmp_path):
     """bf16 compute: the loss is finite, the master weights and the model dir stay
     float32, and the run's serving export computes in float32 (its outputs are float32
@@ -78,6 +79,7 @@ def test_mixed_precision_bfloat16(tiny_model_dir, tmp_path):
     assert diff < 1e-5
 
 
+@pytest.mark.slow
 def test_jit_compile_trains_the_same_steps(tiny_model_dir, tmp_path):
     """`--jit-compile` (XLA, no padding skipped) and the default path train the same 4
     steps (no dropout, so both compute one function): same losses and weights within
@@ -99,6 +101,7 @@ def test_jit_compile_trains_the_same_steps(tiny_model_dir, tmp_path):
     assert diff < 0.02 * moved
 
 
+@pytest.mark.slow
 def test_pooling_attention_finetune_round_trips(tiny_model_dir, tmp_path):
     """`--pooling attention`: the head is attention pooling (its weights are in the model
     dir and were trained), and the model dir and serving export predict what the run's
@@ -125,6 +128,7 @@ def test_pooling_attention_finetune_round_trips(tiny_model_dir, tmp_path):
     assert any(not np.allclose(a, b) for a, b in zip(weights, fresh_pool.get_weights()))
 
 
+@pytest.mark.slow
 def test_pretrain_init_starts_from_the_model(tiny_model_dir, vocab_file, tmp_path):
     """`pretrain --init DIR`: the encoder starts from DIR's weights (after 2 steps at lr
     1e-6 every encoder weight is within 1e-5 of DIR's, where a fresh draw differs by
@@ -182,6 +186,7 @@ def test_cased_model_keeps_case(tiny_model_dir, tmp_path):
     assert not exported["input_word_ids"].numpy()[:, ids.shape[1]:].any()
 
 
+@pytest.mark.slow
 def test_export_next_version_and_overwrite(tiny_model_dir, minilm_dir, tmp_path, capsys):
     """Without --version an export takes the next free version; `--version N
     --overwrite` replaces version N only (its model changes, the others stay)."""

@@ -196,6 +196,7 @@ def pretrain_cmd(vocab_file, records, out, *extra):
             "--warmup-steps", "5", "--quiet", *extra]
 
 
+@pytest.mark.slow
 def test_pretrain_steps_loss_falls_and_round_trips(vocab_file, records, tmp_path):
     import bert_tf
     from bert_tf.io.checkpoint import read_checkpoint
