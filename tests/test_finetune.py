@@ -288,3 +288,45 @@ def test_reinit_pooler_draws_new_weights(tiny_model_dir):
     after = dense.kernel.numpy()
     assert not np.allclose(before, after) and np.all(dense.bias.numpy() == 0)
     assert abs(after.std() - 0.02 * 0.88) < 0.003 and np.abs(after).max() <= 0.04 + 1e-6
+
+
+@pytest.mark.slow
+def test_pair_tasks_take_their_defaults_and_serve_pairs(tiny_model_dir, tmp_path, capsys):
+    """`--task mrpc` and `--task tsv --text-b-column` without --epochs/--learning-rate:
+    each prints its recipe and records it in run.json (mrpc 5 at 1e-4, tsv 3 at 5e-5);
+    the pair run's serving export needs `text_b` and gives the probabilities of the
+    model dir on the same pairs, which differ from the first texts alone."""
+    import bert_tf
+    import tensorflow as tf
+    small = ["--train-limit", "64", "--max-seq-length", "48", "--batch-size", "16", "--quiet"]
+    assert cli(["finetune", "--task", "mrpc", "--model", tiny_model_dir, "--data-dir", DATA_DIR,
+                "--out", str(tmp_path / "mrpc"), "--no-export", *small]) == 0
+    assert "mrpc recipe: 5 epoch(s) at learning rate 0.0001" in capsys.readouterr().out
+    run = json.loads((tmp_path / "mrpc" / "run.json").read_text())
+    assert (run["epochs"], run["learning_rate"]) == (5, 1e-4)
+    assert len(metrics(tmp_path / "mrpc")["history"]["loss"]) == 5
+
+    # MRPC's train.tsv as a user's own pair TSV (its header names the columns)
+    rows = open(os.path.join(DATA_DIR, "MRPC", "train.tsv"), encoding="utf-8-sig").read() \
+        .splitlines()[:81]
+    (tmp_path / "train.tsv").write_text("\n".join(rows[:65]) + "\n", encoding="utf-8")
+    (tmp_path / "dev.tsv").write_text("\n".join(rows[:1] + rows[65:]) + "\n", encoding="utf-8")
+    out = tmp_path / "pairs"
+    assert cli(["finetune", "--task", "tsv", "--model", tiny_model_dir, "--out", str(out),
+                "--train", str(tmp_path / "train.tsv"), "--dev", str(tmp_path / "dev.tsv"),
+                "--text-column", "#1 String", "--text-b-column", "#2 String",
+                "--label-column", "Quality", *small]) == 0
+    assert "tsv recipe: 3 epoch(s) at learning rate 5e-05" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert (run["epochs"], run["learning_rate"]) == (3, 5e-5)
+    a = [r.split("\t")[3] for r in rows[65:]]
+    b = [r.split("\t")[4] for r in rows[65:]]
+    model = bert_tf.load_model(str(out / "model"))
+    want = tf.nn.softmax(model.predict((a, b), verbose=0)).numpy()
+    serve = tf.saved_model.load(str(out / "export" / "serving" / "1")).signatures[
+        "serving_default"]
+    assert sorted(serve.structured_input_signature[1]) == ["text", "text_b"]
+    got = serve(text=tf.constant(a), text_b=tf.constant(b))["probabilities"].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    alone = tf.nn.softmax(model.predict((a, [""] * len(a)), verbose=0)).numpy()
+    assert np.abs(alone - want).max() > 1e-4  # text_b is read
