@@ -5,7 +5,7 @@ Example:
     >>> schedule = WarmupLinearDecay(1e-4, total_steps=1000, warmup_steps=100)
     >>> [round(float(schedule(step)), 7) for step in (0, 50, 100, 550, 1000)]
     [0.0, 5e-05, 0.0001, 5e-05, 0.0]
-    >>> float(WarmupLinearDecay(1e-4, total_steps=1000, warmup_steps=0)(0))
+    >>> round(float(WarmupLinearDecay(1e-4, total_steps=1000, warmup_steps=0)(0)), 7)
     0.0001
     >>> opt = bert_optimizer(1e-4, total_steps=1000, warmup_steps=100)
     >>> type(opt).__name__, float(opt.learning_rate)    # the rate at step 0

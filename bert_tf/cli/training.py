@@ -31,6 +31,9 @@ def add_run_arguments(p) -> None:
     p.add_argument("--checkpoint-every", type=positive_int, default=200,
                    help="steps between resumable checkpoints")
     p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    p.add_argument("--micro-batches", type=positive_int, default=1,
+                   help="compute each batch in N slices, one after another (the same step, "
+                   "about 1/N of the activation memory)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or other run")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
 

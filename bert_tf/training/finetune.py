@@ -35,6 +35,7 @@ from bert_tf.layers import STRATEGIES as POOLINGS
 from bert_tf.models import BertClassifier, load_encoder, load_preprocessor
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
+from bert_tf.training.micro_batch import use_micro_batches
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
@@ -257,6 +258,7 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
                                      int(config.warmup_proportion * total_steps)),
             # XLA recompiles for every batch shape; on CPU it measured slower here.
             jit_compile=config.jit_compile)
+    use_micro_batches(model, config.micro_batches)
     fit_under_multi_worker(model, strategy)
 
     dev_eval = DevEvaluation(dev_ds, y_dev, len(labels))

@@ -106,6 +106,9 @@ def resolve_model(config: PretrainConfig) -> tuple[BertConfig, str, str | None, 
     """(BERT config, vocab file, model dir to start from or None, do_lower_case)."""
     if bool(config.config) == bool(config.init):
         raise ConfigError("pass exactly one of config (a preset or CONFIG.json) and init")
+    if config.micro_batches != 1:
+        raise ConfigError("pretrain does not take micro_batches (--micro-batches): its loss "
+                          "is weighted by the masked positions of the whole batch")
     if config.init:
         check_model_dir(config.init)
         return (load_config(config.init), config.vocab or vocab_path(config.init), config.init,

@@ -45,6 +45,7 @@ from bert_tf.data.squad import SquadError, check_sizes, evaluate_file, make_feat
 from bert_tf.models import BertSpanModel, load_encoder, load_preprocessor
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
+from bert_tf.training.micro_batch import use_micro_batches
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
@@ -152,6 +153,7 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       jit_compile=config.jit_compile)
+    use_micro_batches(model, config.micro_batches)
     fit_under_multi_worker(model, strategy)
     callbacks = [TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50), *callbacks]
     backup = os.path.join(run.work_dir, "backup")

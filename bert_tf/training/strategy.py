@@ -29,6 +29,9 @@ class RunOptions:
         mixed_precision: `none`, `bfloat16` or `float16` (Keras' mixed policies).
         checkpoint_every: steps between resumable checkpoints.
         jit_compile: compile the train step with XLA.
+        micro_batches: compute each batch in this many slices, one after another, and
+            apply their summed gradients once (`bert_tf.training.micro_batch`): the
+            same step with about 1/N of the activation memory.
         overwrite: replace a finished run, or a folder that is not this run.
         quiet: one line per epoch instead of a progress bar.
     """
@@ -38,6 +41,7 @@ class RunOptions:
     mixed_precision: str = "none"
     checkpoint_every: int = 200
     jit_compile: bool = False
+    micro_batches: int = 1
     overwrite: bool = False
     quiet: bool = False
 

@@ -1,0 +1,116 @@
+"""Micro-batches: one training step's batch computed in slices, one after another.
+
+A step at batch B keeps every layer's activations of all B examples alive until the
+backward pass has used them: for BERT at length 384 that is the attention
+probabilities, `[B, heads, 384, 384]` per layer, several times over (softmax output,
+dropout mask, dropped probabilities). `use_micro_batches(model, n)` makes `fit` run
+each batch as `n` slices, each forward and backward before the next starts, sums their
+gradients (each slice's loss weighted by its share of the batch) and applies them
+once: the same optimizer step on the same examples, with about 1/n of the activation
+memory. Only the dropout draws differ (each slice draws its own). Embedding gradients
+stay sparse, one row per token as in a whole batch, so global-norm clipping (which, in
+Keras as in Google's BERT, sums the squares of those rows) clips exactly as it would.
+
+Example (no dropout, so both compute one function):
+    >>> import keras, numpy as np
+    >>> def model():
+    ...     keras.utils.set_random_seed(0)
+    ...     m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    ...     m.compile(keras.optimizers.SGD(0.5),  # plain SGD: a mis-weighted sum shows
+    ...               keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    ...               metrics=["accuracy"])
+    ...     return m
+    >>> x = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
+    >>> y = np.arange(10) % 3
+    >>> whole, sliced = model(), model()
+    >>> use_micro_batches(sliced, 4)
+    >>> a = whole.fit(x, y, batch_size=10, epochs=2, verbose=0).history
+    >>> b = sliced.fit(x, y, batch_size=10, epochs=2, verbose=0).history
+    >>> np.allclose(a["loss"], b["loss"], atol=1e-6), a["accuracy"] == b["accuracy"]
+    (True, True)
+    >>> max(float(np.abs(u - v).max()) for u, v in zip(whole.get_weights(),
+    ...                                              sliced.get_weights())) < 1e-6
+    True
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras.src.losses.loss import unscale_loss_for_distribution
+
+
+def use_micro_batches(model: keras.Model, n: int) -> None:
+    """Makes `model.fit` (after `compile`) compute each batch in `n` slices, one after
+    another, and apply the sum of their gradients once (see the module docstring).
+    `n=1` leaves the model as it is. A batch smaller than `n` has empty slices, which
+    are skipped. For losses averaged over the batch, without sample weights (the
+    fine-tuning and SQuAD jobs; not pre-training, whose loss is weighted by the masked
+    positions)."""
+    if n < 1:
+        raise ValueError(f"micro-batches must be at least 1, not {n}")
+    if n == 1:
+        return
+
+    kinds = {}  # per variable: how its gradient looks (seen when the step is traced)
+
+    def zero(g, v):
+        """An empty gradient of the kind `g` is: no rows for sparse ones."""
+        if isinstance(g, tf.IndexedSlices):
+            return tf.IndexedSlices(tf.zeros([0, *g.values.shape[1:]], g.values.dtype),
+                                    tf.zeros([0], g.indices.dtype),
+                                    tf.shape(v, out_type=g.dense_shape.dtype))
+        return tf.zeros_like(v)
+
+    def add(a, b):
+        """Sparse gradients (embedding lookups) are joined, not densified: their rows stay
+        one per token, as in a whole batch, so clipping sees the same global norm."""
+        if isinstance(a, tf.IndexedSlices):
+            return tf.IndexedSlices(tf.concat([a.values, b.values], 0),
+                                    tf.concat([a.indices, b.indices], 0), a.dense_shape)
+        return a + b
+
+    def slice_step(x, y, lo, hi, batch, after):
+        """The gradients of slice [lo, hi), its loss weighted by its share."""
+        def part(t):
+            return t[lo:hi]
+        xs, ys = tf.nest.map_structure(part, x), tf.nest.map_structure(part, y)
+        variables = model.trainable_weights
+
+        def run():
+            with tf.control_dependencies(after):  # after the previous slice's backward
+                count = hi - lo
+                with tf.GradientTape() as tape:
+                    y_pred = model(xs, training=True)
+                    loss = model._compute_loss(x=xs, y=ys, y_pred=y_pred, training=True)
+                    model._loss_tracker.update_state(unscale_loss_for_distribution(loss),
+                                                     sample_weight=count)
+                    share = tf.cast(count, loss.dtype) / tf.cast(batch, loss.dtype)
+                    scaled = model.optimizer.scale_loss(loss * share)
+                grads = [tf.zeros_like(v) if g is None else g
+                         for g, v in zip(tape.gradient(scaled, variables), variables)]
+                model.compute_metrics(xs, ys, y_pred, sample_weight=None)
+                for i, g in enumerate(grads):
+                    kinds[i] = g
+                return grads
+
+        def skip():  # traced after `run`, so the kinds are known
+            with tf.control_dependencies(after):
+                return [zero(kinds[i], v) for i, v in enumerate(variables)]
+        return tf.cond(hi > lo, run, skip)
+
+    def train_step(data):
+        if len(data) > 2 and data[2] is not None:
+            raise ValueError("micro-batches: batches with sample weights are not supported "
+                             "(each slice's loss would need its share of the weights)")
+        x, y = data[0], data[1]
+        batch = tf.shape(tf.nest.flatten(y)[0])[0]
+        total = None
+        for i in range(n):
+            after = [] if total is None else [t.values if isinstance(t, tf.IndexedSlices)
+                                              else t for t in total]
+            grads = slice_step(x, y, i * batch // n, (i + 1) * batch // n, batch, after)
+            total = grads if total is None else [add(a, b) for a, b in zip(total, grads)]
+        model.optimizer.apply_gradients(zip(total, model.trainable_weights))
+        return model.get_metrics_result()
+
+    model.train_step = train_step
