@@ -181,7 +181,9 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
                              overwrite=True)
 
     start_predict = time.time()
-    starts, ends = predict_logits(model, predict_features, 2 * config.batch_size)
+    # predicting keeps no activations for a backward pass: twice the training slice
+    starts, ends = predict_logits(model, predict_features,
+                                  max(1, 2 * config.batch_size // config.micro_batches))
     predictions, nbest = postprocess(predict, predict_features, starts, ends, tokenizer.vocab,
                                      config.n_best_size, config.max_answer_length,
                                      tokenizer.lower_case)
