@@ -70,6 +70,18 @@ def tiny_model_dir(tmp_path_factory, vocab_file):
                            encoder.checkpoint_tensors(), {"source": "random init, seed 1"})
 
 
+def no_dropout_copy(model_dir, out) -> str:
+    """A copy of the model dir with every dropout rate 0 (a classifier head takes the
+    hidden rate), so that two ways of training compute exactly the same function."""
+    import json
+    import shutil
+    shutil.copytree(model_dir, out)
+    config = json.loads((out / "bert_config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (out / "bert_config.json").write_text(json.dumps(config))
+    return str(out)
+
+
 def run_python(code: str, timeout=300):
     """Runs `code` in a fresh interpreter (nothing of bert-tf imported); returns stdout."""
     import subprocess

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bert_tf.cli import main as cli
-from tests.conftest import DATA_DIR, ROOT, report
+from tests.conftest import DATA_DIR, ROOT, no_dropout_copy, report
 
 
 def finetune_cmd(model, out, *extra):
@@ -77,17 +77,6 @@ def free_ports(n):
     return ports
 
 
-def _no_dropout_copy(model_dir, out):
-    """The model dir with every dropout rate 0 (the head takes the hidden rate), so that
-    runs under different strategies compute exactly the same function."""
-    import shutil
-    shutil.copytree(model_dir, out)
-    config = json.loads((out / "bert_config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (out / "bert_config.json").write_text(json.dumps(config))
-    return str(out)
-
-
 def _one_bucket_tsvs(tmp_path, tokenizer, n_train=64, n_dev=32):
     """SST-2 sentences of 9 to 16 tokens (one length bucket, so every global batch of 16
     is full and no strategy skips a remainder), as train/dev TSVs."""
@@ -115,7 +104,7 @@ def test_strategies_compute_the_same_steps(minilm_dir, tokenizer, tmp_path):
     by the replica count instead of the global batch, a worker that reads the wrong
     shard (or the whole batch), and replicas whose gradients are not summed."""
     from bert_tf.io.checkpoint import read_checkpoint
-    model = _no_dropout_copy(minilm_dir, tmp_path / "model")
+    model = no_dropout_copy(minilm_dir, tmp_path / "model")
     train, dev = _one_bucket_tsvs(tmp_path, tokenizer)
     args = ["finetune", "--task", "tsv", "--model", model, "--train", train, "--dev", dev,
             "--text-column", "sentence", "--label-column", "label", "--epochs", "2",

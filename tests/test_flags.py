@@ -16,18 +16,10 @@ import tensorflow as tf
 import bert_tf
 from bert_tf.cli import main as cli
 from bert_tf.io.checkpoint import read_checkpoint
-from tests.conftest import DATA_DIR, report
+from tests.conftest import DATA_DIR, no_dropout_copy, report
 
 SMALL = ["--task", "sst2", "--data-dir", DATA_DIR, "--train-limit", "64", "--epochs", "1",
          "--batch-size", "16", "--max-seq-length", "32", "--seed", "2", "--quiet"]
-
-
-def _no_dropout(model_dir, out):
-    shutil.copytree(model_dir, out)
-    config = json.loads((out / "bert_config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (out / "bert_config.json").write_text(json.dumps(config))
-    return str(out)
 
 
 def _metrics(run):
@@ -84,7 +76,7 @@ def test_jit_compile_trains_the_same_steps(tiny_model_dir, tmp_path):
     """`--jit-compile` (XLA, no padding skipped) and the default path train the same 4
     steps (no dropout, so both compute one function): same losses and weights within
     float32 reordering."""
-    model = _no_dropout(tiny_model_dir, tmp_path / "model")
+    model = no_dropout_copy(tiny_model_dir, tmp_path / "model")
     runs = {}
     for name, extra in (("eager", []), ("xla", ["--jit-compile"])):
         assert cli(["finetune", "--model", model, "--out", str(tmp_path / name), *SMALL,

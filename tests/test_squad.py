@@ -356,17 +356,13 @@ def test_micro_batches_train_the_same_steps(tiny_model_dir, tmp_path):
     trains the same steps as whole batches when nothing is random (no dropout): same
     losses, same weights within float32 reordering. Catches a slice left out or counted
     twice, and a loss tracker that averages slices wrongly."""
-    import shutil
     from bert_tf.io.checkpoint import read_checkpoint
-    model = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, model)
-    config = json.loads((model / "bert_config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (model / "bert_config.json").write_text(json.dumps(config))
+    from tests.conftest import no_dropout_copy
+    model = no_dropout_copy(tiny_model_dir, tmp_path / "model")
     runs = {}
     for n in ("1", "4"):
         out = tmp_path / f"m{n}"
-        assert cli(["squad", "--model", str(model), "--train", squad_file(), "--train-articles",
+        assert cli(["squad", "--model", model, "--train", squad_file(), "--train-articles",
                     "2:3", "--predict", squad_file(), "--predict-articles", "8:9", "--out",
                     str(out), "--max-seq-length", "128", "--doc-stride", "48", "--epochs", "1",
                     "--batch-size", "16", "--learning-rate", "1e-3", "--micro-batches", n,
