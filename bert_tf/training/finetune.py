@@ -11,6 +11,7 @@ Example (a tiny run: 64 SST-2 examples; `model_dir` is a model dir such as
     >>> metrics = finetune(FinetuneConfig(task="sst2", model=model_dir, data_dir=data_dir,
     ...                                   out=f"{tmp}/sst2", train_limit=64, max_seq_length=64,
     ...                                   no_export=True, quiet=True))
+    sst2 recipe: 1 epoch(s) at learning rate 0.0001 (epochs and learning_rate from ...
     sst2: 64 training examples, 872 dev, labels ['0', '1']; ...
     >>> metrics["train_examples"], metrics["dev_examples"], 0 <= metrics["dev_accuracy"] <= 1
     (64, 872, True)
