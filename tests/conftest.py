@@ -70,6 +70,13 @@ def tiny_model_dir(tmp_path_factory, vocab_file):
                            encoder.checkpoint_tensors(), {"source": "random init, seed 1"})
 
 
+def metrics(run_dir) -> dict:
+    """A finished run's metrics.json."""
+    import json
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        return json.load(f)
+
+
 def no_dropout_copy(model_dir, out) -> str:
     """A copy of the model dir with every dropout rate 0 (a classifier head takes the
     hidden rate), so that two ways of training compute exactly the same function."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bert_tf.cli import main as cli
-from tests.conftest import DATA_DIR, ROOT, no_dropout_copy, report
+from tests.conftest import DATA_DIR, ROOT, metrics, no_dropout_copy, report
 
 
 def finetune_cmd(model, out, *extra):
@@ -27,11 +27,6 @@ def finish(proc, timeout=900):
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-3000:]
     return out
-
-
-def metrics(run_dir):
-    with open(os.path.join(run_dir, "metrics.json")) as f:
-        return json.load(f)
 
 
 @pytest.mark.slow

@@ -16,14 +16,10 @@ import tensorflow as tf
 import bert_tf
 from bert_tf.cli import main as cli
 from bert_tf.io.checkpoint import read_checkpoint
-from tests.conftest import DATA_DIR, no_dropout_copy, report
+from tests.conftest import DATA_DIR, metrics, no_dropout_copy, report
 
 SMALL = ["--task", "sst2", "--data-dir", DATA_DIR, "--train-limit", "64", "--epochs", "1",
          "--batch-size", "16", "--max-seq-length", "32", "--seed", "2", "--quiet"]
-
-
-def _metrics(run):
-    return json.loads((run / "metrics.json").read_text())
 
 
 @pytest.mark.parametrize("name", ["adamw", "lamb"])
@@ -50,7 +46,7 @@ def test_mixed_precision_bfloat16(tiny_model_dir, tmp_path):
     assert cli(["finetune", "--model", tiny_model_dir, "--out", str(run), *SMALL,
                 "--mixed-precision", "bfloat16"]) == 0
     keras.mixed_precision.set_global_policy("float32")  # the run set it for this process
-    m = _metrics(run)
+    m = metrics(run)
     assert np.isfinite(m["history"]["loss"]).all() and m["history"]["loss"][0] > 0
     reader = tf.train.load_checkpoint(str(run / "model" / "bert_model.ckpt"))
     dtypes = set(reader.get_variable_to_dtype_map().values())
@@ -81,7 +77,7 @@ def test_jit_compile_trains_the_same_steps(tiny_model_dir, tmp_path):
     for name, extra in (("eager", []), ("xla", ["--jit-compile"])):
         assert cli(["finetune", "--model", model, "--out", str(tmp_path / name), *SMALL,
                     "--no-export", *extra]) == 0
-        runs[name] = (_metrics(tmp_path / name),
+        runs[name] = (metrics(tmp_path / name),
                       read_checkpoint(str(tmp_path / name / "model" / "bert_model.ckpt")))
     start = read_checkpoint(os.path.join(model, "bert_model.ckpt"))
     (m0, w0), (m1, w1) = runs["eager"], runs["xla"]
