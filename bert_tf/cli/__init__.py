@@ -5,6 +5,8 @@ Bad input prints one line `bert-tf CMD: error: ...` and exits with status 2.
     bert-tf convert --from hf SRC_DIR --out MODEL_DIR
     bert-tf info MODEL_DIR
     bert-tf embed --model MODEL_DIR [--pooling mean] FILE|- --output OUT.npy|OUT.jsonl [--overwrite]
+    bert-tf embed --model MODEL_DIR 'corpus/*.txt' --output OUT --runner direct [--num-workers 2]
+    bert-tf predict --export EXPORT 'reviews/*.txt' --output OUT [--runner direct] [-- BEAM_OPTIONS]
     bert-tf export --model MODEL_DIR --out EXPORT_BASE [--version N] [--seq-length 128]
     bert-tf finetune --task {sst2,mrpc,tsv} --model MODEL_DIR --data-dir DIR --out RUN_DIR
     bert-tf prepare-text WIKI.txt ... --out CORPUS.txt [--overwrite]
@@ -28,6 +30,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bert_tf.cli.types import positive_int, proportion  # noqa: E402
+from bert_tf.cli.batch import add_beam_arguments, add_predict_parser, \
+    embed_with_beam  # noqa: E402
 from bert_tf.cli.experiments import add_bench_parser, add_pooling_report_parser  # noqa: E402
 from bert_tf.cli.info import model_info  # noqa: E402
 from bert_tf.cli.training import (add_finetune_parser, add_pretrain_parser,  # noqa: E402
@@ -67,6 +71,14 @@ def _info(args):
 
 
 def _embed(args):
+    if args.runner:
+        return embed_with_beam(args)
+    if len(args.input) > 1 or args.num_workers > 1 or args.text_column or args.num_shards \
+            or args.format:
+        raise UsageError("several inputs, --num-workers, --num-shards, --format and "
+                         "--text-column need --runner (batch inference on Beam); without it "
+                         "the --output name (.npy or .jsonl) chooses the format")
+    args.input = args.input[0]
     check_output_name(args.output)
     check_output(args.output, args.overwrite)
     if args.input == "-":
@@ -153,10 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=EMBED_POOLINGS)
     p.add_argument("--max-seq-length", type=positive_int, default=128)
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("input", help="text file, one text per line, or - for stdin")
-    p.add_argument("--output", required=True, help="OUT.npy or OUT.jsonl")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("input", nargs="+", help="text file, one text per line, or - for stdin; "
+                   "with --runner: files or glob patterns")
+    p.add_argument("--output", required=True, help="OUT.npy or OUT.jsonl; with --runner an "
+                   "output prefix (OUTPUT-SSSSS-of-NNNNN.FORMAT)")
+    add_beam_arguments(p, None)
     p.set_defaults(func=_embed)
+
+    add_predict_parser(sub)
 
     p = sub.add_parser("export", help="SavedModels for TF Hub and TF Serving")
     p.add_argument("--model", required=True, help="model dir (pretrained or fine-tuned)")
@@ -225,7 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args = []
+    if "--" in argv:  # the rest goes to Apache Beam's pipeline options
+        split = argv.index("--")
+        argv, beam_args = argv[:split], argv[split + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.beam_args = beam_args
+    if beam_args and not getattr(args, "runner", None):
+        parser.error("options after -- are Beam pipeline options: only predict and "
+                     "embed --runner take them")
     try:
         args.func(args)
     except (BertTfError, OSError) as e:

@@ -1,0 +1,308 @@
+"""Batch inference on Apache Beam (`bert-tf predict`, `bert-tf embed --runner`):
+every input line once, outputs equal to the single-process paths, bad records in the
+dead letters, a failed bundle retried, a failed pipeline leaving nothing behind."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf.cli import main as cli
+from tests.conftest import data_path, report
+
+beam_lib = pytest.importorskip("bert_tf.inference.beam", reason="apache-beam not installed "
+                               "(make setup installs it: pip install -e '.[beam]')")
+
+pytestmark = pytest.mark.slow
+
+# Bad records, one of each kind, with the error each must give.
+BAD_TSV = [
+    ("", "1 fields, the header has 2"),
+    ("\t1", "'sentence' is empty"),
+    ("too\tmany\tfields", "3 fields, the header has 2"),
+]
+
+
+def _classifier_export(model_dir, out, pairs=False, calibrate=None):
+    """An untrained classifier's serving export; its head has large weights and, with
+    `calibrate` texts, a bias that splits them between the two labels (an untrained
+    head gives every text one label, and a test of labels would prove little)."""
+    import keras
+    import bert_tf
+    keras.utils.set_random_seed(3)
+    clf = bert_tf.BertClassifier(bert_tf.load_encoder(model_dir), 2, text_pairs=pairs,
+                                 preprocessor=bert_tf.load_preprocessor(model_dir, seq_length=64),
+                                 labels=["negative", "positive"])
+    dense = clf.get_layer("classifier")
+    dense.kernel.assign(np.random.default_rng(0).normal(0, 1, dense.kernel.shape))
+    if calibrate:
+        logits = clf.predict(calibrate, verbose=0)
+        dense.bias.assign([0.0, -float(np.median(logits[:, 1] - logits[:, 0]))])
+    return bert_tf.export_model(clf, str(out), seq_length=64)["serving"]
+
+
+@pytest.fixture(scope="module")
+def sst2_export(tiny_model_dir, tmp_path_factory):
+    return _classifier_export(tiny_model_dir, tmp_path_factory.mktemp("exports") / "sst2",
+                              calibrate=_sst2_dev()[1])
+
+
+def _rows(pattern):
+    rows = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path) as f:
+            rows += [json.loads(line) for line in f]
+    return rows
+
+
+def _serve(export, texts, texts_b=None, batch=64):
+    """The single-process serving path: the export's signature, in batches."""
+    sig = tf.saved_model.load(export).signatures["serving_default"]
+    out = {"label": [], "probabilities": []}
+    for i in range(0, len(texts), batch):
+        feeds = {"text": tf.constant(texts[i:i + batch])}
+        if texts_b is not None:
+            feeds["text_b"] = tf.constant(texts_b[i:i + batch])
+        result = sig(**feeds)
+        out["label"] += [x.decode() for x in result["label"].numpy()]
+        out["probabilities"].append(result["probabilities"].numpy())
+    out["probabilities"] = np.concatenate(out["probabilities"])
+    return out
+
+
+def _sst2_dev():
+    path = data_path("SST-2", "dev.tsv")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")[1:]
+    return path, [line.split("\t")[0] for line in lines if line]
+
+
+def test_predict_on_two_workers_is_exact_and_keeps_bad_records(sst2_export, tmp_path, capsys):
+    """SST-2 dev (872 sentences, a TSV) plus a TSV with good and bad lines, on the
+    direct runner with 2 worker processes: each good line appears exactly once, with
+    the serving signature's label and probabilities; each bad line is a dead letter
+    with its file, line and error; the command prints the counts."""
+    dev_path, sentences = _sst2_dev()
+    bad_path = tmp_path / "mixed.tsv"
+    good = sentences[:5]
+    lines = ["sentence\tlabel"] + [f"{t}\t1" for t in good[:3]] + [b for b, _ in BAD_TSV] \
+        + [f"{t}\t0" for t in good[3:]]
+    bad_path.write_bytes("\n".join(lines).encode() + b"\n\xff\xfe\t1\n")
+    out = str(tmp_path / "out" / "preds")
+    assert cli(["predict", "--export", os.path.dirname(sst2_export), dev_path,
+                str(tmp_path / "mix*.tsv"), "--output", out, "--text-column", "sentence",
+                "--num-workers", "2", "--batch-size", "32", "--num-shards", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {872 + 5} predictions to {out}-*-of-00002 (2 file(s))" in printed
+    assert f"4 bad record(s) written to {out}.errors-*.jsonl" in printed
+
+    rows = _rows(out + "-*-of-*.jsonl")
+    assert sorted(os.path.basename(p) for p in glob.glob(out + "*")) == [
+        "preds-00000-of-00002.jsonl", "preds-00001-of-00002.jsonl",
+        "preds.errors-00000-of-00001.jsonl"]
+    keys = [(r["file"], r["line"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 877, "a row lost or written twice"
+    dev_rows = sorted((r for r in rows if r["file"] == dev_path), key=lambda r: r["line"])
+    assert [r["line"] for r in dev_rows] == list(range(2, 874))   # line 1 is the header
+    want = _serve(sst2_export, sentences)
+    got = np.array([r["probabilities"] for r in dev_rows])
+    diff = np.abs(got - want["probabilities"]).max()
+    report(f"beam predict, 2 workers, SST-2 dev: probabilities vs the serving signature "
+           f"max |diff| {diff:.1e}")
+    assert diff < 1e-5
+    assert [r["label"] for r in dev_rows] == want["label"]
+    assert len(set(want["label"])) == 2, "the test model should not give one label to all"
+    assert all(np.allclose(np.exp(r["logits"]) / np.exp(r["logits"]).sum(),
+                           r["probabilities"], atol=1e-5) for r in dev_rows[:50])
+
+    mixed = sorted((r for r in rows if r["file"].endswith("mixed.tsv")),
+                   key=lambda r: r["line"])
+    assert [r["line"] for r in mixed] == [2, 3, 4, 8, 9]
+    np.testing.assert_allclose([r["probabilities"] for r in mixed],
+                               want["probabilities"][:5], atol=1e-5)
+    errors = sorted(_rows(out + ".errors-*.jsonl"), key=lambda r: r["line"])
+    assert [(e["line"], e["error"]) for e in errors] == [
+        (5, BAD_TSV[0][1]), (6, BAD_TSV[1][1]), (7, BAD_TSV[2][1]),
+        (10, "not valid UTF-8 (byte 0: b'\\xff')")]
+    assert {e["file"] for e in errors} == {str(bad_path)}
+    assert errors[2]["record"] == "too\tmany\tfields"
+
+
+def test_embed_on_beam_equals_embed_in_one_process(tiny_model_dir, tmp_path, capsys):
+    """`bert-tf embed --runner direct --num-workers 2` on SST-2 dev sentences (a plain
+    text file with an empty line and a bad byte in it) gives the vectors of the
+    single-process `bert-tf embed` (1e-5), keyed by line."""
+    _, sentences = _sst2_dev()
+    texts = sentences[:200]
+    plain = tmp_path / "dev.txt"
+    plain.write_bytes("\n".join(texts[:100]).encode() + b"\n\n\xc3(\n"
+                      + "\n".join(texts[100:]).encode() + b"\n")
+    single = tmp_path / "single.npy"
+    clean = tmp_path / "clean.txt"
+    clean.write_text("\n".join(texts) + "\n")
+    assert cli(["embed", "--model", tiny_model_dir, "--pooling", "mean", str(clean),
+                "--output", str(single)]) == 0
+    out = str(tmp_path / "vectors")
+    assert cli(["embed", "--model", tiny_model_dir, "--pooling", "mean", str(plain),
+                "--output", out, "--runner", "direct", "--num-workers", "2",
+                "--batch-size", "16"]) == 0
+    assert "2 bad record(s)" in capsys.readouterr().out
+    rows = _rows(out + "-*-of-*.jsonl")
+    lines = sorted(r["line"] for r in rows)
+    assert lines == list(range(1, 101)) + list(range(103, 203))
+    got = beam_lib.numpy_vectors(rows)
+    diff = np.abs(got - np.load(single)).max()
+    report(f"beam embed, 2 workers, 200 SST-2 sentences: vectors vs single-process embed "
+           f"max |diff| {diff:.1e}")
+    assert diff < 1e-5
+    errors = sorted(_rows(out + ".errors-*.jsonl"), key=lambda r: r["line"])
+    assert [(e["line"], e["error"]) for e in errors] == [
+        (101, "the line is empty"), (102, "not valid UTF-8 (byte 0: b'\\xc3')")]
+
+
+def test_pairs_to_parquet_and_tfrecord(tiny_model_dir, tmp_path):
+    """A pair model's export over MRPC dev (JSONL with two text fields): parquet and
+    TFRecord outputs read back equal the serving signature with `text_b`; a record
+    without `text_b` is a dead letter."""
+    import pyarrow.parquet as pq
+    export = _classifier_export(tiny_model_dir, tmp_path / "mrpc", pairs=True)
+    with open(data_path("MRPC", "dev.tsv"), encoding="utf-8-sig") as f:
+        header, *lines = f.read().rstrip("\n").split("\n")
+    fields = header.split("\t")
+    records = [dict(zip(fields, line.split("\t"))) for line in lines[:60]]
+    jsonl = tmp_path / "mrpc.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n"
+                     + json.dumps({"#1 String": "only one text"}) + "\n[1, 2]\n")
+    options = dict(text_column="#1 String", text_b_column="#2 String", batch_size=16)
+    want = _serve(export, [r["#1 String"] for r in records], [r["#2 String"] for r in records])
+    for fmt in ("parquet", "tfrecord"):
+        result = beam_lib.predict_files(export, str(jsonl), str(tmp_path / fmt), fmt=fmt,
+                                        **options)
+        assert (result.rows, result.errors) == (60, 2)
+        if fmt == "parquet":
+            rows = [r for f in result.files for r in pq.read_table(f).to_pylist()]
+        else:
+            rows = []
+            for raw in tf.data.TFRecordDataset(result.files):
+                feature = tf.train.Example.FromString(raw.numpy()).features.feature
+                rows.append({"line": feature["line"].int64_list.value[0],
+                             "label": feature["label"].bytes_list.value[0].decode(),
+                             "probabilities": list(feature["probabilities"].float_list.value)})
+        rows.sort(key=lambda r: r["line"])
+        assert [r["line"] for r in rows] == list(range(1, 61))
+        assert [r["label"] for r in rows] == want["label"]
+        np.testing.assert_allclose([r["probabilities"] for r in rows], want["probabilities"],
+                                   atol=1e-5)
+        errors = _rows(str(tmp_path / fmt) + ".errors-*.jsonl")
+        assert sorted((e["line"], e["error"]) for e in errors) == [
+            (61, "no '#2 String'"), (62, "not a JSON object")]
+    single = beam_lib.predict_files  # the same pairs sent as single texts differ
+    with pytest.raises(Exception, match="pair model"):
+        single(export, str(jsonl), str(tmp_path / "x"), text_column="#1 String")
+
+
+class FailOnce(beam_lib.ServingExportHandler):
+    """A model handler whose first batch fails once (a worker crash on its first
+    attempt at a bundle); the marker file says it happened."""
+
+    def __init__(self, export_dir, marker, always=False):
+        super().__init__(export_dir, batch_size=16)
+        self.marker, self.always = marker, always
+
+    def run_inference(self, batch, model, inference_args=None):
+        if self.always:
+            raise RuntimeError("injected failure")
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return super().run_inference(batch, model, inference_args)
+        raise RuntimeError("injected failure on the first attempt")
+
+
+def test_a_failed_bundle_is_retried_and_the_output_stays_exact(sst2_export, tmp_path):
+    """On Beam's bundle-retrying local runner, a bundle whose inference fails once is
+    run again: every line once, the same probabilities. Stale shards of an earlier
+    run with another shard count are removed when the run succeeds."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    _, sentences = _sst2_dev()
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(sentences[:100]) + "\n")
+    out = str(tmp_path / "preds")
+    stale = tmp_path / "preds-00000-of-00003.jsonl"
+    stale.write_text("old\n")
+    marker = str(tmp_path / "failed-once")
+    handler = FailOnce(sst2_export, marker)
+    result = beam_lib.run_batch_inference(
+        handler, beam_lib.prediction_row, [], str(texts), out, overwrite=True, num_shards=1,
+        options=PipelineOptions(["--runner=BundleBasedDirectRunner"]))
+    assert os.path.exists(marker), "the injected failure did not happen"
+    assert not stale.exists()
+    assert (result.rows, result.errors) == (100, 0)
+    rows = sorted(_rows(out + "-*-of-*.jsonl"), key=lambda r: r["line"])
+    assert [r["line"] for r in rows] == list(range(1, 101))
+    np.testing.assert_allclose([r["probabilities"] for r in rows],
+                               _serve(sst2_export, sentences[:100])["probabilities"], atol=1e-5)
+
+
+def test_a_failed_pipeline_leaves_the_old_outputs_and_no_temp_files(sst2_export, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one\ntwo\nthree\n")
+    out = str(tmp_path / "preds")
+    old = tmp_path / "preds-00000-of-00001.jsonl"
+    old.write_text("earlier run\n")
+    with pytest.raises(Exception, match="injected failure"):
+        beam_lib.run_batch_inference(FailOnce(sst2_export, "", always=True),
+                                     beam_lib.prediction_row, [], str(texts), out,
+                                     overwrite=True)
+    assert old.read_text() == "earlier run\n"
+    assert sorted(os.listdir(tmp_path)) == ["preds-00000-of-00001.jsonl", "texts.txt"], \
+        "temporary or partial files left behind"
+
+
+def test_bad_arguments_fail_before_the_pipeline(sst2_export, tiny_model_dir, tmp_path, capsys):
+    texts = tmp_path / "t.txt"
+    texts.write_text("a\n")
+    (tmp_path / "out-00000-of-00001.jsonl").write_text("x\n")
+    encoder = tmp_path / "enc"
+    import bert_tf
+    encoder_export = bert_tf.export_model(bert_tf.load_encoder(tiny_model_dir), str(encoder),
+                                          seq_length=16, preprocessor=bert_tf.load_preprocessor(
+                                              tiny_model_dir))["serving"]
+    cases = {
+        "no file matches": ["predict", "--export", sst2_export, str(tmp_path / "nope*.txt"),
+                            "--output", str(tmp_path / "o")],
+        "1 file(s) exist": ["predict", "--export", sst2_export, str(texts), "--output",
+                            str(tmp_path / "out")],
+        "no 'label' output": ["predict", "--export", encoder_export, str(texts), "--output",
+                              str(tmp_path / "o")],
+        "not a SavedModel export": ["predict", "--export", str(tmp_path), str(texts),
+                                    "--output", str(tmp_path / "o")],
+        "need --runner": ["embed", "--model", tiny_model_dir, str(texts), "--output",
+                          str(tmp_path / "v.npy"), "--num-workers", "2"],
+    }
+    for expected, argv in cases.items():
+        assert cli(argv) == 2, expected
+        assert expected in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["export", "--model", tiny_model_dir, "--out", str(tmp_path / "e"), "--",
+             "--project=p"])
+    assert "only predict and embed --runner take them" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["enc", "out-00000-of-00001.jsonl", "t.txt"]
+
+
+def test_without_beam_the_command_says_how_to_install_it(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['apache_beam'] = None\n"
+            "from bert_tf.cli import main\n"
+            f"sys.exit(main(['predict', '--export', 'x', 'y.txt', '--output', "
+            f"{str(tmp_path / 'o')!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "bert-tf predict: error: --runner needs Apache Beam, which is not installed: "
+        "pip install 'bert-tf[beam]' (or: pip install 'apache-beam[tfrecord]')")
+    assert not os.listdir(tmp_path)
