@@ -306,3 +306,16 @@ def test_without_beam_the_command_says_how_to_install_it(tmp_path):
         "bert-tf predict: error: --runner needs Apache Beam, which is not installed: "
         "pip install 'bert-tf[beam]' (or: pip install 'apache-beam[tfrecord]')")
     assert not os.listdir(tmp_path)
+
+
+def test_bench_beam_runs_and_checks_its_rows(tiny_model_dir, tmp_path):
+    """The benchmark's smoke test (tiny model, 200 sentences, 1 worker): both rows ran
+    and the Beam row's vectors are the one-process vectors."""
+    from pipelines.bench_beam import main as bench_beam
+    result = bench_beam(["--model", tiny_model_dir, "--out", str(tmp_path), "--limit", "200",
+                         "--workers", "1", "--data-dir", os.path.dirname(data_path("SST-2"))])
+    assert result["texts"] == 200
+    assert [r["system"] for r in result["rows"]] == [
+        "bert-tf embed, one process", "bert-tf embed --runner direct --num-workers 1"]
+    assert result["rows"][1]["max_abs_diff"] < 1e-5
+    assert (tmp_path / "bench_beam.md").read_text().count("| bert-tf embed") == 2

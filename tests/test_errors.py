@@ -204,6 +204,8 @@ MODEL_COMMANDS = {
                                  "--batch-size", "2", "--seq-length", "8", "--repeats", "1",
                                  "--out", _out(tmp)],
     "convert": lambda m, fx, tmp: ["convert", "--to", "google", m, "--out", _out(tmp)],
+    "embed --runner": lambda m, fx, tmp: ["embed", "--model", m, fx.text, "--output",
+                                          _out(tmp, "v"), "--runner", "direct"],
 }
 
 # These read no bert_tf.json (weights and config only), so a bad one is not their error:
@@ -261,6 +263,11 @@ FILE_INPUTS = {
     ("bench", "--vocab"): lambda p, fx, tmp: ["bench", "--config", "tiny", "--vocab", p,
                                               "--peers", "", "--suite", "encoder",
                                               "--out", _out(tmp)],
+    ("predict", "inputs"): lambda p, fx, tmp: ["predict", "--export", fx.folder, p, "--output",
+                                               _out(tmp, "p")],
+    ("embed --runner", "input"): lambda p, fx, tmp: ["embed", "--model", fx.model, p,
+                                                     "--output", _out(tmp, "v"), "--runner",
+                                                     "direct"],
 }
 
 # Inputs that must be folders: (command, flag) -> argv builder taking the path.
@@ -286,6 +293,8 @@ FOLDER_INPUTS = {
                                                           "--out", _out(tmp)],
     ("squad-answer", "--export"): lambda p, fx, tmp: ["squad-answer", "--export", p,
                                                       "--question", "Who?", "--context", "x"],
+    ("predict", "--export"): lambda p, fx, tmp: ["predict", "--export", p, fx.text, "--output",
+                                                 _out(tmp, "p")],
 }
 
 # Outputs that are folders: command -> argv builder taking the output path.
@@ -303,6 +312,13 @@ FOLDER_OUTPUTS = {
     "convert": lambda o, fx: ["convert", "--to", "google", fx.model, "--out", o],
     "bench": lambda o, fx: ["bench", "--model", fx.model, "--peers", "", "--suite", "encoder",
                             "--out", o],
+}
+
+# Output prefixes (OUTPUT-SSSSS-of-NNNNN files): command -> argv builder taking the prefix.
+PREFIX_OUTPUTS = {
+    "predict": lambda o, fx: ["predict", "--export", fx.folder, fx.text, "--output", o],
+    "embed --runner": lambda o, fx: ["embed", "--model", fx.model, fx.text, "--output", o,
+                                     "--runner", "direct"],
 }
 
 # Outputs that are files: (command, flag) -> argv builder taking the output path.
@@ -420,6 +436,16 @@ def build_cases() -> list[Case]:
             existing_file(tmp, "r.tfrecord-00001-of-00002")[:-len("-00001-of-00002")], fx)
         + ["--shards", "2"],
         ("r.tfrecord-00001-of-00002",))
+    for command, argv in PREFIX_OUTPUTS.items():
+        add(f"output[folder]-{command} --output",
+            lambda fx, tmp, argv=argv: argv(_mkdir(tmp / "out"), fx), ("out", "is a folder"))
+        add(f"output[exists]-{command} --output",
+            lambda fx, tmp, argv=argv: argv(
+                existing_file(tmp, "p-00000-of-00001.jsonl")[:-len("-00000-of-00001.jsonl")],
+                fx), ("p-00000-of-00001.jsonl", "--overwrite"))
+        add(f"output[read-only]-{command} --output",
+            lambda fx, tmp, argv=argv: argv(str(tmp / "locked" / "p"), fx),
+            ("locked",), read_only=True)
     add("output[name]-embed --output .txt",
         lambda fx, tmp: ["embed", "--model", fx.model, fx.text, "--output", str(tmp / "v.txt")],
         ("v.txt",))

@@ -206,11 +206,17 @@ def machine() -> dict:
     gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")]
     cpu = platform.processor() or platform.machine()
+    flags = []
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
+            info = f.read().splitlines()
+        cpu = next((line.split(":", 1)[1].strip() for line in info
+                    if line.startswith("model name")), cpu)
+        flags = next((line.split(":", 1)[1].split() for line in info
+                      if line.startswith("flags")), [])
+    # the vector and matrix units that decide which kernels are fast (lscpu's flags)
+    flags = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "avx512")))
+    return {"cpu": cpu, "cpu_flags": " ".join(flags), "cpu_count": os.cpu_count(), "gpus": gpus,
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "python": platform.python_version(),
             # every TensorFlow worker inherits it: the same kernels for bert-tf and TF peers
@@ -506,7 +512,8 @@ def _cells(case: str, result: dict, row: dict) -> list[str]:
 def markdown(report: dict) -> str:
     m, c = report["machine"], report["config"]
     lines = ["# bert-tf bench", "", f"`{report['command']}`", "",
-             f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, "
+             f"Machine: {m['cpu']} (flags: {m.get('cpu_flags') or 'unknown'}), "
+             f"{m['cpu_count']} CPUs, "
              + (f"GPUs: {', '.join(m['gpus'])}" if m["gpus"] else "no GPU")
              + f"; TensorFlow {m['tensorflow']}, Keras {m['keras']}, TF_ENABLE_ONEDNN_OPTS="
              f"{m.get('tf_enable_onednn_opts') or 'unset'} (for every TensorFlow worker). "

@@ -185,13 +185,47 @@ def read_records(pipeline, patterns: list[str], text_column=None, text_b_column=
 
 
 def match_inputs(patterns: list[str]) -> list[str]:
-    """The files the patterns match; a pattern that matches nothing is a `DataError`."""
+    """The files the patterns match; a pattern that matches nothing, or a folder, is a
+    `DataError`."""
     files = []
     for pattern, result in zip(patterns, FileSystems.match(list(patterns))):
         if not result.metadata_list:
             raise DataError(f"{pattern}: no file matches")
-        files.extend(m.path for m in result.metadata_list)
+        for m in result.metadata_list:
+            if "://" not in m.path and os.path.isdir(m.path):
+                raise DataError(f"{m.path}: is a folder (give files or a glob: "
+                                f"{os.path.join(m.path, '*.txt')})")
+            files.append(m.path)
     return files
+
+
+def check_inputs_and_outputs(patterns, output: str, overwrite: bool) -> list[str]:
+    """Before anything runs: the inputs exist, `output` is a usable prefix, and its
+    existing shards (returned) are replaced only with `overwrite`."""
+    match_inputs([patterns] if isinstance(patterns, str) else list(patterns))
+    check_output_prefix(output)
+    old = output_files(output) + output_files(output + ".errors", "jsonl")
+    if old and not overwrite:
+        raise OutputError(f"output {output}: {len(old)} file(s) exist ({old[0]}, ...): pass "
+                          "--overwrite (overwrite=True) to replace them")
+    return old
+
+
+def check_output_prefix(output: str) -> None:
+    """`output` names files (`OUTPUT-SSSSS-of-NNNNN...`), not a folder; a local one
+    must be writable (its nearest existing folder)."""
+    if "://" in output:
+        return
+    if os.path.isdir(output) or output.endswith(os.sep):
+        raise OutputError(f"output {output}: is a folder; --output is a prefix for the "
+                          f"output files, e.g. {os.path.join(output, 'preds')}")
+    folder = os.path.dirname(os.path.abspath(output))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise OutputError(f"output {output}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output {output}: {folder} is not writable")
 
 
 # ---------------------------------------------------------------- model handlers
@@ -387,12 +421,8 @@ def run_batch_inference(handler: ModelHandler, row_fn, columns: list[str], patte
     if fmt not in FORMATS:
         raise ConfigError(f"format {fmt!r}: choose one of {FORMATS}")
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-    match_inputs(patterns)
+    old = check_inputs_and_outputs(patterns, output, overwrite)
     errors_output = output + ".errors"
-    old = output_files(output) + output_files(errors_output, "jsonl")
-    if old and not overwrite:
-        raise OutputError(f"output {output}: {len(old)} file(s) exist ({old[0]}, ...): pass "
-                          "--overwrite (overwrite=True) to replace them")
     options = options or pipeline_options(runner, num_workers, beam_args)
     start = time.time()
     try:
@@ -462,6 +492,7 @@ def predict_files(export: str, patterns, output: str, *, batch_size: int = 64,
     files: one row `{"file", "line", "label", "probabilities", "logits"}` per record.
     A pair model's export needs `text_column` and `text_b_column`. `options`: those of
     `run_batch_inference` (fmt, text_column, runner, num_workers, ...)."""
+    check_inputs_and_outputs(patterns, output, options.get("overwrite", False))
     export_dir = serving_export_dir(export)
     inputs, outputs = export_signature(export_dir)
     missing = [name for name in PREDICT_OUTPUTS if name not in outputs]
@@ -487,6 +518,7 @@ def embed_files(model_dir: str, patterns, output: str, *, pooling: str = "pooled
         raise ConfigError(f"pooling {pooling!r}: choose one of {EMBED_POOLINGS}")
     if options.get("text_b_column"):
         raise ConfigError("embed encodes one text a record: --text-b-column has no use here")
+    check_inputs_and_outputs(patterns, output, options.get("overwrite", False))
     check_model_dir(model_dir).check_seq_length(max_seq_length, "max_seq_length")
     handler = EmbedderHandler(model_dir, pooling, max_seq_length, batch_size)
     return run_batch_inference(handler, vector_row, ["file", "line", "vector"], patterns,
