@@ -199,31 +199,38 @@ def test_pairs_to_parquet_and_tfrecord(tiny_model_dir, tmp_path):
         assert sorted((e["line"], e["error"]) for e in errors) == [
             (61, "no '#2 String'"), (62, "not a JSON object")]
     single = beam_lib.predict_files  # the same pairs sent as single texts differ
-    with pytest.raises(Exception, match="pair model"):
+    from bert_tf.errors import ConfigError
+    with pytest.raises(ConfigError, match="pair model"):
         single(export, str(jsonl), str(tmp_path / "x"), text_column="#1 String")
 
 
 class FailOnce(beam_lib.ServingExportHandler):
-    """A model handler whose first batch fails once (a worker crash on its first
-    attempt at a bundle); the marker file says it happened."""
+    """A model handler that fails once, on its second batch, after the first batch's
+    rows went downstream (a worker crash in the middle of its first attempt at a
+    bundle); the marker file says it happened."""
 
     def __init__(self, export_dir, marker, always=False):
         super().__init__(export_dir, batch_size=16)
-        self.marker, self.always = marker, always
+        self.marker, self.always, self.calls = marker, always, 0
 
     def run_inference(self, batch, model, inference_args=None):
         if self.always:
             raise RuntimeError("injected failure")
-        try:
-            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            return super().run_inference(batch, model, inference_args)
-        raise RuntimeError("injected failure on the first attempt")
+        self.calls += 1
+        if self.calls == 2:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                raise RuntimeError("injected failure on the first attempt")
+        return super().run_inference(batch, model, inference_args)
 
 
 def test_a_failed_bundle_is_retried_and_the_output_stays_exact(sst2_export, tmp_path):
-    """On Beam's bundle-retrying local runner, a bundle whose inference fails once is
-    run again: every line once, the same probabilities. Stale shards of an earlier
+    """On Beam's bundle-retrying local runner, a bundle whose inference fails once,
+    half-way, is run again: every line once (none of the failed attempt's rows kept),
+    the counts not doubled, the same probabilities. Stale shards of an earlier
     run with another shard count are removed when the run succeeds."""
     from apache_beam.options.pipeline_options import PipelineOptions
     _, sentences = _sst2_dev()
@@ -239,26 +246,74 @@ def test_a_failed_bundle_is_retried_and_the_output_stays_exact(sst2_export, tmp_
         options=PipelineOptions(["--runner=BundleBasedDirectRunner"]))
     assert os.path.exists(marker), "the injected failure did not happen"
     assert not stale.exists()
-    assert (result.rows, result.errors) == (100, 0)
+    assert (result.rows, result.errors) == (100, 0), "a retried bundle counted twice"
     rows = sorted(_rows(out + "-*-of-*.jsonl"), key=lambda r: r["line"])
     assert [r["line"] for r in rows] == list(range(1, 101))
     np.testing.assert_allclose([r["probabilities"] for r in rows],
                                _serve(sst2_export, sentences[:100])["probabilities"], atol=1e-5)
 
 
-def test_a_failed_pipeline_leaves_the_old_outputs_and_no_temp_files(sst2_export, tmp_path):
+def test_a_failed_pipeline_leaves_the_old_outputs_and_no_temp_files(sst2_export, tmp_path,
+                                                                     monkeypatch):
+    """A pipeline that fails leaves the previous run's shards as they were and removes
+    its own temporary folder, and only its own: another run's temporary folder and
+    another output sharing the prefix stay."""
     texts = tmp_path / "texts.txt"
     texts.write_text("one\ntwo\nthree\n")
     out = str(tmp_path / "preds")
     old = tmp_path / "preds-00000-of-00001.jsonl"
     old.write_text("earlier run\n")
+    other_output = tmp_path / "preds-v2-00000-of-00001.jsonl"
+    other_output.write_text("another output\n")
+    other_run = tmp_path / f"beam-temp-preds-{'0' * 32}"
+    other_run.mkdir()
+    (other_run / "part").write_text("another run, writing now\n")
+    removed = []
+    real = beam_lib._remove_temp_dirs
+    monkeypatch.setattr(beam_lib, "_remove_temp_dirs", lambda dirs: (
+        removed.extend(d for d in dirs if os.path.isdir(d)), real(dirs)))
     with pytest.raises(Exception, match="injected failure"):
         beam_lib.run_batch_inference(FailOnce(sst2_export, "", always=True),
                                      beam_lib.prediction_row, [], str(texts), out,
                                      overwrite=True)
+    assert removed, "the failed run made no temporary folder: this test proves nothing"
     assert old.read_text() == "earlier run\n"
-    assert sorted(os.listdir(tmp_path)) == ["preds-00000-of-00001.jsonl", "texts.txt"], \
-        "temporary or partial files left behind"
+    assert sorted(os.listdir(tmp_path)) == sorted([
+        "preds-00000-of-00001.jsonl", "texts.txt", other_output.name, other_run.name]), \
+        "temporary or partial files left behind, or another run's files removed"
+
+
+def test_line_numbers_compression_and_bad_headers(tiny_model_dir, tmp_path):
+    """Physical line numbers through a byte-order mark, CRLF line ends, no final newline
+    and gzip; overlapping patterns read each file once; a TSV whose header is not
+    UTF-8, or lacks the column, makes each of its lines a dead letter (and the
+    pipeline goes on)."""
+    import gzip
+    from bert_tf.inference.embed import Embedder
+    folder = tmp_path / "in"
+    folder.mkdir()
+    lines = [json.dumps({"sentence": t}) for t in ("first", "second")] + [""] + \
+        [json.dumps({"sentence": "fourth"}), "[]"]
+    (folder / "a.jsonl.gz").write_bytes(gzip.compress(
+        b"\xef\xbb\xbf" + "\r\n".join(lines).encode()))
+    (folder / "b.tsv").write_bytes(b"\xffsentence\tlabel\nx\t1\n")
+    (folder / "c.tsv").write_bytes(b"text\tlabel\nhello\t1\nworld\t0")
+    out = str(tmp_path / "v")
+    result = beam_lib.embed_files(tiny_model_dir, [str(folder / "*.tsv"), str(folder / "b.tsv"),
+                                                   str(folder / "a.*")], out,
+                                  text_column="sentence", pooling="mean")
+    assert (result.rows, result.errors) == (3, 5)
+    rows = sorted(_rows(out + "-*-of-*.jsonl"), key=lambda r: r["line"])
+    assert [r["line"] for r in rows] == [1, 2, 4]
+    want = Embedder(tiny_model_dir, "mean").embed(["first", "second", "fourth"])
+    np.testing.assert_allclose(beam_lib.numpy_vectors(rows), want, atol=1e-5)
+    errors = sorted((os.path.basename(e["file"]), e["line"], e["error"])
+                    for e in _rows(out + ".errors-*.jsonl"))
+    assert [e[:2] for e in errors] == [("a.jsonl.gz", 3), ("a.jsonl.gz", 5), ("b.tsv", 2),
+                                       ("c.tsv", 2), ("c.tsv", 3)]
+    assert errors[0][2].startswith("not JSON") and errors[1][2] == "not a JSON object"
+    assert errors[2][2] == "line 1, the header: not valid UTF-8 (byte 0: b'\\xff')"
+    assert errors[3][2] == "no column 'sentence' in the header ['text', 'label']"
 
 
 def test_bad_arguments_fail_before_the_pipeline(sst2_export, tiny_model_dir, tmp_path, capsys):
@@ -285,10 +340,14 @@ def test_bad_arguments_fail_before_the_pipeline(sst2_export, tiny_model_dir, tmp
     for expected, argv in cases.items():
         assert cli(argv) == 2, expected
         assert expected in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli(["export", "--model", tiny_model_dir, "--out", str(tmp_path / "e"), "--",
-             "--project=p"])
-    assert "only predict and embed --runner take them" in capsys.readouterr().err
+    from bert_tf.cli import split_beam_args
+    assert split_beam_args(["predict", "x", "--", "--project=p"]) == (["predict", "x"],
+                                                                      ["--project=p"])
+    assert split_beam_args(["embed", "x", "--runner", "dataflow", "--", "--region=r"]) == (
+        ["embed", "x", "--runner", "dataflow"], ["--region=r"])
+    for plain in (["embed", "--model", "m", "--output", "v.npy", "--", "-file.txt"],
+                  ["info", "--", "dir"]):
+        assert split_beam_args(plain) == (plain, []), "-- ends bert-tf's options there"
     assert sorted(os.listdir(tmp_path)) == ["enc", "out-00000-of-00001.jsonl", "t.txt"]
 
 

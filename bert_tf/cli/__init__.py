@@ -242,16 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    beam_args = []
-    if "--" in argv:  # the rest goes to Apache Beam's pipeline options
-        split = argv.index("--")
-        argv, beam_args = argv[:split], argv[split + 1:]
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv, beam_args = split_beam_args(argv)
+    args = build_parser().parse_args(argv)
     args.beam_args = beam_args
-    if beam_args and not getattr(args, "runner", None):
-        parser.error("options after -- are Beam pipeline options: only predict and "
-                     "embed --runner take them")
     try:
         args.func(args)
     except (BertTfError, OSError) as e:
@@ -259,6 +252,19 @@ def main(argv=None) -> int:
         print(f"bert-tf {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`predict ... -- OPTIONS` and `embed ... --runner R ... -- OPTIONS`: the options
+    after `--` are Apache Beam's pipeline options. Elsewhere `--` keeps its usual
+    meaning (the end of bert-tf's options)."""
+    if "--" not in argv:
+        return argv, []
+    split = argv.index("--")
+    head = argv[:split]
+    beam = head[:1] == ["predict"] or (head[:1] == ["embed"] and any(
+        a == "--runner" or a.startswith("--runner=") for a in head))
+    return (head, argv[split + 1:]) if beam else (argv, [])
 
 
 def error_line(error: Exception) -> str:

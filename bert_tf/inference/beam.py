@@ -33,6 +33,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
 import time
 
@@ -43,6 +44,7 @@ logging.getLogger("apache_beam.io.filesystems").setLevel(logging.ERROR)
 import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402
 from apache_beam.io import fileio  # noqa: E402
+from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.metrics import Metrics, MetricsFilter  # noqa: E402
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, \
@@ -76,8 +78,9 @@ def record_format(path: str, text_column: str | None) -> str:
     """`text` without a column; with one, `jsonl` for .jsonl/.json files, else `tsv`."""
     if text_column is None:
         return "text"
-    name = path[:-3] if path.endswith(".gz") else path
-    return "jsonl" if name.endswith((".jsonl", ".json")) else "tsv"
+    if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+        path = os.path.splitext(path)[0]   # x.jsonl.gz, x.tsv.bz2, ...
+    return "jsonl" if path.lower().endswith((".jsonl", ".json")) else "tsv"
 
 
 class _RecordError(ValueError):
@@ -106,11 +109,10 @@ class ReadRecords(beam.DoFn):
                 if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]     # a UTF-8 byte-order mark
                 try:
-                    line = _decode(raw)
                     if kind == "tsv" and number == 1:
-                        header = self._header(line)
+                        header = self._header(raw)   # a list, or what is wrong with it
                         continue
-                    value = self._parse(kind, line, header)
+                    value = self._parse(kind, _decode(raw), header)
                 except _RecordError as e:
                     self.bad.inc()
                     yield beam.pvalue.TaggedOutput("errors", {
@@ -120,19 +122,22 @@ class ReadRecords(beam.DoFn):
                 self.records.inc()
                 yield (path, number), value
 
-    def _header(self, line: str) -> list[str] | _RecordError:
-        header = line.split("\t")
+    def _header(self, raw: bytes) -> list[str] | str:
+        try:
+            header = _decode(raw).split("\t")
+        except _RecordError as e:
+            return f"line 1, the header: {e}"
         for column in (self.text_column, self.text_b_column):
             if column is not None and column not in header:
-                return _RecordError(f"no column {column!r} in the header {header}")
+                return f"no column {column!r} in the header {header}"
         return header
 
     def _parse(self, kind: str, line: str, header):
         if kind == "text":
             return _text(line, "the line")
         if kind == "tsv":
-            if isinstance(header, _RecordError):
-                raise header
+            if isinstance(header, str):   # every line of a file with a bad header
+                raise _RecordError(header)
             fields = line.split("\t")
             if len(fields) != len(header):
                 raise _RecordError(f"{len(fields)} fields, the header has {len(header)}")
@@ -173,10 +178,12 @@ def _text(value: str, what: str) -> str:
 
 
 def read_records(pipeline, patterns: list[str], text_column=None, text_b_column=None):
-    """Glob patterns -> (records, errors) PCollections (see `ReadRecords`). Records are
-    reshuffled so that the workers share the files' lines."""
+    """Glob patterns -> (records, errors) PCollections (see `ReadRecords`). Each matched
+    file is read once (patterns may overlap); records are reshuffled so that the
+    workers share the files' lines."""
+    files = sorted(set(match_inputs(patterns)))
     out = (pipeline
-           | "Patterns" >> beam.Create(patterns)
+           | "Files" >> beam.Create(files)
            | "Match" >> fileio.MatchAll()
            | "Open" >> fileio.ReadMatches()
            | "Read" >> beam.ParDo(ReadRecords(text_column, text_b_column)).with_outputs(
@@ -284,9 +291,8 @@ class EmbedderHandler(ModelHandler):
         return Embedder(self.model_dir, self.pooling, self.max_seq_length, self.batch_size)
 
     def run_inference(self, batch, model, inference_args=None):
-        before = model.trimmed
-        vectors = model.embed(list(batch))
-        self.trimmed.inc(model.trimmed - before)
+        vectors, trimmed = model.embed_batch(list(batch))
+        self.trimmed.inc(trimmed)
         return [PredictionResult(x, {"vector": v}) for x, v in zip(batch, vectors)]
 
     def batch_elements_kwargs(self):
@@ -401,11 +407,13 @@ def pipeline_options(runner: str = "direct", num_workers: int = 1,
 
 
 def output_files(output: str, fmt: str | None = None) -> list[str]:
-    """The sharded files `output-SSSSS-of-NNNNN.<fmt>` (any suffix without `fmt`) that
-    exist now."""
-    suffix = f".{fmt}" if fmt else ".*"
-    matched = FileSystems.match([f"{output}-*-of-*{suffix}"])[0].metadata_list
-    return sorted(m.path for m in matched)
+    """The sharded files `output-SSSSS-of-NNNNN.<fmt>` (any of FORMATS without `fmt`)
+    that exist now; `output-v2-...` and other outputs sharing the prefix are not ours."""
+    suffixes = "|".join(re.escape(f) for f in ([fmt] if fmt else FORMATS))
+    name = re.compile(re.escape(os.path.basename(output))
+                      + rf"-\d{{5,}}-of-\d{{5,}}\.({suffixes})$")
+    matched = FileSystems.match([f"{output}-*-of-*"])[0].metadata_list
+    return sorted(m.path for m in matched if name.match(os.path.basename(m.path)))
 
 
 def run_batch_inference(handler: ModelHandler, row_fn, columns: list[str], patterns,
@@ -425,6 +433,7 @@ def run_batch_inference(handler: ModelHandler, row_fn, columns: list[str], patte
     errors_output = output + ".errors"
     options = options or pipeline_options(runner, num_workers, beam_args)
     start = time.time()
+    before = temp_dirs(output)
     try:
         pipeline = beam.Pipeline(options=options)
         records, errors = read_records(pipeline, patterns, text_column, text_b_column)
@@ -437,8 +446,11 @@ def run_batch_inference(handler: ModelHandler, row_fn, columns: list[str], patte
          | "WriteErrors" >> beam.io.WriteToText(errors_output, file_name_suffix=".jsonl"))
         result = pipeline.run()
         result.wait_until_finish()
-    finally:
-        _remove_temp_dirs(output)
+    except BaseException:
+        # Beam leaves a failed run's temporary files; remove this run's (not another
+        # run's that is writing the same output now: those existed before).
+        _remove_temp_dirs(temp_dirs(output) - before)
+        raise
     _remove_stale(old, start)
     counts = _counters(result)
     return BatchResult(rows=counts.get("rows", 0), errors=counts.get("errors", 0),
@@ -459,19 +471,29 @@ def _counters(result) -> dict[str, int]:
     return counts
 
 
-def _remove_temp_dirs(output: str) -> None:
-    """Beam's sinks write into `beam-temp-<name>-<uuid>/` beside the output and remove it
-    on success; after a failure it stays behind. Remove ours (the rows' and the dead
-    letters')."""
+def temp_dirs(output: str) -> set[str]:
+    """Beam's sink folders for `output` and its dead letters: `beam-temp-<name>-<uuid1
+    hex>` beside them (each run makes its own and removes it when it succeeds)."""
     folder, name = os.path.split(output)
+    found = set()
     for prefix in (f"beam-temp-{name}-", f"beam-temp-{name}.errors-"):
-        pattern = FileSystems.join(folder or ".", prefix + "*")
-        files = FileSystems.match([pattern + "/*"])[0].metadata_list
+        pattern = re.compile(re.escape(prefix) + "[0-9a-f]{32}$")
+        base = FileSystems.join(folder or ".", prefix + "*")
+        paths = [m.path for m in FileSystems.match([base + "/*"])[0].metadata_list]
+        paths = {os.path.dirname(p) for p in paths}
+        if "://" not in base:   # an empty local folder has no files to match
+            paths |= {p for p in glob.glob(base) if os.path.isdir(p)}
+        found |= {p for p in paths if pattern.match(os.path.basename(p))}
+    return found
+
+
+def _remove_temp_dirs(dirs) -> None:
+    for path in dirs:
+        files = FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list
         if files:
             FileSystems.delete([m.path for m in files])
-        if "://" not in pattern:   # a local folder stays after its files are gone
-            for path in glob.glob(pattern):
-                shutil.rmtree(path, ignore_errors=True)
+        if "://" not in path:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _remove_stale(old: list[str], start: float) -> None:

@@ -50,14 +50,20 @@ class Embedder:
         trimmed = self.tokenizer.count_trimmed(texts, self.max_seq_length)
         return self.model(inputs, training=False), trimmed
 
+    def embed_batch(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """One batch: `[len(texts), H]` vectors and how many texts were trimmed."""
+        vectors, trimmed = self._embed_batch(tf.constant(texts))
+        return vectors.numpy(), int(trimmed)
+
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """All texts, in batches of `batch_size`; `self.trimmed` counts the trimmed."""
         bar = keras.utils.Progbar(len(texts), unit_name="text") if progress else None
         vectors = []
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start:start + self.batch_size]
-            v, trimmed = self._embed_batch(tf.constant(batch))
-            vectors.append(v.numpy())
-            self.trimmed += int(trimmed)
+            v, trimmed = self.embed_batch(batch)
+            vectors.append(v)
+            self.trimmed += trimmed
             if bar:
                 bar.add(len(batch))
         if not vectors:
