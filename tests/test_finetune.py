@@ -277,7 +277,7 @@ def test_reinit_pooler_draws_new_weights(tiny_model_dir):
 @pytest.mark.slow
 def test_pair_tasks_take_their_defaults_and_serve_pairs(tiny_model_dir, tmp_path, capsys):
     """`--task mrpc` and `--task tsv --text-b-column` without --epochs/--learning-rate:
-    each prints its recipe and records it in run.json (mrpc 5 at 1e-4, tsv 3 at 5e-5);
+    each prints its recipe and records it in run.json (mrpc 5 at 5e-5, tsv 3 at 5e-5);
     the pair run's serving export needs `text_b` and gives the probabilities of the
     model dir on the same pairs, which differ from the first texts alone."""
     import bert_tf
@@ -285,9 +285,9 @@ def test_pair_tasks_take_their_defaults_and_serve_pairs(tiny_model_dir, tmp_path
     small = ["--train-limit", "64", "--max-seq-length", "48", "--batch-size", "16", "--quiet"]
     assert cli(["finetune", "--task", "mrpc", "--model", tiny_model_dir, "--data-dir", DATA_DIR,
                 "--out", str(tmp_path / "mrpc"), "--no-export", *small]) == 0
-    assert "mrpc recipe: 5 epoch(s) at learning rate 0.0001" in capsys.readouterr().out
+    assert "mrpc recipe: 5 epoch(s) at learning rate 5e-05" in capsys.readouterr().out
     run = json.loads((tmp_path / "mrpc" / "run.json").read_text())
-    assert (run["epochs"], run["learning_rate"]) == (5, 1e-4)
+    assert (run["epochs"], run["learning_rate"]) == (5, 5e-5)
     assert len(metrics(tmp_path / "mrpc")["history"]["loss"]) == 5
 
     # MRPC's train.tsv as a user's own pair TSV (its header names the columns)

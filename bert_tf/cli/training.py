@@ -53,7 +53,7 @@ def add_finetune_parser(sub) -> None:
     p.add_argument("--epochs", type=positive_int,
                    help="default per task: sst2 1, mrpc 5, tsv 3 (BENCHMARKS.md)")
     p.add_argument("--learning-rate", type=positive_float,
-                   help="peak learning rate; default per task: sst2 1e-4, mrpc 1e-4, tsv 5e-5")
+                   help="peak learning rate; default per task: sst2 1e-4, mrpc 5e-5, tsv 5e-5")
     p.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
     p.add_argument("--max-seq-length", type=positive_int, default=128)
     p.add_argument("--warmup-proportion", type=proportion, default=0.1)
