@@ -41,12 +41,12 @@ def read_vectors(path_or_prefix: str) -> np.ndarray:
     if os.path.exists(path_or_prefix):
         with open(path_or_prefix) as f:
             return np.array([json.loads(line)["vector"] for line in f], np.float32)
+    from bert_tf.inference.beam import numpy_vectors
     rows = []
     for path in glob.glob(path_or_prefix + "-*-of-*.jsonl"):
         with open(path) as f:
             rows += [json.loads(line) for line in f]
-    rows.sort(key=lambda r: r["line"])
-    return np.array([r["vector"] for r in rows], np.float32)
+    return numpy_vectors(rows)
 
 
 def main(argv=None) -> dict:

@@ -52,6 +52,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, \
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from bert_tf.errors import ConfigError, DataError, OutputError  # noqa: E402
+from bert_tf.io.atomic import check_parent_writable  # noqa: E402
 
 # --runner NAME -> Beam's runner. `direct` is the portable FnApiRunner (what Beam's
 # DirectRunner falls back to offline; it runs --num-workers processes).
@@ -226,13 +227,7 @@ def check_output_prefix(output: str) -> None:
     if os.path.isdir(output) or output.endswith(os.sep):
         raise OutputError(f"output {output}: is a folder; --output is a prefix for the "
                           f"output files, e.g. {os.path.join(output, 'preds')}")
-    folder = os.path.dirname(os.path.abspath(output))
-    while not os.path.exists(folder):
-        folder = os.path.dirname(folder)
-    if not os.path.isdir(folder):
-        raise OutputError(f"output {output}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"output {output}: {folder} is not writable")
+    check_parent_writable(output)
 
 
 # ---------------------------------------------------------------- model handlers

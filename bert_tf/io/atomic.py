@@ -162,6 +162,13 @@ def check_output(path: str, overwrite: bool = False, kind: str = "file") -> None
             raise OutputError(f"{path} is a file; the output is a folder")
         if not overwrite:
             raise OutputError(f"{path} exists; pass overwrite (--overwrite) to replace it")
+    check_parent_writable(path)
+
+
+def check_parent_writable(path: str) -> None:
+    """The nearest existing folder above `path` is a folder we may write in (the
+    missing ones below it can then be made). Raises `OutputError` naming both."""
+    path = os.path.abspath(path)
     parent = os.path.dirname(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
