@@ -71,3 +71,30 @@ def encoder_layer_names(i: int) -> dict:
             "attention_norm": g + "attention/output/LayerNorm/",
             "intermediate": g + "intermediate/dense/", "output": g + "output/dense/",
             "output_norm": g + "output/LayerNorm/"}
+
+
+def latency(job, request) -> dict:
+    """`request(texts)` timed once per request of each shape of the latency case's data
+    (`{"warmup": N, "requests": {shape: [[text, ...], ...]}}`): shape -> the seconds of
+    each request after the first N."""
+    with open(job["data"]) as f:
+        data = json.load(f)
+    out = {}
+    for shape, requests in data["requests"].items():
+        seconds = []
+        for texts in requests:
+            start = time.perf_counter()
+            request(texts)
+            seconds.append(time.perf_counter() - start)
+        out[shape] = seconds[data["warmup"]:]
+    return out
+
+
+def pooler(model_dir: str):
+    """BertModel's pooler from an HF folder's weights, in numpy: [CLS] vectors [B, H]
+    -> pooled_output (for peers whose outputs stop at the hidden states)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+    weights = load_file(f"{model_dir}/model.safetensors")
+    kernel, bias = weights["pooler.dense.weight"].T, weights["pooler.dense.bias"]
+    return lambda cls: np.tanh(np.asarray(cls, np.float32) @ kernel + bias)

@@ -11,15 +11,19 @@ job's model is the HF copy of the bert-tf model dir that the bench writes
 - train: `BertForSequenceClassification`, AdamW (weight decay 0.01, eps 1e-6), gradient
   clipping at 1.0, an optimizer step per batch; the examples in file order, each batch
   padded to its longest (as `DataCollatorWithPadding` does).
+- latency: `BertTokenizerFast` + `BertModel` per request (padded to its longest).
 - tokenize: `tokenizers.BertWordPieceTokenizer` on the same vocab.txt, `encode_batch`
   without special tokens, in chunks of the job's `chunk`.
+Job `precision` `bfloat16` (the `hf-bf16` peer): forward passes under
+`torch.autocast(device, torch.bfloat16)`, outputs returned as float32.
 Uses a CUDA GPU when PyTorch sees one. Prints one JSON line (benchmarks/common.py).
 """
+import contextlib
 import json
 
 import numpy as np
 
-from common import emit, load_job, timed
+from common import emit, latency, load_job, timed
 
 
 def torch_setup():
@@ -29,6 +33,23 @@ def torch_setup():
     detail = (f"PyTorch {torch.__version__}, {device}"
               + (f", {torch.get_num_threads()} threads" if device == "cpu" else ""))
     return torch, device, sync, detail
+
+
+def inference(job, torch, device):
+    """`torch.inference_mode`, under bfloat16 autocast for job precision bfloat16."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode())
+    if job.get("precision") == "bfloat16":
+        stack.enter_context(torch.autocast(device, dtype=torch.bfloat16))
+    return stack
+
+
+def numpy32(t):
+    return t.float().cpu().numpy()
+
+
+def autocast_detail(job) -> str:
+    return ", bfloat16 autocast" if job.get("precision") == "bfloat16" else ""
 
 
 def encoder_case(job):
@@ -41,13 +62,14 @@ def encoder_case(job):
               "token_type_ids": inputs["input_type_ids"]}
 
     def run():
-        with torch.inference_mode():
+        with inference(job, torch, device):
             out = model(**inputs)
-            return {"sequence_output": out.last_hidden_state.cpu().numpy(),
-                    "pooled_output": out.pooler_output.cpu().numpy()}
+            return {"sequence_output": numpy32(out.last_hidden_state),
+                    "pooled_output": numpy32(out.pooler_output)}
     times, outputs = timed(run, job["repeats"])
     np.savez(job["outputs"], **outputs)
-    emit(f"transformers {transformers.__version__} BertModel, SDPA ({detail})", times)
+    emit(f"transformers {transformers.__version__} BertModel, SDPA{autocast_detail(job)} "
+         f"({detail})", times)
 
 
 def e2e_case(job):
@@ -62,17 +84,35 @@ def e2e_case(job):
 
     def run():
         pooled, tokens = [], 0
-        with torch.inference_mode():
+        with inference(job, torch, device):
             for batch in batches:
                 enc = tokenizer(batch, padding="longest", truncation=True,
                                 max_length=job["seq_length"], return_tensors="pt").to(device)
-                pooled.append(model(**enc).pooler_output.cpu().numpy())
+                pooled.append(numpy32(model(**enc).pooler_output))
                 tokens += enc["input_ids"].numel()
         return np.concatenate(pooled), tokens
     times, (pooled, tokens) = timed(run, job["repeats"])
     np.savez(job["outputs"], pooled_output=pooled)
-    emit(f"transformers {transformers.__version__} BertTokenizerFast + BertModel, SDPA, "
-         f"padded to each batch's longest ({detail})", times, tokens_per_run=tokens)
+    emit(f"transformers {transformers.__version__} BertTokenizerFast + BertModel, SDPA"
+         f"{autocast_detail(job)}, padded to each batch's longest ({detail})", times,
+         tokens_per_run=tokens)
+
+
+def latency_case(job):
+    import transformers
+    torch, device, sync, detail = torch_setup()
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(job["model"])
+    model = transformers.BertModel.from_pretrained(job["model"], attn_implementation="sdpa")
+    model.to(device).eval()
+
+    def request(texts):
+        with inference(job, torch, device):
+            enc = tokenizer(texts, padding="longest", truncation=True,
+                            max_length=job["seq_length"], return_tensors="pt").to(device)
+            return numpy32(model(**enc).pooler_output)
+    emit(f"transformers {transformers.__version__} BertTokenizerFast + BertModel, SDPA"
+         f"{autocast_detail(job)}, a call per request ({detail})", [],
+         latency_s=latency(job, request))
 
 
 def train_case(job):
@@ -130,5 +170,5 @@ def tokenize_case(job):
 
 if __name__ == "__main__":
     job = load_job()
-    {"encoder": encoder_case, "e2e": e2e_case, "train": train_case,
+    {"encoder": encoder_case, "e2e": e2e_case, "latency": latency_case, "train": train_case,
      "tokenize": tokenize_case}[job["case"]](job)

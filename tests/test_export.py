@@ -255,3 +255,70 @@ def test_pair_serving_export_matches_the_reference_end_to_end(minilm_dir, tmp_pa
     single = tf.saved_model.load(os.path.join(base, "serving", "1")).signatures[
         "serving_default"](text=a)["pooled_output"].numpy()
     assert np.abs(single - ref["pair_pooled_output"]).max() > 1e-2
+
+
+def _bfloat16_matmuls(signature) -> int:
+    """MatMul / BatchMatMul nodes on bfloat16 tensors in a signature's graph."""
+    graph = signature.graph.as_graph_def()
+    nodes = [n for f in graph.library.function for n in f.node_def] + list(graph.node)
+    return sum(n.op in ("MatMul", "BatchMatMulV2") and n.attr["T"].type == tf.bfloat16.as_datatype_enum
+               for n in nodes)
+
+
+def test_bfloat16_export_computes_in_bfloat16_and_answers_in_float32(tiny_model_dir, tmp_path,
+                                                                     monkeypatch, capsys):
+    """`export --precision bfloat16`: the encoder and serving exports run their matmuls on
+    bfloat16 tensors (a flag that changed nothing fails here: the float32 export has none),
+    keep float32 variables, answer in float32 and agree with the float32 export of the same
+    weights; on a CPU without bfloat16 instructions the command says it will be slower and
+    why, and exports anyway; where the hardware has them it says nothing."""
+    import keras
+    import bert_tf
+    from bert_tf import cli as cli_module
+    from bert_tf.errors import ConfigError
+    keras.utils.set_random_seed(3)
+    clf = bert_tf.BertClassifier(bert_tf.load_encoder(tiny_model_dir), 2, labels=["neg", "pos"],
+                                 preprocessor=bert_tf.load_preprocessor(tiny_model_dir, 32))
+    model_dir = clf.save_model_dir(str(tmp_path / "clf"))
+    base = str(tmp_path / "exports")
+    monkeypatch.setattr(cli_module, "bfloat16_support", lambda: (False, "CPU X has no bf16 (test)"))
+    assert cli(["export", "--model", model_dir, "--out", base, "--precision", "bfloat16"]) == 0
+    err = capsys.readouterr().err
+    assert "slower than float32" in err and "CPU X has no bf16 (test)" in err, err
+    assert cli(["export", "--model", model_dir, "--out", base]) == 0              # version 2: fp32
+    monkeypatch.setattr(cli_module, "bfloat16_support", lambda: (True, "CPU Y has amx_bf16"))
+    assert cli(["export", "--model", model_dir, "--out", base, "--precision", "bfloat16"]) == 0
+    assert "slower" not in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="precision 'float16'"):
+        bert_tf.export_model(clf, str(tmp_path / "x"), precision="float16")
+
+    texts = tf.constant(["the movie was wonderful", "a dull , lifeless script", "It's fine."])
+    ids = tf.saved_model.load(os.path.join(base, "preprocessor", "2"))(texts)
+    out, matmuls = {}, {}
+    for version, precision in (("1", "bf16"), ("2", "fp32")):
+        serve = tf.saved_model.load(os.path.join(base, "serving", version)).signatures[
+            "serving_default"]
+        encoder = tf.saved_model.load(os.path.join(base, "encoder", version))
+        out[precision] = {"serving": serve(text=texts), "call": encoder(ids),
+                          "encoder": encoder.signatures["serving_default"](**ids)}
+        matmuls[precision] = (_bfloat16_matmuls(serve),
+                              _bfloat16_matmuls(encoder.signatures["serving_default"]))
+        for part in out[precision].values():
+            for key, value in part.items():
+                for t in tf.nest.flatten(value):
+                    assert t.dtype in (tf.float32, tf.int32, tf.string), (version, key, t.dtype)
+        reader = tf.train.load_checkpoint(os.path.join(base, "serving", version, "variables",
+                                                       "variables"))
+        assert tf.bfloat16 not in set(reader.get_variable_to_dtype_map().values())
+    assert matmuls["fp32"] == (0, 0) and min(matmuls["bf16"]) >= 2 * 7, matmuls
+    worst = {}
+    for part, key in (("serving", "pooled_output"), ("serving", "probabilities"),
+                      ("call", "pooled_output"), ("encoder", "sequence_output")):
+        a, b = out["bf16"][part][key].numpy(), out["fp32"][part][key].numpy()
+        a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        worst[f"{part}.{key}"] = (float(np.abs(a - b).max()), float(cosine.min()))
+        assert 0 < worst[f"{part}.{key}"][0] < 0.1 and cosine.min() > 0.999, (part, key, worst)
+    report("export --precision bfloat16 (tiny classifier): bf16 matmuls in serving / encoder "
+           f"graphs {matmuls['bf16']} (fp32 export {matmuls['fp32']}); vs fp32 export max |diff|, "
+           "min cosine: " + ", ".join(f"{k} {d:.1e} {c:.5f}" for k, (d, c) in worst.items()))

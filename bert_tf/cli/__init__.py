@@ -7,7 +7,7 @@ Bad input prints one line `bert-tf CMD: error: ...` and exits with status 2.
     bert-tf embed --model MODEL_DIR [--pooling mean] FILE|- --output OUT.npy|OUT.jsonl [--overwrite]
     bert-tf embed --model MODEL_DIR 'corpus/*.txt' --output OUT --runner direct [--num-workers 2]
     bert-tf predict --export EXPORT 'reviews/*.txt' --output OUT [--runner direct] [-- BEAM_OPTIONS]
-    bert-tf export --model MODEL_DIR --out EXPORT_BASE [--version N] [--seq-length 128]
+    bert-tf export --model MODEL_DIR --out EXPORT_BASE [--version N] [--seq-length 128] [--precision bfloat16]
     bert-tf finetune --task {sst2,mrpc,tsv} --model MODEL_DIR --data-dir DIR --out RUN_DIR
     bert-tf prepare-text WIKI.txt ... --out CORPUS.txt [--overwrite]
     bert-tf create-pretraining-data --input CORPUS.txt --vocab VOCAB --out PATH.tfrecord \
@@ -38,7 +38,8 @@ from bert_tf.cli.training import (add_finetune_parser, add_pretrain_parser,  # n
                                   add_squad_parser)
 from bert_tf.data.pretraining import create_pretraining_data, prepare_text  # noqa: E402
 from bert_tf.data.squad import squad_eval  # noqa: E402
-from bert_tf.export import export_model, serving_instructions  # noqa: E402
+from bert_tf.export import PRECISIONS, export_model, serving_instructions  # noqa: E402
+from bert_tf.hardware import bfloat16_support  # noqa: E402
 from bert_tf.inference.embed import EMBED_POOLINGS, Embedder, check_output_name, \
     write_vectors  # noqa: E402
 from bert_tf.inference.squad import answer  # noqa: E402
@@ -95,10 +96,15 @@ def _embed(args):
 
 
 def _export(args):
+    if args.precision == "bfloat16":
+        native, reason = bfloat16_support()
+        if not native:
+            print(f"note: --precision bfloat16 exports anyway, but it will serve slower than "
+                  f"float32 on this machine: {reason}", file=sys.stderr)
     model = load_model(args.model)
     preprocessor = None if hasattr(model, "preprocessor") else load_preprocessor(args.model)
     targets = export_model(model, args.out, args.version, args.seq_length, args.overwrite,
-                           preprocessor=preprocessor)
+                           preprocessor=preprocessor, precision=args.precision)
     for name, path in targets.items():
         print(f"{name:<13} {path}")
     name = os.path.basename(os.path.abspath(args.out)) or "bert"
@@ -182,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-length", type=positive_int,
                    help="longest input in tokens (default: the fine-tuned model's, else 128)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument("--precision", default="float32", choices=list(PRECISIONS),
+                   help="what the encoder and serving exports compute in (inputs and outputs "
+                   "stay float32); bfloat16 pays on CPUs with AMX / AVX-512 BF16 and on GPUs")
     p.set_defaults(func=_export)
 
     add_finetune_parser(sub)

@@ -71,7 +71,7 @@ def run_pooling_report(args) -> None:
 # ---- bench ----------------------------------------------------------------------------------
 
 def add_bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="bert-tf beside Model Garden, keras-hub and HF, case by case",
+    p = sub.add_parser("bench", help="bert-tf beside Model Garden, keras-hub, HF, ONNX Runtime and OpenVINO, case by case",
                        description=bench_module.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="folder for bench.json, bench.md and work/")
@@ -97,6 +97,11 @@ def add_bench_parser(sub) -> None:
                    "(benchmarks/requirements-hf.txt)")
     p.add_argument("--keras-hub-path", default=os.path.join(sys.prefix, "keras-hub"),
                    help=f"folder keras-hub was installed into ({KERAS_HUB_INSTALL})")
+    p.add_argument("--st-python", default=sys.executable,
+                   help="python of an environment with sentence-transformers and its ONNX "
+                   "Runtime and OpenVINO backends (benchmarks/requirements-st.txt)")
+    p.add_argument("--latency-requests", type=positive_int, default=500,
+                   help="latency case: timed requests per shape (after 20 untimed)")
     p.set_defaults(func=run_bench)
 
 
@@ -105,7 +110,8 @@ def bench_config(args) -> BenchConfig:
         out=args.out, suite=comma_list(args.suite), peers=comma_list(args.peers),
         model=args.model, config=args.config, vocab=args.vocab, data_dir=args.data_dir,
         batch_size=args.batch_size, seq_length=args.seq_length, examples=args.examples,
-        repeats=args.repeats, hf_python=args.hf_python, keras_hub_path=args.keras_hub_path)
+        repeats=args.repeats, hf_python=args.hf_python, keras_hub_path=args.keras_hub_path,
+        st_python=args.st_python, latency_requests=args.latency_requests)
 
 
 def run_bench(args) -> None:

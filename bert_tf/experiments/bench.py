@@ -62,12 +62,15 @@ from safetensors.numpy import save_file
 from bert_tf.config import PRESETS, BertConfig, load_config
 from bert_tf.data.glue import Examples, encode, make_dataset, read_task
 from bert_tf.errors import ConfigError
-from bert_tf.export import export_model
+from bert_tf.export import PRECISIONS, export_model
+from bert_tf.hardware import bfloat16_support, cpu_flags, cpu_name
 from bert_tf.io.checkpoint import CKPT_NAME, google_to_hf_name, read_checkpoint, read_meta, \
     write_model_dir
 from bert_tf.models import BertClassifier, BertEncoder, load_encoder, load_preprocessor, \
     load_tokenizer
+from bert_tf.models.base import with_dtype_policy
 from bert_tf.models.loading import check_model_dir
+from bert_tf.models.serving import as_float32
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.preprocessing.tokenizer import load_vocab
 
@@ -77,8 +80,15 @@ from bert_tf.preprocessing.tokenizer import load_vocab
 # devices before `bench` has set them up. (The bert_tf imports above load TensorFlow's
 # modules anyway: this marks where it runs, it saves no start-up time.)
 
-CASES = ("encoder", "e2e", "train", "tokenize")
-PEERS = ("model-garden", "keras-hub", "hf", "tfhub")
+CASES = ("encoder", "e2e", "latency", "train", "tokenize")
+PEERS = ("model-garden", "keras-hub", "hf", "tfhub", "hf-bf16", "st-onnx", "st-onnx-int8",
+         "st-openvino")
+ST_PEERS = ("st-onnx", "st-onnx-int8", "st-openvino")
+# The latency case's requests: (texts' length, texts per request).
+LATENCY_SHAPES = (("short", 1), ("short", 8), ("long", 1), ("long", 8))
+SHORT_TOKENS = 20        # a short text: 20 tokens (± 2) with [CLS] and [SEP]
+LATENCY_WARMUP = 20      # untimed requests of each shape first
+MIN_COSINE = 0.999       # bfloat16 rows: mean cosine of pooled outputs to bert-tf fp32
 TOLERANCE = 1e-4
 TRAIN_EXAMPLES = 1600
 TOKENIZE_CHUNK = 4096  # texts per call, as bert_tf.data.encode tokenises
@@ -90,10 +100,12 @@ BENCHMARKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 WORKER_MODULE = "bert_tf.experiments.bench"
 KERAS_HUB_INSTALL = ("pip install --no-deps --target .venv/keras-hub "
                      "-r benchmarks/requirements-keras-hub.txt")
+ST_HINT = "--st-python: a python with benchmarks/requirements-st.txt"
 MISSING_MODULE_HINTS = {"hf": "--hf-python: a python with benchmarks/requirements-hf.txt",
-                        "keras-hub": KERAS_HUB_INSTALL}
+                        "hf-bf16": "--hf-python: a python with benchmarks/requirements-hf.txt",
+                        "keras-hub": KERAS_HUB_INSTALL, **{p: ST_HINT for p in ST_PEERS}}
 UNITS = {"encoder": "sequences/s", "e2e": "sentences/s", "train": "examples/s",
-         "tokenize": "sentences/s"}
+         "tokenize": "sentences/s", "latency": "ms"}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -115,7 +127,11 @@ class BenchConfig:
             dev, train `TRAIN_EXAMPLES`, tokenize all of SST-2 train).
         repeats: timed runs per row, after a warm-up.
         hf_python: python of an environment with torch, transformers and tokenizers
-            (benchmarks/requirements-hf.txt), for the `hf` peer.
+            (benchmarks/requirements-hf.txt), for the `hf` and `hf-bf16` peers.
+        st_python: python of an environment with sentence-transformers and its ONNX
+            Runtime and OpenVINO backends (benchmarks/requirements-st.txt), for `st-*`.
+        latency_requests: timed requests of each latency shape (after
+            `LATENCY_WARMUP` untimed ones).
         keras_hub_path: folder keras-hub was installed into (`KERAS_HUB_INSTALL`).
     """
     out: str
@@ -132,6 +148,8 @@ class BenchConfig:
     repeats: int = 3
     hf_python: str = sys.executable
     keras_hub_path: str = os.path.join(sys.prefix, "keras-hub")
+    st_python: str = sys.executable
+    latency_requests: int = 500
 
     def __post_init__(self):
         self.suite = _choices("suite", self.suite, CASES)
@@ -140,7 +158,7 @@ class BenchConfig:
             raise ConfigError(f"suite is empty; choose from {', '.join(CASES)}")
         if self.config is not None and self.config not in PRESETS:
             raise ConfigError(f"config {self.config!r}: choose one of {', '.join(PRESETS)}")
-        for name in ("batch_size", "seq_length", "examples", "repeats"):
+        for name in ("batch_size", "seq_length", "examples", "repeats", "latency_requests"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1, not {value}")
@@ -205,18 +223,8 @@ def machine() -> dict:
     import tensorflow as tf
     gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")]
-    cpu = platform.processor() or platform.machine()
-    flags = []
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            info = f.read().splitlines()
-        cpu = next((line.split(":", 1)[1].strip() for line in info
-                    if line.startswith("model name")), cpu)
-        flags = next((line.split(":", 1)[1].split() for line in info
-                      if line.startswith("flags")), [])
-    # the vector and matrix units that decide which kernels are fast (lscpu's flags)
-    flags = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "avx512")))
-    return {"cpu": cpu, "cpu_flags": " ".join(flags), "cpu_count": os.cpu_count(), "gpus": gpus,
+    return {"cpu": cpu_name(), "cpu_flags": " ".join(cpu_flags()), "cpu_count": os.cpu_count(),
+            "bfloat16": bfloat16_support()[1], "gpus": gpus,
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "python": platform.python_version(),
             # every TensorFlow worker inherits it: the same kernels for bert-tf and TF peers
@@ -262,6 +270,23 @@ class System:
     peer: str | None = None          # None: bert-tf itself
     script: str | None = None        # benchmarks/<script>; None: python -m WORKER_MODULE
     xla: bool = False
+    precision: str = "float32"       # float32, bfloat16, int8
+
+    @property
+    def approximate(self) -> bool:
+        """Computes in lower precision: outputs are compared by cosine (and accuracy),
+        not within TOLERANCE."""
+        return self.precision != "float32"
+
+
+# What users pick for fast CPU inference, in the encoder, e2e and latency cases: each
+# row's pooled_output is BertModel's pooler over the [CLS] token, as bert-tf's.
+FAST_PEERS = [
+    System("HF BertModel, bfloat16 autocast", "hf-bf16", "hf_bert.py", precision="bfloat16"),
+    System("sentence-transformers, ONNX Runtime", "st-onnx", "st_backends.py"),
+    System("sentence-transformers, ONNX Runtime int8 (dynamic)", "st-onnx-int8",
+           "st_backends.py", precision="int8"),
+    System("sentence-transformers, OpenVINO", "st-openvino", "st_backends.py")]
 
 
 class Bench:
@@ -295,6 +320,7 @@ class Bench:
             self.model_dir = os.path.abspath(config.model)
         self.bert_config = load_config(self.model_dir)
         self._hf_dir = None
+        self._exported = False
 
     def path(self, name: str) -> str:
         return os.path.join(self.work, name)
@@ -309,12 +335,32 @@ class Bench:
         ours = [System("bert-tf")]
         if case == "encoder":
             ours.append(System("bert-tf, XLA", xla=True))
+        if case in ("encoder", "e2e", "latency"):
+            ours.append(System("bert-tf, bfloat16", precision="bfloat16"))
         return ours + [s for s in peer_systems if s.peer in self.peers]
+
+    def exports(self) -> str:
+        """The encoder of the model dir exported twice (once per run): version 1 in
+        float32, version 2 with `precision="bfloat16"`. The encoder alone, whatever head
+        the model dir holds: the cases are text -> pooled_output."""
+        export = self.path("export")
+        if not self._exported:
+            encoder, preprocessor = load_encoder(self.model_dir), load_preprocessor(self.model_dir)
+            for version, precision in ((1, "float32"), (2, "bfloat16")):
+                export_model(encoder, export, version=version, seq_length=self.config.seq_length,
+                             overwrite=True, preprocessor=preprocessor, precision=precision)
+            self._exported = True
+        return export
 
     def launcher(self, peer: str | None):
         """(python, extra environment) for a peer, or a string: why it cannot run."""
         if peer == "hf":
             return self.config.hf_python, {}
+        if peer == "hf-bf16":
+            native, reason = bfloat16_support()
+            return (self.config.hf_python, {}) if native else f"not run: {reason}"
+        if peer in ST_PEERS:
+            return self.config.st_python, {}
         if peer == "keras-hub":
             path = self.config.keras_hub_path
             if os.path.isdir(path):
@@ -326,7 +372,8 @@ class Bench:
 
     def run(self, case: str, system: System, **job) -> dict:
         """Runs one worker; its row, available or not."""
-        row = {"system": system.label, "peer": system.peer, "xla": system.xla}
+        row = {"system": system.label, "peer": system.peer, "xla": system.xla,
+               "precision": system.precision, "approximate": system.approximate}
         launch = self.launcher(system.peer)
         if isinstance(launch, str):
             return {**row, "available": False, "reason": launch}
@@ -335,8 +382,10 @@ class Bench:
         job = {"case": case, "model": self.model_dir, "batch_size": self.config.batch_size,
                "seq_length": self.config.seq_length, "repeats": self.config.repeats,
                "learning_rate": LEARNING_RATE, "xla": system.xla,
+               "precision": system.precision, "backend": system.peer,
                "outputs": self.path(name + ".npz"), **job}
-        if system.peer == "hf":  # transformers reads HF's files: the same weights, renamed
+        if system.peer in ("hf", "hf-bf16", *ST_PEERS):
+            # transformers reads HF's files: the same weights, renamed
             job["model"] = self.hf_dir()
         job_file = self.path(name + ".json")
         with open(job_file, "w") as f:
@@ -373,7 +422,8 @@ def encoder_case(bench: Bench) -> dict:
              System("Model Garden BertEncoderV2, XLA", "model-garden", "model_garden.py", True),
              System("keras-hub BertBackbone", "keras-hub", "keras_hub_bert.py"),
              System("keras-hub BertBackbone, XLA", "keras-hub", "keras_hub_bert.py", True),
-             System("HF transformers BertModel", "hf", "hf_bert.py")]
+             System("HF transformers BertModel", "hf", "hf_bert.py"),
+             *FAST_PEERS]
     rows = [bench.run("encoder", s, data=data)
             for s in bench.systems("encoder", peers)]
     return {"title": f"Encoder forward pass, fixed batch {b} × {length}, fp32",
@@ -391,27 +441,76 @@ def _sst2(bench: Bench, split: str, default_limit: int | None):
 
 
 def e2e_case(bench: Bench) -> dict:
-    examples, features, _ = _sst2(bench, "dev", None)
+    examples, features, labels = _sst2(bench, "dev", None)
     data = bench.path("e2e-texts.json")
     with open(data, "w") as f:
         json.dump(examples.texts_a, f)
-    export = bench.path("export")
-    # The encoder alone, whatever head the model dir holds: the case is text -> pooled_output.
-    export_model(load_encoder(bench.model_dir), export, version=1,
-                 seq_length=bench.config.seq_length, overwrite=True,
-                 preprocessor=load_preprocessor(bench.model_dir))
+    export = bench.exports()
     lengths = features["input_mask"].sum(axis=1)
     peers = [System(f"TF Hub-style preprocessor + encoder (pad to {bench.config.seq_length})",
                     "tfhub", "tfhub_pipeline.py"),
-             System("HF tokenizer + BertModel", "hf", "hf_bert.py")]
+             System("HF tokenizer + BertModel", "hf", "hf_bert.py"), *FAST_PEERS]
     rows = [bench.run("e2e", s, data=data, export=export)
             for s in bench.systems("e2e", peers)]
-    return {"title": f"End to end, raw text -> pooled_output, {len(examples)} SST-2 dev "
-                     f"sentences, batch {bench.config.batch_size}, max length "
-                     f"{bench.config.seq_length}",
-            "items": len(examples), "real_tokens": int(lengths.sum()),
-            "flops": forward_flops(bench.bert_config, lengths), "compare": ["pooled_output"],
-            "rows": rows}
+    result = {"title": f"End to end, raw text -> pooled_output, {len(examples)} SST-2 dev "
+                       f"sentences, batch {bench.config.batch_size}, max length "
+                       f"{bench.config.seq_length}",
+              "items": len(examples), "real_tokens": int(lengths.sum()),
+              "flops": forward_flops(bench.bert_config, lengths), "compare": ["pooled_output"],
+              "rows": rows}
+    head = classifier_head(bench.model_dir)
+    if head is not None:  # a fine-tuned SST-2 model: each row's dev accuracy through its head
+        np.savez(bench.path("e2e-head.npz"), labels=labels, **head)
+        result["head"] = bench.path("e2e-head.npz")
+    return result
+
+
+def classifier_head(model_dir: str) -> dict | None:
+    """A classifier model dir's head (`kernel` [H, classes], `bias`), else None."""
+    tensors = read_checkpoint(os.path.join(model_dir, CKPT_NAME))
+    if "output_weights" not in tensors:
+        return None
+    return {"kernel": tensors["output_weights"].T, "bias": tensors["output_bias"]}
+
+
+def latency_case(bench: Bench) -> dict:
+    """Requests of 1 and 8 texts, short (about SHORT_TOKENS tokens) and long (the max
+    length: consecutive SST-2 dev sentences joined, cut by each system's truncation),
+    one at a time through each system's serving path."""
+    texts = read_task("sst2", bench.config.data_dir, "dev").texts_a
+    tokenizer = load_tokenizer(bench.model_dir)
+    import tensorflow as tf
+    counts = (tokenizer.tokenize(tf.constant(texts)).merge_dims(-2, -1).row_lengths().numpy()
+              + 2)
+    target = min(SHORT_TOKENS, bench.config.seq_length)
+    short = [t for t, n in zip(texts, counts) if abs(int(n) - target) <= 2]
+    long, current, tokens = [], [], 0
+    for text, n in zip(texts, counts):
+        current.append(text)
+        tokens += int(n) - 2
+        if tokens + 2 > bench.config.seq_length:
+            long.append(" ".join(current))
+            current, tokens = [], 0
+    pools = {"short": short, "long": long}
+    if not short or not long:
+        raise ConfigError(f"SST-2 dev has no {'short' if not short else 'long'} texts for "
+                          f"seq_length {bench.config.seq_length}")
+    n = bench.config.latency_requests + LATENCY_WARMUP
+    requests = {f"{kind}-{size}": [[pools[kind][(i * size + j) % len(pools[kind])]
+                                    for j in range(size)] for i in range(n)]
+                for kind, size in LATENCY_SHAPES}
+    data = bench.path("latency-requests.json")
+    with open(data, "w") as f:
+        json.dump({"warmup": LATENCY_WARMUP, "requests": requests}, f)
+    peers = [System("HF tokenizer + BertModel", "hf", "hf_bert.py"), *FAST_PEERS]
+    rows = [bench.run("latency", s, data=data, export=bench.exports())
+            for s in bench.systems("latency", peers)]
+    return {"title": f"Online-serving latency: one request at a time, {len(short)} short "
+                     f"({target} ± 2 tokens) and {len(long)} long ({bench.config.seq_length} "
+                     f"tokens) SST-2 dev texts, {bench.config.latency_requests} timed requests "
+                     f"per shape after {LATENCY_WARMUP} untimed, text in -> pooled_output "
+                     "(as a numpy array) out",
+            "items": bench.config.latency_requests, "compare": [], "rows": rows}
 
 
 def train_case(bench: Bench) -> dict:
@@ -444,21 +543,55 @@ def tokenize_case(bench: Bench) -> dict:
             "compare": ["ids", "lengths"], "rows": rows}
 
 
-CASE_FUNCTIONS = {"encoder": encoder_case, "e2e": e2e_case, "train": train_case,
-                  "tokenize": tokenize_case}
+CASE_FUNCTIONS = {"encoder": encoder_case, "e2e": e2e_case, "latency": latency_case,
+                  "train": train_case, "tokenize": tokenize_case}
 
 
 # ---- figures --------------------------------------------------------------------------------
 
-def max_abs_diff(path: str, reference: str, keys) -> float:
+def compare_outputs(path: str, reference: str, keys) -> dict:
+    """Max |diff| over `keys`, and the mean and lowest cosine of the first key's rows."""
     with np.load(path) as a, np.load(reference) as b:
-        return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) if a[k].shape == b[k].shape
-                   else float("inf") for k in keys)
+        if any(a[k].shape != b[k].shape for k in keys):
+            return {"max_abs_diff": float("inf"), "mean_cosine": 0.0, "min_cosine": 0.0}
+        diff = max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in keys)
+        x = a[keys[0]].reshape(len(a[keys[0]]), -1).astype(np.float64)
+        y = b[keys[0]].reshape(len(b[keys[0]]), -1).astype(np.float64)
+    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+    cosine = (x * y).sum(axis=1) / np.where(norms == 0, 1, norms)
+    return {"max_abs_diff": diff, "mean_cosine": round(float(cosine.mean()), 6),
+            "min_cosine": round(float(cosine.min()), 6)}
+
+
+def head_accuracy(outputs: str, head: str) -> float:
+    """Accuracy of the model dir's classifier head on a row's pooled outputs."""
+    with np.load(outputs) as o, np.load(head) as h:
+        logits = o["pooled_output"].astype(np.float64) @ h["kernel"] + h["bias"]
+        return round(float((logits.argmax(axis=1) == h["labels"]).mean()), 4)
+
+
+def percentiles_ms(seconds) -> dict:
+    return {"p50_ms": round(float(np.percentile(seconds, 50)) * 1e3, 2),
+            "p99_ms": round(float(np.percentile(seconds, 99)) * 1e3, 2)}
 
 
 def summarise(case: str, result: dict, peak: float) -> dict:
-    """Adds medians, spreads, throughput, GFLOP/s, ratios and output differences to the rows."""
+    """Adds medians, spreads, throughput, GFLOP/s, ratios and output differences to the
+    rows (latency rows: p50 and p99 per shape, and bert-tf's p50 and p99 over theirs)."""
     rows = result["rows"]
+    if case == "latency":
+        for row in rows:
+            if row["available"]:
+                row["shapes"] = {shape: percentiles_ms(seconds)
+                                 for shape, seconds in row.pop("latency_s").items()}
+        ours = next((r for r in rows if r["peer"] is None and r["available"]
+                     and not r["approximate"]), None)
+        for row in rows:
+            if row["available"] and ours is not None and row is not ours:
+                row["bert_tf_over_it"] = {
+                    shape: {k: round(ours["shapes"][shape][k] / v, 3) for k, v in values.items()}
+                    for shape, values in row["shapes"].items()}
+        return result
     for row in rows:
         if not row["available"]:
             continue
@@ -473,7 +606,10 @@ def summarise(case: str, result: dict, peak: float) -> dict:
             row["fraction_of_peak"] = round(row["gflop_per_s"] / peak, 3)
         if row.get("tokens_per_run"):
             row["tokens_run_per_real"] = round(row["tokens_per_run"] / result["real_tokens"], 3)
-    ours = {r["xla"]: r for r in rows if r["peer"] is None and r["available"]}
+        if result.get("head"):
+            row["accuracy"] = head_accuracy(row["outputs"], result["head"])
+    ours = {r["xla"]: r for r in rows if r["peer"] is None and r["available"]
+            and not r["approximate"]}
     reference = ours.get(False)
     for row in rows:
         if not row["available"] or reference is None:
@@ -481,9 +617,22 @@ def summarise(case: str, result: dict, peak: float) -> dict:
         versus = ours.get(row["xla"], reference)
         row["bert_tf_ratio"] = round(versus["throughput"] / row["throughput"], 3)
         if result["compare"] and row is not reference:
-            diff = max_abs_diff(row["outputs"], reference["outputs"], result["compare"])
-            row["max_abs_diff"] = diff
-            row["outputs_agree"] = diff <= (0 if case == "tokenize" else TOLERANCE)
+            row.update(compare_outputs(row["outputs"], reference["outputs"], result["compare"]))
+            if case == "tokenize":
+                row["outputs_agree"] = row["max_abs_diff"] == 0
+            elif row["approximate"]:  # bfloat16: cosine; int8: its accuracy cost is reported
+                row["outputs_agree"] = (row["mean_cosine"] >= MIN_COSINE
+                                        if row["precision"] == "bfloat16" else None)
+            else:
+                row["outputs_agree"] = row["max_abs_diff"] <= TOLERANCE
+    fastest = max((r for r in rows if r["available"] and r["peer"] is not None),
+                  key=lambda r: r["throughput"], default=None)
+    best = max([r for r in rows if r["available"] and r["peer"] is None] or [None],
+               key=lambda r: r["throughput"] if r else 0)
+    if fastest and best:
+        result["best_over_fastest_peer"] = {
+            "bert_tf": best["system"], "peer": fastest["system"],
+            "ratio": round(best["throughput"] / fastest["throughput"], 3)}
     return result
 
 
@@ -491,22 +640,64 @@ def _fmt(value, digits=1) -> str:
     return "" if value is None else f"{value:,.{digits}f}"
 
 
+def _diff_cell(case: str, row: dict) -> str:
+    diff = row.get("max_abs_diff")
+    if diff is None:
+        return ""
+    if case == "tokenize":
+        return "identical ids" if row["outputs_agree"] else "ids differ"
+    if row["approximate"]:
+        return f"{diff:.1e}, mean cosine {row['mean_cosine']:.5f}"
+    return f"{diff:.1e}" + ("" if row["outputs_agree"] else f" (over {TOLERANCE})")
+
+
 def _cells(case: str, result: dict, row: dict) -> list[str]:
     """A row of a case's markdown table."""
+    width = 6 if case == "latency" else 9 + bool(result.get("head"))
     if not row["available"]:
-        return [row["system"], "unavailable: " + row["reason"].replace("|", "\\|")] + [""] * 7
-    diff = row.get("max_abs_diff")
-    if diff is not None:
-        if case == "tokenize":
-            diff = "identical ids" if row["outputs_agree"] else "ids differ"
-        else:
-            diff = f"{diff:.1e}" + ("" if row["outputs_agree"] else f" (over {TOLERANCE})")
+        return [row["system"], "unavailable: " + row["reason"].replace("|", "\\|")] + \
+            [""] * (width - 2)
+    if case == "latency":
+        return [row["system"]] + [
+            f"**{_fmt(row['shapes'][f'{kind}-{size}']['p50_ms'], 2)}** / "
+            f"{_fmt(row['shapes'][f'{kind}-{size}']['p99_ms'], 2)}"
+            for kind, size in LATENCY_SHAPES] + [_fmt(row["peak_rss_mib"], 0)]
     low, high = result["items"] / row["max_s"], result["items"] / row["min_s"]
     peak = row.get("fraction_of_peak")
-    return [row["system"], f"**{_fmt(row['throughput'])}**", f"{_fmt(low)}–{_fmt(high)}",
-            _fmt(row.get("bert_tf_ratio"), 2), _fmt(row.get("gflop_per_s")),
-            "" if peak is None else f"{100 * peak:.0f} %", _fmt(row.get("tokens_run_per_real"), 2),
-            _fmt(row["peak_rss_mib"], 0), diff or ""]
+    cells = [row["system"], f"**{_fmt(row['throughput'])}**", f"{_fmt(low)}–{_fmt(high)}",
+             _fmt(row.get("bert_tf_ratio"), 2), _fmt(row.get("gflop_per_s")),
+             "" if peak is None else f"{100 * peak:.0f} %",
+             _fmt(row.get("tokens_run_per_real"), 2), _fmt(row["peak_rss_mib"], 0),
+             _diff_cell(case, row)]
+    if result.get("head"):
+        cells.append(_fmt(row.get("accuracy"), 4))
+    return cells
+
+
+def _table(case: str, result: dict) -> list[str]:
+    if case == "latency":
+        shapes = [f"{kind} × {size}: p50 / p99 ms" for kind, size in LATENCY_SHAPES]
+        lines = ["| system | " + " | ".join(shapes) + " | peak RSS MiB |",
+                 "|---" * (len(shapes) + 2) + "|"]
+    else:
+        head = " dev accuracy (its head) |" if result.get("head") else ""
+        lines = [f"| system | {UNITS[case]} | min–max | bert-tf ÷ it | GFLOP/s | of peak | "
+                 f"padded ÷ real | peak RSS MiB | max abs diff |{head}",
+                 "|---" * (10 if head else 9) + "|"]
+    lines += ["| " + " | ".join(_cells(case, result, row)) + " |" for row in result["rows"]]
+    if case == "latency":
+        for row in result["rows"]:
+            if row.get("bert_tf_over_it"):
+                lines.append("")
+                lines.append(f"bert-tf ÷ {row['system']} (p50, p99; below 1: bert-tf answers "
+                             "sooner): " + "; ".join(
+                                 f"{shape} {v['p50_ms']:.2f}, {v['p99_ms']:.2f}"
+                                 for shape, v in row["bert_tf_over_it"].items()))
+    best = result.get("best_over_fastest_peer")
+    if best:
+        lines += ["", f"bert-tf's fastest row ({best['bert_tf']}) ÷ the fastest peer "
+                      f"({best['peer']}): **{best['ratio']:.2f}**"]
+    return lines
 
 
 def markdown(report: dict) -> str:
@@ -515,6 +706,7 @@ def markdown(report: dict) -> str:
              f"Machine: {m['cpu']} (flags: {m.get('cpu_flags') or 'unknown'}), "
              f"{m['cpu_count']} CPUs, "
              + (f"GPUs: {', '.join(m['gpus'])}" if m["gpus"] else "no GPU")
+             + f"; bfloat16: {m.get('bfloat16', 'unknown')}"
              + f"; TensorFlow {m['tensorflow']}, Keras {m['keras']}, TF_ENABLE_ONEDNN_OPTS="
              f"{m.get('tf_enable_onednn_opts') or 'unset'} (for every TensorFlow worker). "
              f"Model: {report['model']} "
@@ -524,13 +716,12 @@ def markdown(report: dict) -> str:
              f"({report['matmul_peak']['how']}).",
              f"Each row: one warm-up run, then {report['settings']['repeats']} timed run(s) in a "
              "fresh process; median (min–max). bert-tf ÷ it > 1: bert-tf is faster. GFLOP/s "
-             "count real tokens only; padded ÷ real: positions computed per real token.", ""]
+             "count real tokens only; padded ÷ real: positions computed per real token. "
+             f"Outputs agree within {TOLERANCE} (bfloat16 and int8 rows: max |diff| and mean "
+             "cosine of pooled outputs, and the dev accuracy where the model has a "
+             "classifier head).", ""]
     for case, result in report["cases"].items():
-        lines += [f"## {case}: {result['title']}", "",
-                  f"| system | {UNITS[case]} | min–max | bert-tf ÷ it | GFLOP/s | of peak | "
-                  "padded ÷ real | peak RSS MiB | max abs diff |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += ["| " + " | ".join(_cells(case, result, row)) + " |" for row in result["rows"]]
+        lines += [f"## {case}: {result['title']}", ""] + _table(case, result)
         lines += ["", "Systems: " + "; ".join(f"{r['system']}: {r['detail']}"
                                               for r in result["rows"] if r["available"]), ""]
     return "\n".join(lines)
@@ -595,9 +786,9 @@ def _peak_rss_mib() -> float:
 
 
 def _encoder_worker(job, tf):
-    encoder = load_encoder(job["model"])
+    encoder = with_dtype_policy(load_encoder(job["model"]), PRECISIONS[job["precision"]])
     inputs = {k: tf.constant(v) for k, v in np.load(job["data"]).items()}
-    call = tf.function(lambda x: encoder(x, training=False), jit_compile=job["xla"])
+    call = tf.function(lambda x: as_float32(encoder(x, training=False)), jit_compile=job["xla"])
 
     def run():
         out = call(inputs)
@@ -606,12 +797,23 @@ def _encoder_worker(job, tf):
     times, outputs = _timed(run, job["repeats"])
     np.savez(job["outputs"], **outputs)
     _emit("bert-tf encoder (Keras functional model) in a tf.function"
-          + (", XLA" if job["xla"] else ""), times)
+          + (", XLA" if job["xla"] else "")
+          + (", Keras mixed_bfloat16 policy" if job["precision"] == "bfloat16" else ""), times)
+
+
+def _serving_signature(job, tf):
+    """The serving export of the job's precision (version 1 float32, 2 bfloat16)."""
+    version = "2" if job["precision"] == "bfloat16" else "1"
+    serve = tf.saved_model.load(os.path.join(job["export"], "serving", version))
+    return serve.signatures["serving_default"]
+
+
+SERVING_DETAIL = ("bert-tf serving SavedModel (in-graph tokenizer + encoder, each batch padded "
+                  "to its longest, dense layers on the real tokens only{})")
 
 
 def _e2e_worker(job, tf):
-    serve = tf.saved_model.load(os.path.join(job["export"], "serving", "1"))
-    serve = serve.signatures["serving_default"]
+    serve = _serving_signature(job, tf)
     with open(job["data"]) as f:
         texts = json.load(f)
     batches = [tf.constant(texts[i:i + job["batch_size"]])
@@ -626,8 +828,26 @@ def _e2e_worker(job, tf):
         return np.concatenate(pooled), tokens
     times, (pooled, tokens) = _timed(run, job["repeats"])
     np.savez(job["outputs"], pooled_output=pooled)
-    _emit("bert-tf serving SavedModel (in-graph tokenizer + encoder, each batch padded to its "
-          "longest, dense layers on the real tokens only)", times, tokens_per_run=tokens)
+    _emit(SERVING_DETAIL.format(", export --precision bfloat16"
+                                if job["precision"] == "bfloat16" else ""),
+          times, tokens_per_run=tokens)
+
+
+def _latency_worker(job, tf):
+    serve = _serving_signature(job, tf)
+    with open(job["data"]) as f:
+        data = json.load(f)
+    latency = {}
+    for shape, requests in data["requests"].items():
+        seconds = []
+        for texts in requests:  # from Python strings, as a client has them
+            start = time.perf_counter()
+            serve(text=tf.constant(texts))["pooled_output"].numpy()
+            seconds.append(time.perf_counter() - start)
+        latency[shape] = seconds[data["warmup"]:]
+    _emit(SERVING_DETAIL.format(", export --precision bfloat16"
+                                if job["precision"] == "bfloat16" else "")
+          + ", its serving_default signature called in process", [], latency_s=latency)
 
 
 def _train_worker(job, tf):
@@ -672,8 +892,8 @@ def run_worker(job_file: str) -> None:
     tf.config.experimental.enable_tensor_float_32_execution(False)
     with open(job_file) as f:
         job = json.load(f)
-    {"encoder": _encoder_worker, "e2e": _e2e_worker, "train": _train_worker,
-     "tokenize": _tokenize_worker}[job["case"]](job, tf)
+    {"encoder": _encoder_worker, "e2e": _e2e_worker, "latency": _latency_worker,
+     "train": _train_worker, "tokenize": _tokenize_worker}[job["case"]](job, tf)
 
 
 if __name__ == "__main__":

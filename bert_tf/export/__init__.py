@@ -19,6 +19,14 @@
   tokens) and the encoder's dense layers skip even that padding. Warm-up requests
   in `assets.extra/`.
 
+With `precision="bfloat16"` the encoder and serving exports compute in bfloat16
+(Keras' `mixed_bfloat16` policy: variables stay float32, matmuls and activations run
+in bfloat16, layer norms' statistics and softmax in float32) while their inputs and
+outputs keep their dtypes (float32 outputs): clients do not change. It pays where
+the hardware computes bfloat16 natively (`bert_tf.hardware.bfloat16_support()`: AMX
+or AVX-512 BF16 CPUs, GPUs from compute capability 8.0); elsewhere TensorFlow
+emulates it and it runs slower than float32 (BENCHMARKS.md).
+
 Each SavedModel is written into a temporary folder beside its target and renamed
 into place when all three are complete: a TF Serving instance polling `base` never
 sees a half-written version, and a failure leaves none behind.
@@ -49,12 +57,18 @@ from bert_tf.errors import ConfigError
 from bert_tf.export.savedmodel import EXPORTS, build_encoder_module, build_preprocessor_module, \
     claim_version, save_to_temp, serving_instructions, write_warmup_requests
 from bert_tf.io.atomic import check_output, replace_dir
+from bert_tf.models.base import with_dtype_policy
+from bert_tf.training.strategy import policy_scope
 
-__all__ = ["export_model", "serving_instructions", "EXPORTS"]
+__all__ = ["export_model", "serving_instructions", "EXPORTS", "PRECISIONS"]
+
+# --precision -> the Keras dtype policy the exported model computes under.
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
 def export_model(model, base: str, version: int | None = None, seq_length: int | None = None,
-                 overwrite: bool = False, preprocessor=None) -> dict[str, str]:
+                 overwrite: bool = False, preprocessor=None,
+                 precision: str = "float32") -> dict[str, str]:
     """Writes `base/{encoder,preprocessor,serving}/<version>` for a bert-tf model.
 
     Args:
@@ -65,6 +79,9 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
         overwrite: replace an existing `version`.
         preprocessor: a `BertPreprocessor` giving the vocab and casing (default: the
             model's own; an encoder has none).
+        precision: `float32`, or `bfloat16` to compute in bfloat16 (float32 inputs and
+            outputs, float32 variables; see the module docstring), whatever policy
+            `model` was built under.
 
     Returns:
         The three export folders, by name.
@@ -75,19 +92,23 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
                           "model with one")
     if version is not None and version < 1:
         raise ConfigError(f"version {version}: export versions are integers from 1")
-    encoder = getattr(model, "encoder", model)  # a task model's, or the encoder itself
-    seq_length = encoder.bert_config.check_seq_length(
-        seq_length or preprocessor.seq_length or 128)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     base = os.path.abspath(base)
     check_output(base, overwrite=True, kind="folder")
     tokenizer = preprocessor.tokenizer
-    mlm_model = model.mlm_model() if hasattr(model, "mlm_model") else None
-    serving, serving_signatures, warmup = model.serving_module(tokenizer, seq_length)
-
-    with claim_version(base, version, overwrite) as version:
-        targets = {name: os.path.join(base, name, str(version)) for name in EXPORTS}
-        _write(targets, encoder, tokenizer, seq_length, mlm_model,
-               (serving, serving_signatures, warmup))
+    # The serving copies (skip_padding) are built under the same policy as the model.
+    with policy_scope(PRECISIONS[precision]):
+        model = with_dtype_policy(model, PRECISIONS[precision])
+        encoder = getattr(model, "encoder", model)  # a task model's, or the encoder itself
+        seq_length = encoder.bert_config.check_seq_length(
+            seq_length or preprocessor.seq_length or 128)
+        mlm_model = model.mlm_model() if hasattr(model, "mlm_model") else None
+        serving, serving_signatures, warmup = model.serving_module(tokenizer, seq_length)
+        with claim_version(base, version, overwrite) as version:
+            targets = {name: os.path.join(base, name, str(version)) for name in EXPORTS}
+            _write(targets, encoder, tokenizer, seq_length, mlm_model,
+                   (serving, serving_signatures, warmup))
     return targets
 
 

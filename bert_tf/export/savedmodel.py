@@ -16,6 +16,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from bert_tf.config import INPUT_NAMES
 from bert_tf.errors import OutputError
 from bert_tf.io.atomic import alive, folder_lock, make_temp_dir, remove_stale_temps, temp_owner
+from bert_tf.models.serving import as_float32
 
 EXPORTS = ("encoder", "preprocessor", "serving")
 
@@ -46,7 +47,7 @@ def build_encoder_module(encoder: keras.Model, vocab_file: str, do_lower_case: b
 
     @tf.function
     def call(inputs, training=False):
-        out = encoder(inputs, training=training)
+        out = as_float32(encoder(inputs, training=training))
         return {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"],
                 "default": out["pooled_output"], "encoder_outputs": list(out["encoder_outputs"])}
 
@@ -56,7 +57,7 @@ def build_encoder_module(encoder: keras.Model, vocab_file: str, do_lower_case: b
 
     @tf.function(input_signature=[_input_specs()])
     def serve(inputs):
-        out = encoder(inputs, training=False)
+        out = as_float32(encoder(inputs, training=False))
         return {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"]}
     root.serving_default = serve
 
@@ -74,7 +75,7 @@ def _build_mlm_module(mlm_model):
 
     @tf.function
     def call(inputs, training=False):
-        return mlm_model(inputs, training=training)
+        return as_float32(mlm_model(inputs, training=training))
     specs = {**_input_specs(), "masked_lm_positions": tf.TensorSpec([None, None], tf.int32,
                                                                     name="masked_lm_positions")}
     for training in (False, True):

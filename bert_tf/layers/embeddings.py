@@ -34,21 +34,25 @@ class BertEmbeddings(keras.layers.Layer):
     def build(self, input_shape=None):
         init = _init(self.initializer_range)
         self.word_embeddings = self.add_weight(
-            name="word_embeddings", shape=(self.vocab_size, self.hidden_size), initializer=init)
+            name="word_embeddings", shape=(self.vocab_size, self.hidden_size), initializer=init,
+            autocast=False)
         self.position_embeddings = self.add_weight(
             name="position_embeddings", shape=(self.max_position_embeddings, self.hidden_size),
-            initializer=init)
+            initializer=init, autocast=False)
         self.token_type_embeddings = self.add_weight(
             name="token_type_embeddings", shape=(self.type_vocab_size, self.hidden_size),
-            initializer=init)
+            initializer=init, autocast=False)
         self.layer_norm.build((None, None, self.hidden_size))
         self.built = True
 
     def call(self, input_word_ids, input_type_ids, training=False):
         seq_length = ops.shape(input_word_ids)[1]
+        # The tables are not cast to a mixed policy's compute dtype (autocast=False): the
+        # rows looked up are, after the sum (30,522 rows a call would be cast otherwise).
         x = ops.take(self.word_embeddings, input_word_ids, axis=0)
         x = x + ops.take(self.token_type_embeddings, input_type_ids, axis=0)
         x = x + self.position_embeddings[None, :seq_length]
+        x = ops.cast(x, self.compute_dtype)
         return self.dropout(self.layer_norm(x), training=training)
 
     def checkpoint_variables(self):

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from bert_tf.errors import ConfigError
+from bert_tf.training.strategy import policy_scope
 from bert_tf.io.checkpoint import CKPT_NAME, CheckpointError, read_checkpoint, read_meta, \
     write_model_dir
 
@@ -84,6 +85,29 @@ class CheckpointNames:
         encoder = getattr(self, "encoder", self)  # a task model's, or the encoder itself
         return write_model_dir(out_dir, encoder.bert_config, preprocessor.vocabulary,
                                self.checkpoint_tensors(), meta, overwrite=overwrite)
+
+
+def with_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
+    """`model` computing under the Keras dtype policy `policy` (`float32`,
+    `mixed_bfloat16`, ...): the model itself if its layers already do, else a copy
+    built from its config under that policy, with its weights (sharing no variables).
+
+    Example:
+        >>> import bert_tf
+        >>> encoder = bert_tf.load_encoder(model_dir)
+        >>> bf16 = with_dtype_policy(encoder, "mixed_bfloat16")
+        >>> bf16.get_layer("layer_0").compute_dtype, bf16.get_layer("layer_0").variable_dtype
+        ('bfloat16', 'float32')
+        >>> with_dtype_policy(encoder, "float32") is encoder
+        True
+    """
+    encoder = getattr(model, "encoder", model)
+    if encoder.get_layer("embeddings").dtype_policy.name == policy:
+        return model
+    with policy_scope(policy):
+        copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 class WrapsEncoder:

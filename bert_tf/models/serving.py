@@ -12,6 +12,13 @@ import tensorflow as tf
 WARMUP_TEXTS = ["the movie was wonderful", "a dull, lifeless script", "It's fine."]
 
 
+def as_float32(outputs):
+    """Every floating tensor of `outputs` (a nest) as float32: a model computing in
+    bfloat16 still answers in float32, as clients expect."""
+    return tf.nest.map_structure(
+        lambda t: tf.cast(t, tf.float32) if t.dtype.is_floating else t, outputs)
+
+
 def text_serving_module(tokenizer, model: keras.Model, seq_length: int, pair: bool,
                         labels: list[str] | None = None):
     """`serving_default`: `text` (and `text_b` for pair models) -> outputs.
@@ -30,7 +37,7 @@ def text_serving_module(tokenizer, model: keras.Model, seq_length: int, pair: bo
 
     def run(texts):
         inputs = tokenizer.preprocess(texts, seq_length, pad_to_longest=True)
-        out = model(inputs, training=False)
+        out = as_float32(model(inputs, training=False))
         result = {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"],
                   "input_mask": inputs["input_mask"]}
         if "logits" in out:
