@@ -102,12 +102,21 @@ class TransformerBlock(keras.layers.Layer):
         return ops.transpose(ops.reshape(x, (b, s, self.num_heads, self.head_size)), (0, 2, 1, 3))
 
     def call(self, x, input_mask, training=False):
+        if self.skip_padding and not training:
+            # A batch without padding (a single text, always) has nothing to skip:
+            # the plain path saves the gather and scatter of every dense layer.
+            return ops.cond(ops.all(input_mask > 0),
+                            lambda: self._block(x, input_mask, False, training),
+                            lambda: self._block(x, input_mask, True, training))
+        return self._block(x, input_mask, self.skip_padding, training)
+
+    def _block(self, x, input_mask, skip_padding, training):
         b, s = ops.shape(x)[0], ops.shape(x)[1]
         attention_bias = attention_bias_from_mask(input_mask)
         # Dense layers see [B*S, H] (or [tokens, H]): one large 2-D matmul each, not a
         # batched one (TensorFlow's CPU kernel for [B, S, H] x [H, O] is several times slower).
         x = ops.reshape(x, (-1, self.hidden_size))
-        if self.skip_padding:
+        if skip_padding:
             tokens = ops.where(ops.reshape(input_mask, (-1,)) > 0)[0]
             x = ops.take(x, tokens, axis=0)
 
@@ -124,7 +133,7 @@ class TransformerBlock(keras.layers.Layer):
         probs = self.attention_probs_dropout(ops.softmax(scores, axis=-1), training=training)
         context = ops.reshape(ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3)),
                               (-1, self.hidden_size))
-        if self.skip_padding:
+        if skip_padding:
             context = ops.take(context, tokens, axis=0)
         attention = self.attention_output_dropout(self.attention_output(context), training=training)
         x = self.attention_layer_norm(x + attention)
