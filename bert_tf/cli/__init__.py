@@ -7,7 +7,8 @@ Bad input prints one line `bert-tf CMD: error: ...` and exits with status 2.
     bert-tf embed --model MODEL_DIR [--pooling mean] FILE|- --output OUT.npy|OUT.jsonl [--overwrite]
     bert-tf embed --model MODEL_DIR 'corpus/*.txt' --output OUT --runner direct [--num-workers 2]
     bert-tf predict --export EXPORT 'reviews/*.txt' --output OUT [--runner direct] [-- BEAM_OPTIONS]
-    bert-tf export --model MODEL_DIR --out EXPORT_BASE [--version N] [--seq-length 128] [--precision bfloat16]
+    bert-tf export --model MODEL_DIR --out EXPORT_BASE [--version N] [--seq-length 128] \
+        [--precision bfloat16]
     bert-tf finetune --task {sst2,mrpc,tsv} --model MODEL_DIR --data-dir DIR --out RUN_DIR
     bert-tf prepare-text WIKI.txt ... --out CORPUS.txt [--overwrite]
     bert-tf create-pretraining-data --input CORPUS.txt --vocab VOCAB --out PATH.tfrecord \

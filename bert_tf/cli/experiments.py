@@ -71,7 +71,8 @@ def run_pooling_report(args) -> None:
 # ---- bench ----------------------------------------------------------------------------------
 
 def add_bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="bert-tf beside Model Garden, keras-hub, HF, ONNX Runtime and OpenVINO, case by case",
+    p = sub.add_parser("bench", help="bert-tf beside Model Garden, keras-hub, HF, ONNX Runtime "
+                       "and OpenVINO, case by case",
                        description=bench_module.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="folder for bench.json, bench.md and work/")
