@@ -69,8 +69,11 @@ def load(job):
         config = quantization_config()
         st.export_dynamic_quantized_onnx_model(build(module), config, folder)
         # model_qint8_<config>.onnx, or model_quint8_avx2.onnx (unsigned on AVX2)
-        name = next(n for n in os.listdir(os.path.join(folder, "onnx"))
-                    if n.endswith(f"int8_{config}.onnx"))
+        found = os.listdir(os.path.join(folder, "onnx"))
+        name = next((n for n in found if n.endswith(f"int8_{config}.onnx")), None)
+        if name is None:
+            raise SystemExit(f"no *int8_{config}.onnx in {folder}/onnx after "
+                             f"export_dynamic_quantized_onnx_model; it holds {sorted(found)}")
         module = transformer(file_name=f"onnx/{name}")
         detail += f"ONNX Runtime {onnxruntime.__version__}, int8 dynamic quantisation ({config})"
     elif backend == "onnx":
@@ -83,7 +86,7 @@ def load(job):
             compiled = module.auto_model.request  # optimum-intel keeps the CompiledModel
             hint = compiled.get_property("INFERENCE_PRECISION_HINT")
             detail += f", inference precision {hint.get_type_name()}"
-        except Exception as e:  # the detail only; the row runs either way
+        except Exception as e:  # the row runs either way, but is then not held to fp32
             detail += f" (inference precision not read: {type(e).__name__})"
     return build(module), module, detail + ", CPU"
 
@@ -92,7 +95,8 @@ def precision_of(detail: str) -> dict:
     """What the row computed in, where the backend chose lower precision itself
     (OpenVINO picks bf16 on CPUs with AMX): its outputs are then compared by cosine."""
     for name, precision in (("inference precision bf16", "bfloat16"),
-                            ("inference precision f16", "float16"), ("int8", "int8")):
+                            ("inference precision f16", "float16"), ("int8", "int8"),
+                            ("inference precision not read", "unknown")):
         if name in detail:
             return {"precision": precision, "approximate": True}
     return {}

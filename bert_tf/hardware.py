@@ -63,6 +63,10 @@ def bfloat16_support() -> tuple[bool, str]:
                 f"(bfloat16 natively from 8.0)")
     flags = set(cpu_flags(all_flags=True))
     native = sorted(flags & set(BF16_FLAGS))
+    if native and os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        return False, (f"CPU {cpu_name()} has {', '.join(native)}, but TF_ENABLE_ONEDNN_OPTS=0 "
+                       "turns off the oneDNN kernels that use them: TensorFlow's own "
+                       "bfloat16 kernels run slower than float32")
     if native:
         return True, f"CPU {cpu_name()} has {', '.join(native)}"
     return False, (f"CPU {cpu_name()} has no bfloat16 instructions (none of "

@@ -147,7 +147,8 @@ def test_bench_smoke(tmp_path, vocab_file):
     assert tokens([r[0] for r in requests["long-1"]]).min() > 16   # cut to 16 by each system
     # HF under bf16 autocast runs only where the CPU computes bf16 (else: why not)
     reason = rows[("latency", "HF BertModel, bfloat16 autocast")].get("reason", "")
-    assert "bfloat16 instructions" in reason or "requirements-hf" in reason, reason
+    assert any(why in reason for why in ("bfloat16 instructions", "compute capability",
+                                         "requirements-hf")), reason
     assert rows[("train", "bert-tf")]["tokens_run_per_real"] >= 1
     assert rows[("encoder", "bert-tf")]["fraction_of_peak"] > 0
 

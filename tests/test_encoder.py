@@ -144,6 +144,26 @@ def test_skip_padding_gives_the_same_outputs_and_gradients():
                                    err_msg=var.path)
 
 
+def test_skip_padding_takes_the_plain_path_only_for_batches_without_padding(monkeypatch):
+    """At inference a batch with no padding skips the gather and scatter (tf.cond); a
+    padded batch, and every training step, keeps them. Would catch a predicate that is
+    always false (the fast path never taken) or always true (padding computed)."""
+    block = TransformerBlock(8, 2, 16, skip_padding=True)
+    seen = []
+    original = TransformerBlock._block
+
+    def spy(self, x, mask, skip_padding, training):
+        seen.append(skip_padding)
+        return original(self, x, mask, skip_padding, training)
+    monkeypatch.setattr(TransformerBlock, "_block", spy)
+    x = tf.random.normal((2, 5, 8))
+    full, padded = tf.ones((2, 5), tf.int32), tf.constant([[1] * 5, [1, 1, 1, 0, 0]])
+    block(x, full)          # eager: tf.cond runs the branch the predicate picks
+    block(x, padded)
+    block(x, full, training=True)
+    assert seen == [False, True, True]
+
+
 def test_dropout_only_in_training():
     encoder = build_encoder(BertConfig.preset("tiny", vocab_size=100))
     inputs = tiny_inputs()

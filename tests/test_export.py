@@ -307,9 +307,11 @@ def test_bfloat16_export_computes_in_bfloat16_and_answers_in_float32(tiny_model_
             for key, value in part.items():
                 for t in tf.nest.flatten(value):
                     assert t.dtype in (tf.float32, tf.int32, tf.string), (version, key, t.dtype)
-        reader = tf.train.load_checkpoint(os.path.join(base, "serving", version, "variables",
-                                                       "variables"))
-        assert tf.bfloat16 not in set(reader.get_variable_to_dtype_map().values())
+        for kind in ("serving", "encoder"):  # float32 variables: a TF Hub user fine-tunes them
+            reader = tf.train.load_checkpoint(os.path.join(base, kind, version, "variables",
+                                                           "variables"))
+            dtypes = set(reader.get_variable_to_dtype_map().values())
+            assert tf.float32 in dtypes and tf.bfloat16 not in dtypes, (kind, version, dtypes)
     assert matmuls["fp32"] == (0, 0) and min(matmuls["bf16"]) >= 2 * 7, matmuls
     worst = {}
     for part, key in (("serving", "pooled_output"), ("serving", "probabilities"),
@@ -322,3 +324,25 @@ def test_bfloat16_export_computes_in_bfloat16_and_answers_in_float32(tiny_model_
     report("export --precision bfloat16 (tiny classifier): bf16 matmuls in serving / encoder "
            f"graphs {matmuls['bf16']} (fp32 export {matmuls['fp32']}); vs fp32 export max |diff|, "
            "min cosine: " + ", ".join(f"{k} {d:.1e} {c:.5f}" for k, (d, c) in worst.items()))
+
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="answers for the GPU")
+def test_bfloat16_support_reads_the_cpu_flags(monkeypatch):
+    """bf16 is native only with AMX / AVX-512 BF16 / ARM BF16 and oneDNN on; otherwise the
+    answer is no and says why (a check that always said yes, or ignored
+    TF_ENABLE_ONEDNN_OPTS=0, fails here)."""
+    from bert_tf import hardware
+
+    def cpu(flags):
+        monkeypatch.setattr(hardware, "_cpuinfo", lambda: [
+            "model name\t: Test CPU", f"flags\t\t: fpu sse2 avx2 fma {flags}"])
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    cpu("avx512f amx_tile amx_bf16")
+    assert hardware.bfloat16_support() == (True, "CPU Test CPU has amx_bf16")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    native, why = hardware.bfloat16_support()
+    assert not native and "TF_ENABLE_ONEDNN_OPTS=0" in why, why
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    cpu("")
+    native, why = hardware.bfloat16_support()
+    assert not native and "Test CPU has no bfloat16 instructions" in why and "avx2 fma" in why

@@ -466,10 +466,14 @@ def e2e_case(bench: Bench) -> dict:
 
 
 def classifier_head(model_dir: str) -> dict | None:
-    """A classifier model dir's head (`kernel` [H, classes], `bias`), else None."""
-    tensors = read_checkpoint(os.path.join(model_dir, CKPT_NAME))
-    if "output_weights" not in tensors:
+    """The head (`kernel` [H, 2], `bias`) of a model dir fine-tuned for SST-2 over
+    `pooled_output` (what every e2e row outputs), else None: a head trained on another
+    vector (mean pooling, ...) or for another task would score noise here."""
+    task = read_meta(model_dir).get("task") or {}
+    if (task.get("type") != "classification" or task.get("pooling") != "pooled_output"
+            or task.get("name") != "sst2" or len(task.get("labels", [])) != 2):
         return None
+    tensors = read_checkpoint(os.path.join(model_dir, CKPT_NAME))
     return {"kernel": tensors["output_weights"].T, "bias": tensors["output_bias"]}
 
 
@@ -550,13 +554,15 @@ CASE_FUNCTIONS = {"encoder": encoder_case, "e2e": e2e_case, "latency": latency_c
 # ---- figures --------------------------------------------------------------------------------
 
 def compare_outputs(path: str, reference: str, keys) -> dict:
-    """Max |diff| over `keys`, and the mean and lowest cosine of the first key's rows."""
+    """Max |diff| over `keys`, and the mean and lowest cosine of the rows of
+    `pooled_output` (of the first key where there is none)."""
     with np.load(path) as a, np.load(reference) as b:
         if any(a[k].shape != b[k].shape for k in keys):
             return {"max_abs_diff": float("inf"), "mean_cosine": 0.0, "min_cosine": 0.0}
         diff = max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in keys)
-        x = a[keys[0]].reshape(len(a[keys[0]]), -1).astype(np.float64)
-        y = b[keys[0]].reshape(len(b[keys[0]]), -1).astype(np.float64)
+        key = "pooled_output" if "pooled_output" in keys else keys[0]
+        x = a[key].reshape(len(a[key]), -1).astype(np.float64)
+        y = b[key].reshape(len(b[key]), -1).astype(np.float64)
     norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
     cosine = (x * y).sum(axis=1) / np.where(norms == 0, 1, norms)
     return {"max_abs_diff": diff, "mean_cosine": round(float(cosine.mean()), 6),

@@ -21,7 +21,7 @@
 
 With `precision="bfloat16"` the encoder and serving exports compute in bfloat16
 (Keras' `mixed_bfloat16` policy: variables stay float32, matmuls and activations run
-in bfloat16, layer norms' statistics and softmax in float32) while their inputs and
+in bfloat16, attention's softmax too; layer norms' statistics in float32) while their inputs and
 outputs keep their dtypes (float32 outputs): clients do not change. It pays where
 the hardware computes bfloat16 natively (`bert_tf.hardware.bfloat16_support()`: AMX
 or AVX-512 BF16 CPUs, GPUs from compute capability 8.0); elsewhere TensorFlow
