@@ -19,12 +19,16 @@
   tokens) and the encoder's dense layers skip even that padding. Warm-up requests
   in `assets.extra/`.
 
-With `precision="bfloat16"` the encoder and serving exports compute in bfloat16
-(Keras' `mixed_bfloat16` policy: variables stay float32, matmuls and activations run
-in bfloat16, attention's softmax too; layer norms' statistics in float32) while their inputs and
-outputs keep their dtypes (float32 outputs): clients do not change. It pays where
-the hardware computes bfloat16 natively (`bert_tf.hardware.bfloat16_support()`: AMX
-or AVX-512 BF16 CPUs, GPUs from compute capability 8.0); elsewhere TensorFlow
+With `precision="bfloat16"` the encoder and serving exports compute in bfloat16 while
+their inputs and outputs keep their dtypes (float32 outputs): clients do not change.
+The encoder export computes under Keras' `mixed_bfloat16` policy: its variables stay
+float32, so that a TF Hub user can fine-tune them, and are cast on each call. The
+serving export, which only serves, stores its variables in bfloat16 (Keras' `bfloat16`
+policy): half the bytes to read per request and no cast per call (batch 1 is bound by
+reading the weights). Both run matmuls, activations and attention's softmax in
+bfloat16; layer norms compute their statistics in float32 (`keras.ops.layer_normalization`).
+It pays where the hardware computes bfloat16 natively (`bert_tf.hardware.bfloat16_support()`:
+AMX or AVX-512 BF16 CPUs, GPUs from compute capability 8.0); elsewhere TensorFlow
 emulates it and it runs slower than float32 (BENCHMARKS.md).
 
 Each SavedModel is written into a temporary folder beside its target and renamed
@@ -62,8 +66,11 @@ from bert_tf.training.strategy import policy_scope
 
 __all__ = ["export_model", "serving_instructions", "EXPORTS", "PRECISIONS"]
 
-# --precision -> the Keras dtype policy the exported model computes under.
+# --precision -> the Keras dtype policy the encoder export computes under (its variables
+# stay float32: TF Hub users fine-tune them) ...
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+# ... and the serving export's, which only serves: bfloat16 variables, half the bytes.
+SERVING_PRECISIONS = {"float32": "float32", "bfloat16": "bfloat16"}
 
 
 def export_model(model, base: str, version: int | None = None, seq_length: int | None = None,
@@ -80,8 +87,8 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
         preprocessor: a `BertPreprocessor` giving the vocab and casing (default: the
             model's own; an encoder has none).
         precision: `float32`, or `bfloat16` to compute in bfloat16 (float32 inputs and
-            outputs, float32 variables; see the module docstring), whatever policy
-            `model` was built under.
+            outputs; float32 variables in the encoder export, bfloat16 in the serving
+            export; see the module docstring), whatever policy `model` was built under.
 
     Returns:
         The three export folders, by name.
@@ -97,18 +104,20 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
     base = os.path.abspath(base)
     check_output(base, overwrite=True, kind="folder")
     tokenizer = preprocessor.tokenizer
-    # The serving copies (skip_padding) are built under the same policy as the model.
+    # Each copy (and the serving copy's skip_padding copy) is built under its own policy.
     with policy_scope(PRECISIONS[precision]):
-        model = with_dtype_policy(model, PRECISIONS[precision])
-        encoder = getattr(model, "encoder", model)  # a task model's, or the encoder itself
+        encoder_model = with_dtype_policy(model, PRECISIONS[precision])
+        encoder = getattr(encoder_model, "encoder", encoder_model)  # a task model's, or itself
         seq_length = encoder.bert_config.check_seq_length(
             seq_length or preprocessor.seq_length or 128)
-        mlm_model = model.mlm_model() if hasattr(model, "mlm_model") else None
-        serving, serving_signatures, warmup = model.serving_module(tokenizer, seq_length)
-        with claim_version(base, version, overwrite) as version:
-            targets = {name: os.path.join(base, name, str(version)) for name in EXPORTS}
-            _write(targets, encoder, tokenizer, seq_length, mlm_model,
-                   (serving, serving_signatures, warmup))
+        mlm_model = encoder_model.mlm_model() if hasattr(encoder_model, "mlm_model") else None
+    with policy_scope(SERVING_PRECISIONS[precision]):
+        serving_model = with_dtype_policy(model, SERVING_PRECISIONS[precision])
+        serving, serving_signatures, warmup = serving_model.serving_module(tokenizer, seq_length)
+    with claim_version(base, version, overwrite) as version:
+        targets = {name: os.path.join(base, name, str(version)) for name in EXPORTS}
+        _write(targets, encoder, tokenizer, seq_length, mlm_model,
+               (serving, serving_signatures, warmup))
     return targets
 
 
