@@ -379,3 +379,16 @@ def test_micro_batches_train_the_same_steps(tiny_model_dir, tmp_path):
     assert m4["history"]["loss"][0] == pytest.approx(m1["history"]["loss"][0], rel=1e-5)
     assert diff < 0.02 * moved
     assert (m4["exact_match"], m4["f1"]) == pytest.approx((m1["exact_match"], m1["f1"]), abs=1)
+
+
+def test_micro_batches_refuse_xla():
+    """Micro-batches sum sparse gradients whose rows grow slice by slice, which XLA
+    cannot compile: `--micro-batches` with `--jit-compile` must stop with a clear error
+    before training, not fail deep inside the first traced step."""
+    import keras
+    from bert_tf.errors import ConfigError
+    from bert_tf.training.micro_batch import use_micro_batches
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse", jit_compile=True)
+    with pytest.raises(ConfigError, match="XLA"):
+        use_micro_batches(model, 4)

@@ -38,28 +38,30 @@ import keras
 import tensorflow as tf
 from keras.src.losses.loss import unscale_loss_for_distribution
 
+from bert_tf.errors import ConfigError
+
 
 def use_micro_batches(model: keras.Model, n: int) -> None:
     """Makes `model.fit` (after `compile`) compute each batch in `n` slices, one after
     another, and apply the sum of their gradients once (see the module docstring).
-    `n=1` leaves the model as it is. A batch smaller than `n` has empty slices, which
-    are skipped. For losses averaged over the batch, without sample weights (the
+    `n=1` leaves the model as it is. A batch smaller than `n` runs in as many slices
+    as it has examples. For losses averaged over the batch, without sample weights (the
     fine-tuning and SQuAD jobs; not pre-training, whose loss is weighted by the masked
-    positions)."""
+    positions).
+
+    The slices run in a `tf.while_loop`, so the traced step holds one copy of the
+    forward and backward pass whatever `n` is (unrolled, the graph and its tracing grew
+    with `n` and cost more memory than the slices saved). Sparse gradients grow by
+    their rows each slice, a dynamic shape that XLA cannot compile: with
+    `jit_compile` the model is refused."""
     if n < 1:
-        raise ValueError(f"micro-batches must be at least 1, not {n}")
+        raise ConfigError(f"micro-batches must be at least 1, not {n}")
     if n == 1:
         return
-
-    kinds = {}  # per variable: how its gradient looks (seen when the step is traced)
-
-    def zero(g, v):
-        """An empty gradient of the kind `g` is: no rows for sparse ones."""
-        if isinstance(g, tf.IndexedSlices):
-            return tf.IndexedSlices(tf.zeros([0, *g.values.shape[1:]], g.values.dtype),
-                                    tf.zeros([0], g.indices.dtype),
-                                    tf.shape(v, out_type=g.dense_shape.dtype))
-        return tf.zeros_like(v)
+    if model.jit_compile:
+        raise ConfigError("micro-batches (--micro-batches) cannot run under XLA "
+                          "(--jit-compile): the summed embedding gradients change shape "
+                          "from slice to slice")
 
     def add(a, b):
         """Sparse gradients (embedding lookups) are joined, not densified: their rows stay
@@ -69,34 +71,43 @@ def use_micro_batches(model: keras.Model, n: int) -> None:
                                     tf.concat([a.indices, b.indices], 0), a.dense_shape)
         return a + b
 
-    def slice_step(x, y, lo, hi, batch, after):
+    def pack(grads):
+        """Gradients -> flat tensors (an IndexedSlices gives its values and indices)."""
+        return [t for g in grads for t in
+                ((g.values, g.indices) if isinstance(g, tf.IndexedSlices) else (g,))]
+
+    def unpack(flat, like):
+        flat, out = list(flat), []
+        for g in like:
+            if isinstance(g, tf.IndexedSlices):
+                out.append(tf.IndexedSlices(flat.pop(0), flat.pop(0), g.dense_shape))
+            else:
+                out.append(flat.pop(0))
+        return out
+
+    def invariants(grads):
+        """Loop shapes: sparse gradients gain rows each slice, dense ones keep theirs."""
+        return [s for g in grads for s in
+                ((tf.TensorShape([None, *g.values.shape[1:]]), tf.TensorShape([None]))
+                 if isinstance(g, tf.IndexedSlices) else (g.shape,))]
+
+    def slice_grads(x, y, lo, hi, batch, after):
         """The gradients of slice [lo, hi), its loss weighted by its share."""
-        def part(t):
-            return t[lo:hi]
-        xs, ys = tf.nest.map_structure(part, x), tf.nest.map_structure(part, y)
         variables = model.trainable_weights
-
-        def run():
-            with tf.control_dependencies(after):  # after the previous slice's backward
-                count = hi - lo
-                with tf.GradientTape() as tape:
-                    y_pred = model(xs, training=True)
-                    loss = model._compute_loss(x=xs, y=ys, y_pred=y_pred, training=True)
-                    model._loss_tracker.update_state(unscale_loss_for_distribution(loss),
-                                                     sample_weight=count)
-                    share = tf.cast(count, loss.dtype) / tf.cast(batch, loss.dtype)
-                    scaled = model.optimizer.scale_loss(loss * share)
-                grads = [tf.zeros_like(v) if g is None else g
-                         for g, v in zip(tape.gradient(scaled, variables), variables)]
-                model.compute_metrics(xs, ys, y_pred, sample_weight=None)
-                for i, g in enumerate(grads):
-                    kinds[i] = g
-                return grads
-
-        def skip():  # traced after `run`, so the kinds are known
-            with tf.control_dependencies(after):
-                return [zero(kinds[i], v) for i, v in enumerate(variables)]
-        return tf.cond(hi > lo, run, skip)
+        with tf.control_dependencies(after):  # after the previous slice's backward
+            xs, ys = (tf.nest.map_structure(lambda t: t[lo:hi], d) for d in (x, y))
+            count = hi - lo
+            with tf.GradientTape() as tape:
+                y_pred = model(xs, training=True)
+                loss = model._compute_loss(x=xs, y=ys, y_pred=y_pred, training=True)
+                model._loss_tracker.update_state(unscale_loss_for_distribution(loss),
+                                                 sample_weight=count)
+                share = tf.cast(count, loss.dtype) / tf.cast(batch, loss.dtype)
+                scaled = model.optimizer.scale_loss(loss * share)
+            grads = [tf.zeros_like(v) if g is None else g
+                     for g, v in zip(tape.gradient(scaled, variables), variables)]
+            model.compute_metrics(xs, ys, y_pred, sample_weight=None)
+        return grads
 
     def train_step(data):
         if len(data) > 2 and data[2] is not None:
@@ -104,13 +115,23 @@ def use_micro_batches(model: keras.Model, n: int) -> None:
                              "(each slice's loss would need its share of the weights)")
         x, y = data[0], data[1]
         batch = tf.shape(tf.nest.flatten(y)[0])[0]
-        total = None
-        for i in range(n):
-            after = [] if total is None else [t.values if isinstance(t, tf.IndexedSlices)
-                                              else t for t in total]
-            grads = slice_step(x, y, i * batch // n, (i + 1) * batch // n, batch, after)
-            total = grads if total is None else [add(a, b) for a, b in zip(total, grads)]
-        model.optimizer.apply_gradients(zip(total, model.trainable_weights))
+        slices = tf.minimum(n, batch)  # every slice holds at least one example
+
+        def bounds(i):
+            return i * batch // slices, (i + 1) * batch // slices
+
+        # The first slice outside the loop gives the gradients' kinds (dense or sparse).
+        first = slice_grads(x, y, *bounds(0), batch, [])
+
+        def body(i, *flat):
+            grads = slice_grads(x, y, *bounds(i), batch, list(flat))
+            return (i + 1, *pack([add(a, b) for a, b in zip(unpack(flat, first), grads)]))
+
+        _, *flat = tf.while_loop(
+            lambda i, *_: i < slices, body, (tf.constant(1), *pack(first)),
+            shape_invariants=(tf.TensorShape([]), *invariants(first)),
+            parallel_iterations=1)
+        model.optimizer.apply_gradients(zip(unpack(flat, first), model.trainable_weights))
         return model.get_metrics_result()
 
     model.train_step = train_step
