@@ -21,8 +21,9 @@ def config_from_args(cls, args):
                   if hasattr(args, f.name)})
 
 
-def add_run_arguments(p) -> None:
-    """The flags every training command shares (`RunOptions`): where and how it runs."""
+def add_run_arguments(p, micro_batches: int = 1) -> None:
+    """The flags every training command shares (`RunOptions`): where and how it runs
+    (`micro_batches`: the command's default for `--micro-batches`)."""
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
     p.add_argument("--tpu", help="TPU address for --strategy tpu/auto")
     p.add_argument("--cpu-replicas", type=positive_int, default=1,
@@ -31,9 +32,9 @@ def add_run_arguments(p) -> None:
     p.add_argument("--checkpoint-every", type=positive_int, default=200,
                    help="steps between resumable checkpoints")
     p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
-    p.add_argument("--micro-batches", type=positive_int, default=1,
+    p.add_argument("--micro-batches", type=positive_int, default=micro_batches,
                    help="compute each batch in N slices, one after another (the same step, "
-                   "about 1/N of the activation memory)")
+                   f"about 1/N of the activation memory; default {micro_batches})")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or other run")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
 
@@ -118,5 +119,5 @@ def add_squad_parser(sub) -> None:
     p.add_argument("--warmup-proportion", type=proportion, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
-    add_run_arguments(p)
+    add_run_arguments(p, micro_batches=SquadConfig.micro_batches)
     p.set_defaults(func=lambda args: _print_metrics(squad(config_from_args(SquadConfig, args))))

@@ -61,7 +61,7 @@ def use_micro_batches(model: keras.Model, n: int) -> None:
     if model.jit_compile:
         raise ConfigError("micro-batches (--micro-batches) cannot run under XLA "
                           "(--jit-compile): the summed embedding gradients change shape "
-                          "from slice to slice")
+                          "from slice to slice; pass --micro-batches 1 with --jit-compile")
 
     def add(a, b):
         """Sparse gradients (embedding lookups) are joined, not densified: their rows stay

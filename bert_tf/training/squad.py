@@ -64,6 +64,9 @@ class SquadConfig(RunOptions):
         n_best_size, max_answer_length: post-processing, as run_squad.py.
         epochs, learning_rate, batch_size (global), warmup_proportion, seed: the recipe.
         no_export: skip the SavedModel exports.
+        micro_batches: 16 here (`RunOptions` has 1): at length 384 a whole batch of 32
+            holds ≈ 6 GB of activations; 16 slices of 2 keep the whole run under 3 GB
+            (BENCHMARKS.md, "SQuAD memory").
     """
     model: str
     train: str
@@ -82,6 +85,7 @@ class SquadConfig(RunOptions):
     warmup_proportion: float = 0.1
     seed: int = 0
     no_export: bool = False
+    micro_batches: int = 16
 
     def run_args(self) -> dict:
         """The settings that define a run (a resumed run must repeat them)."""
