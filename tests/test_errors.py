@@ -374,6 +374,14 @@ BAD_COUNTS = {
     "pretrain --steps 0": (lambda fx, tmp: [
         "pretrain", "--init", fx.model, "--train", fx.records, "--out", _out(tmp), "--steps",
         "0"], ("--steps",)),
+    "squad --jit-compile": (lambda fx, tmp: [  # its default is 16 micro-batches
+        "squad", "--model", fx.model, "--train", fx.squad, "--predict", fx.squad, "--out",
+        _out(tmp), "--jit-compile", "--no-export", "--quiet"],
+        ("--micro-batches 16", "--jit-compile")),
+    "finetune --jit-compile --micro-batches 2": (lambda fx, tmp: [
+        "finetune", "--task", "sst2", "--model", fx.model, "--data-dir", DATA_DIR, "--out",
+        _out(tmp), "--jit-compile", "--micro-batches", "2", *_small_finetune(tmp)[2:]],
+        ("--micro-batches 2", "--jit-compile")),
     "squad --epochs 0": (lambda fx, tmp: [
         "squad", "--model", fx.model, "--train", fx.squad, "--predict", fx.squad, "--out",
         _out(tmp), "--epochs", "0"], ("--epochs",)),

@@ -126,6 +126,24 @@ def test_encoder_export_has_no_text_ops(minilm_export):
     assert not text_ops
 
 
+def test_exports_store_each_weight_once(minilm_export, minilm_dir):
+    """The encoder export tracked the Keras model beside TF Hub's `.variables` list and
+    saved every weight twice (174 MB for 87 MB of MiniLM): the checkpoints must hold
+    exactly the model's variables (weights and dropout seeds), once, beside the
+    checkpoint's own scalars."""
+    import bert_tf
+    encoder = bert_tf.load_encoder(minilm_dir)
+    # the encoder export is fine-tunable (dropout seeds too); the serving one only serves
+    want = {"encoder": sum(int(np.prod(v.shape)) for v in encoder.variables),
+            "serving": encoder.count_params()}
+    for name, params in want.items():
+        shapes = tf.train.load_checkpoint(os.path.join(
+            minilm_export, name, "1", "variables", "variables")).get_variable_to_shape_map()
+        stored = sum(int(np.prod(s)) for k, s in shapes.items() if k.split("/")[0] not in
+                     ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter", "do_lower_case"))
+        assert stored == params, (name, stored, params)
+
+
 def test_warmup_records_run(minilm_export):
     from tensorflow_serving.apis import prediction_log_pb2
     path = os.path.join(minilm_export, "serving", "1", "assets.extra", "tf_serving_warmup_requests")

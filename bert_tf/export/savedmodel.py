@@ -38,7 +38,8 @@ def build_encoder_module(encoder: keras.Model, vocab_file: str, do_lower_case: b
                          mlm_model: keras.Model | None = None):
     """A Reusable SavedModel root for `encoder` (see the module docstring)."""
     root = tf.train.Checkpoint()
-    root.encoder = encoder
+    # The tf.Variables alone (TF Hub's `.variables`): tracking the Keras model as well
+    # would save every weight a second time, under its Keras path.
     root.variables = _tf_variables(encoder)
     root.trainable_variables = _tf_variables(encoder, trainable=True)
     root.regularization_losses = []
@@ -68,7 +69,6 @@ def build_encoder_module(encoder: keras.Model, vocab_file: str, do_lower_case: b
 
 def _build_mlm_module(mlm_model):
     mlm = tf.train.Checkpoint()
-    mlm.model = mlm_model
     mlm.variables = _tf_variables(mlm_model)
     mlm.trainable_variables = _tf_variables(mlm_model, trainable=True)
     mlm.regularization_losses = []

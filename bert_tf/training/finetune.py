@@ -101,6 +101,7 @@ class FinetuneConfig(RunOptions):
     defaults_used: tuple = dataclasses.field(init=False, default=())
 
     def __post_init__(self):
+        super().__post_init__()
         if self.task not in TASKS:
             raise ConfigError(f"task {self.task!r}: choose one of {TASKS}")
         self.defaults_used = tuple(k for k in ("epochs", "learning_rate")

@@ -94,6 +94,12 @@ class PretrainConfig(RunOptions):
     masked_lm_prob: float = 0.15
     seed: int = 0
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.micro_batches != 1:
+            raise ConfigError("pretrain does not take micro_batches (--micro-batches): its "
+                              "loss is weighted by the masked positions of the whole batch")
+
     def run_args(self) -> dict:
         """The settings that define a run (a resumed run must repeat them)."""
         keys = ("config", "init", "vocab", "train", "eval", "steps", "batch_size",
@@ -106,9 +112,6 @@ def resolve_model(config: PretrainConfig) -> tuple[BertConfig, str, str | None, 
     """(BERT config, vocab file, model dir to start from or None, do_lower_case)."""
     if bool(config.config) == bool(config.init):
         raise ConfigError("pass exactly one of config (a preset or CONFIG.json) and init")
-    if config.micro_batches != 1:
-        raise ConfigError("pretrain does not take micro_batches (--micro-batches): its loss "
-                          "is weighted by the masked positions of the whole batch")
     if config.init:
         check_model_dir(config.init)
         return (load_config(config.init), config.vocab or vocab_path(config.init), config.init,

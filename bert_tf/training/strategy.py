@@ -45,6 +45,22 @@ class RunOptions:
     overwrite: bool = False
     quiet: bool = False
 
+    def __post_init__(self):
+        """Settings that cannot work together stop here, before a run claims its folder."""
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy {self.strategy!r}: choose one of {STRATEGIES}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ConfigError(f"mixed precision {self.mixed_precision!r}: choose one of "
+                              f"{PRECISIONS}")
+        if self.micro_batches < 1:
+            raise ConfigError(f"micro-batches (--micro-batches) must be at least 1, not "
+                              f"{self.micro_batches}")
+        if self.micro_batches > 1 and self.jit_compile:
+            raise ConfigError(
+                f"--micro-batches {self.micro_batches} cannot run under XLA (--jit-compile): "
+                "the summed embedding gradients change shape from slice to slice; pass "
+                "--micro-batches 1 with --jit-compile")
+
     @property
     def multi_worker(self) -> bool:
         return self.strategy == "multi_worker"
