@@ -134,6 +134,16 @@ def test_bench_smoke(tmp_path, vocab_file):
                 assert row["mean_cosine"] >= bench.MIN_COSINE and 0 < row["max_abs_diff"] < 0.1
             else:
                 assert row["max_abs_diff"] <= bench.TOLERANCE
+    # bert-tf's bfloat16 rows serve the bfloat16 export (version 2), whose variables are
+    # stored in bfloat16; its fp32 rows version 1, in float32
+    for case in ("e2e", "latency"):
+        assert "export --precision bfloat16" in rows[(case, "bert-tf, bfloat16")]["detail"]
+        assert "precision" not in rows[(case, "bert-tf")]["detail"]
+    for version, dtype in (("1", tf.float32), ("2", tf.bfloat16)):
+        stored = tf.train.load_checkpoint(str(out / "work" / "export" / "serving" / version /
+                                              "variables" / "variables")).get_variable_to_dtype_map()
+        kernels = {d for k, d in stored.items() if "kernel" in k or "embeddings" in k}
+        assert kernels == {dtype}, (version, kernels)
     # the latency requests: the shapes asked for, every system the same requests
     requests = json.loads((out / "work" / "latency-requests.json").read_text())["requests"]
     assert {k: len(v) for k, v in requests.items()} == {
