@@ -41,6 +41,17 @@ from keras.src.losses.loss import unscale_loss_for_distribution
 from bert_tf.errors import ConfigError
 
 
+def check_micro_batches(n: int, jit_compile: bool) -> None:
+    """Raises ConfigError unless `n` micro-batches can run (`jit_compile`: under XLA)."""
+    if n < 1:
+        raise ConfigError(f"micro-batches (--micro-batches) must be at least 1, not {n}")
+    if n > 1 and jit_compile:
+        raise ConfigError(
+            f"--micro-batches {n} cannot run under XLA (--jit-compile): the summed embedding "
+            "gradients change shape from slice to slice; pass --micro-batches 1 with "
+            "--jit-compile")
+
+
 def use_micro_batches(model: keras.Model, n: int) -> None:
     """Makes `model.fit` (after `compile`) compute each batch in `n` slices, one after
     another, and apply the sum of their gradients once (see the module docstring).
@@ -54,14 +65,9 @@ def use_micro_batches(model: keras.Model, n: int) -> None:
     with `n` and cost more memory than the slices saved). Sparse gradients grow by
     their rows each slice, a dynamic shape that XLA cannot compile: with
     `jit_compile` the model is refused."""
-    if n < 1:
-        raise ConfigError(f"micro-batches must be at least 1, not {n}")
+    check_micro_batches(n, model.jit_compile)
     if n == 1:
         return
-    if model.jit_compile:
-        raise ConfigError("micro-batches (--micro-batches) cannot run under XLA "
-                          "(--jit-compile): the summed embedding gradients change shape "
-                          "from slice to slice; pass --micro-batches 1 with --jit-compile")
 
     def add(a, b):
         """Sparse gradients (embedding lookups) are joined, not densified: their rows stay

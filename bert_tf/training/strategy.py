@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from bert_tf.errors import ConfigError
+from bert_tf.training.micro_batch import check_micro_batches
 
 
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu")
@@ -52,14 +53,7 @@ class RunOptions:
         if self.mixed_precision not in PRECISIONS:
             raise ConfigError(f"mixed precision {self.mixed_precision!r}: choose one of "
                               f"{PRECISIONS}")
-        if self.micro_batches < 1:
-            raise ConfigError(f"micro-batches (--micro-batches) must be at least 1, not "
-                              f"{self.micro_batches}")
-        if self.micro_batches > 1 and self.jit_compile:
-            raise ConfigError(
-                f"--micro-batches {self.micro_batches} cannot run under XLA (--jit-compile): "
-                "the summed embedding gradients change shape from slice to slice; pass "
-                "--micro-batches 1 with --jit-compile")
+        check_micro_batches(self.micro_batches, self.jit_compile)
 
     @property
     def multi_worker(self) -> bool:
