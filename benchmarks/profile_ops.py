@@ -13,6 +13,7 @@ The latency figures in BENCHMARKS.md ("Performance II") quote its output: at bat
 import argparse
 import collections
 import glob
+import os
 import tempfile
 import time
 
@@ -31,32 +32,36 @@ def main():
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
+    if not os.path.isfile(os.path.join(args.export, "saved_model.pb")):
+        parser.error(f"{args.export}: not a SavedModel (no saved_model.pb)")
     loaded = tf.saved_model.load(args.export)
     serving = loaded.signatures.get("serving_default")
     if serving is not None and "text" in serving.structured_input_signature[1]:
         # "the" is one token: [CLS] + (tokens - 2) x "the" + [SEP]
         texts = tf.constant([" ".join(["the"] * (args.tokens - 2))] * args.batch)
 
-        def encoder(_):
+        def request():
             return serving(text=texts)
     else:
-        encoder = loaded
-    shape = (args.batch, args.tokens)
-    inputs = {"input_word_ids": tf.fill(shape, 2000), "input_mask": tf.ones(shape, tf.int32),
-              "input_type_ids": tf.zeros(shape, tf.int32)}
+        shape = (args.batch, args.tokens)
+        inputs = {"input_word_ids": tf.fill(shape, 2000), "input_mask": tf.ones(shape, tf.int32),
+                  "input_type_ids": tf.zeros(shape, tf.int32)}
+
+        def request():
+            return loaded(inputs)
     for _ in range(30):  # warm-up: tracing, oneDNN primitive caches
-        encoder(inputs)
+        request()
     times = []
     for _ in range(args.requests):
         start = time.perf_counter()
-        encoder(inputs)
+        request()
         times.append(time.perf_counter() - start)
     print(f"wall per request: p50 {1e3 * np.median(times):.2f} ms "
           f"(batch {args.batch}, {args.tokens} tokens)")
     logdir = tempfile.mkdtemp(prefix="profile-ops-")
     tf.profiler.experimental.start(logdir)
     for _ in range(args.requests):
-        encoder(inputs)
+        request()
     tf.profiler.experimental.stop()
     space = xplane_pb2.XSpace()
     path = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]

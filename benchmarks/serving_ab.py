@@ -10,13 +10,15 @@ export's on 8 texts; p50/p90/p99 ms for one and eight short SST-2 dev texts (15-
 about 20 tokens) a request; and end-to-end sentences/s over SST-2 dev in batches of 32.
 """
 import argparse
-import csv
 import os
 import time
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the serving export's tokeniser ops)
+
+from bert_tf.data.glue import read_task
+from bert_tf.errors import BertTfError
 
 
 def main():
@@ -26,9 +28,14 @@ def main():
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--e2e-repeats", type=int, default=3)
     args = parser.parse_args()
+    for d in args.exports:
+        if not os.path.isfile(os.path.join(d, "saved_model.pb")):
+            parser.error(f"{d}: not a SavedModel (no saved_model.pb)")
+    try:
+        texts = read_task("sst2", args.data_dir, "dev").texts_a
+    except BertTfError as e:
+        parser.error(str(e))
     serve = {d: tf.saved_model.load(d).signatures["serving_default"] for d in args.exports}
-    with open(os.path.join(args.data_dir, "SST-2", "dev.tsv"), encoding="utf-8") as f:
-        texts = [row[0] for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)][1:]
     short = [t for t in texts if 15 <= len(t.split()) <= 19]
 
     def pooled(d, batch):
