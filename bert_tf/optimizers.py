@@ -7,6 +7,9 @@ Example:
     [0.0, 5e-05, 0.0001, 5e-05, 0.0]
     >>> round(float(WarmupLinearDecay(1e-4, total_steps=1000, warmup_steps=0)(0)), 7)
     0.0001
+    >>> later = WarmupLinearDecay(1e-4, warmup_proportion=0.1)  # length set by the first `fit`
+    >>> later.set_total_steps(1000).get_config()
+    {'peak': 0.0001, 'total_steps': 1000, 'warmup_steps': 100, 'warmup_proportion': 0.1}
     >>> opt = bert_optimizer(1e-4, total_steps=1000, warmup_steps=100)
     >>> type(opt).__name__, float(opt.learning_rate)    # the rate at step 0
     ('AdamW', 0.0)
@@ -20,14 +23,36 @@ import tensorflow as tf
 @keras.saving.register_keras_serializable(package="bert_tf")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """BERT's schedule: linear warm-up from 0 over `warmup_steps`, then linear
-    decay to 0 at `total_steps`."""
+    decay to 0 at `total_steps`.
 
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int):
+    The length may be left open (`total_steps=None`) with the warm-up given as a
+    `warmup_proportion` of it: `set_total_steps` fixes both, once, before the
+    schedule is used (`BertClassifier.fit` does, from its first call's data). The
+    config holds the length once it is known, so a saved optimizer resumes on the
+    same schedule."""
+
+    def __init__(self, peak: float, total_steps: int | None = None,
+                 warmup_steps: int | None = None, warmup_proportion: float | None = None):
+        if warmup_steps is None and warmup_proportion is None:
+            warmup_steps = 0
         self.peak = peak
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
+        self.warmup_proportion = warmup_proportion
+        if total_steps is not None and warmup_steps is None:
+            self.set_total_steps(total_steps)
+
+    def set_total_steps(self, total_steps: int) -> "WarmupLinearDecay":
+        """Fixes the schedule's length (and the warm-up, from `warmup_proportion`)."""
+        self.total_steps = int(total_steps)
+        if self.warmup_proportion is not None:
+            self.warmup_steps = int(self.warmup_proportion * self.total_steps)
+        return self
 
     def __call__(self, step):
+        if self.total_steps is None:
+            raise ValueError("WarmupLinearDecay has no length yet: call set_total_steps "
+                             "(BertClassifier.fit does) or pass total_steps")
         step = tf.cast(step, tf.float32)
         # no warm-up: the peak from the first step (a warm-up's step 0 has rate 0)
         warm = step / self.warmup_steps if self.warmup_steps else 1.0
@@ -35,8 +60,11 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return self.peak * tf.maximum(0.0, tf.minimum(warm, decay))
 
     def get_config(self):
-        return {"peak": self.peak, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps}
+        config = {"peak": self.peak, "total_steps": self.total_steps,
+                  "warmup_steps": self.warmup_steps}
+        if self.warmup_proportion is not None:
+            config["warmup_proportion"] = self.warmup_proportion
+        return config
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -69,13 +97,16 @@ class AdamW(keras.optimizers.AdamW):
             grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
 
 
-def bert_optimizer(learning_rate: float, total_steps: int, warmup_steps: int,
-                   weight_decay: float = 0.01, name: str = "adamw"):
+def bert_optimizer(learning_rate: float, total_steps: int | None, warmup_steps: int | None = None,
+                   weight_decay: float = 0.01, name: str = "adamw",
+                   warmup_proportion: float | None = None):
     """AdamW (eps 1e-6, no decay on LayerNorm and biases), clipped at global norm 1.0,
     on `WarmupLinearDecay`; or LAMB with the same settings (`name="lamb"`). LAMB's
     weight decay is Keras' decoupled one (`w -= lr * decay * w`, as AdamW's), not added
-    to the update inside the trust ratio as in the LAMB paper."""
-    schedule = WarmupLinearDecay(learning_rate, total_steps, warmup_steps)
+    to the update inside the trust ratio as in the LAMB paper. `total_steps=None` with
+    a `warmup_proportion` leaves the schedule's length to be set later
+    (`WarmupLinearDecay.set_total_steps`)."""
+    schedule = WarmupLinearDecay(learning_rate, total_steps, warmup_steps, warmup_proportion)
     if name == "lamb":
         optimizer = keras.optimizers.Lamb(schedule, weight_decay=weight_decay, epsilon=1e-6,
                                           global_clipnorm=1.0)

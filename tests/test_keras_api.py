@@ -86,19 +86,30 @@ def _model_cases(encoder, preprocessor):
         "classifier": (bert_tf.BertClassifier(encoder, 3, pooling="attention",
                                               preprocessor=preprocessor, labels=["a", "b", "c"]),
                        lambda m: m(X)),
+        "classifier_multi_label": (
+            bert_tf.BertClassifier(encoder, 3, preprocessor=preprocessor, labels=["x", "y", "z"],
+                                   problem="multi_label", threshold=0.3, text_pairs=True),
+            lambda m: m(X)),
+        "classifier_regression": (
+            bert_tf.BertClassifier(encoder, problem="regression", num_outputs=2, pooling="mean",
+                                   preprocessor=preprocessor), lambda m: m(X)),
         "span": (bert_tf.BertSpanModel(encoder, preprocessor), lambda m: m(X)),
         "pretrainer": (bert_tf.BertPretrainer(encoder), lambda m: m(with_positions)),
     }
 
 
-@pytest.mark.parametrize("name", ["encoder", "classifier", "span", "pretrainer"])
+@pytest.mark.parametrize("name", ["encoder", "classifier", "classifier_multi_label",
+                                  "classifier_regression", "span", "pretrainer"])
 def test_models_serialise_and_keep_google_names(name, tiny_parts, tmp_path):
     encoder, preprocessor = tiny_parts
     model, call = _model_cases(encoder, preprocessor)[name]
     reloaded = run_serialization_test(model, call, tmp_path)
     if getattr(model, "preprocessor", None) is not None:
         assert reloaded.preprocessor.get_config() == preprocessor.get_config()
-    run_checkpoint_test(model, call, tmp_path, preprocessor)
+    from_dir = run_checkpoint_test(model, call, tmp_path, preprocessor)
+    if isinstance(model, bert_tf.BertClassifier):  # the head's kind survives the model dir
+        keys = ("problem", "threshold", "labels", "text_pairs", "pooling", "num_classes")
+        assert [getattr(from_dir, k) for k in keys] == [getattr(model, k) for k in keys]
 
 
 def test_heads_leave_the_encoder_as_it_was(tiny_parts):
@@ -131,7 +142,8 @@ def test_classifier_fits_and_predicts_text(tiny_parts):
     assert len(history.history["loss"]) == 3
     assert clf.optimizer.iterations.numpy() == 12  # 4 batches × 3 epochs
     schedule = clf.optimizer.get_config()["learning_rate"]["config"]  # BERT's recipe
-    assert schedule == {"peak": 5e-5, "total_steps": 12, "warmup_steps": 1}
+    assert schedule == {"peak": 5e-5, "total_steps": 12, "warmup_steps": 1,
+                        "warmup_proportion": 0.1}
     logits = clf.predict(texts[:3], verbose=0)
     np.testing.assert_allclose(logits, clf(preprocessor(tf.constant(texts[:3]))), atol=1e-5)
     for same in (np.array(texts[:3]), tf.constant(texts[:3]), [t.encode() for t in texts[:3]]):

@@ -9,6 +9,7 @@ import os
 
 from bert_tf.cli.types import non_negative_int, positive_float, positive_int, proportion
 from bert_tf.layers.pooling import STRATEGIES as POOLINGS
+from bert_tf.models.classifier import PROBLEMS
 from bert_tf.training.finetune import TASKS, FinetuneConfig, finetune
 from bert_tf.training.pretrain import PretrainConfig, pretrain
 from bert_tf.training.squad import SquadConfig, squad
@@ -67,7 +68,14 @@ def add_finetune_parser(sub) -> None:
     p.add_argument("--dev", help="--task tsv: dev TSV")
     p.add_argument("--text-column", help="--task tsv: column of the text")
     p.add_argument("--text-b-column", help="--task tsv: column of the second text (pairs)")
-    p.add_argument("--label-column", help="--task tsv: column of the label (read as strings)")
+    p.add_argument("--label-column", help="--task tsv: column of the label (read as strings; "
+                   "for --problem multi_label comma-separated labels, for regression numbers)")
+    p.add_argument("--problem", default="single_label", choices=PROBLEMS,
+                   help="--task tsv: one label per text, any number of labels (sigmoid per "
+                   "label), or regression (default single_label)")
+    p.add_argument("--threshold", type=proportion, default=0.5,
+                   help="--problem multi_label: probability over which a label is predicted, "
+                   "recorded in the model dir for the export (default 0.5)")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
     add_run_arguments(p)
     p.set_defaults(func=lambda args: _print_metrics(finetune(config_from_args(FinetuneConfig,

@@ -54,8 +54,9 @@ def read_task(task: str, data_dir: str, split: str) -> Examples:
 
 
 def read_tsv(path: str, text_column: str, text_b_column: str | None,
-             label_column: str) -> Examples:
-    """Reads a TSV with a header row; columns are named by the header."""
+             label_column: str, empty_labels: bool = False) -> Examples:
+    """Reads a TSV with a header row; columns are named by the header. An empty
+    label is an error unless `empty_labels` (a multi-label row with no label)."""
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found")
     lines = read_text(path, "utf-8-sig").split("\n")
@@ -82,29 +83,85 @@ def read_tsv(path: str, text_column: str, text_b_column: str | None,
         if text_b_column:
             texts_b.append(fields[index[text_b_column]])
         label = fields[index[label_column]].strip()
-        if not label:
+        if not label and not empty_labels:
             raise DataError(f"{path}, line {number}: empty label")
         labels.append(label)
     return Examples(texts_a, texts_b, labels, path)
 
 
-def label_map(train: Examples, dev: Examples | None = None) -> list[str]:
-    """The sorted training labels (their position is the class id); a dev label
-    that training never saw is an error naming its line."""
-    labels = sorted(set(train.labels), key=lambda x: (len(x), x))
+def label_map(train: Examples, dev: Examples | None = None,
+              problem: str = "single_label") -> list[str]:
+    """The labels, whose position is the class id (or the output, for regression).
+
+    `single_label`: the sorted training labels; `multi_label`: the sorted names in
+    the training rows' comma-separated lists; a dev label that training never saw is
+    an error naming its line. `regression`: one name per output, from the label
+    column's comma-separated numbers (`score`, or `score_0`, `score_1`, ...)."""
+    if problem == "regression":
+        width = len(regression_targets(train)[0])
+        return ["score"] if width == 1 else [f"score_{i}" for i in range(width)]
+    split = _label_names if problem == "multi_label" else (lambda label: [label])
+    labels = sorted({x for label in train.labels for x in split(label)},
+                    key=lambda x: (len(x), x))
+    if not labels:
+        raise DataError(f"{train.source}: no labels in any row")
     if dev is not None:
         known = set(labels)
         for i, label in enumerate(dev.labels):
-            if label not in known:
-                raise DataError(f"{dev.source}, line {i + 2}: label {label!r} does not occur in "
-                                f"training ({train.source}), which has {labels}")
+            for name in split(label):
+                if name not in known:
+                    raise DataError(f"{dev.source}, line {i + 2}: label {name!r} does not occur "
+                                    f"in training ({train.source}), which has {labels}")
     return labels
 
 
+def _label_names(label: str) -> list[str]:
+    return [x.strip() for x in label.split(",") if x.strip()]
+
+
+def regression_targets(examples: Examples) -> np.ndarray:
+    """The label column's comma-separated numbers, float32 `[N, outputs]`; a field
+    that is not a number, or rows of different widths, are errors naming the line."""
+    rows = []
+    for i, label in enumerate(examples.labels):
+        try:
+            row = [float(x) for x in label.split(",")]
+        except ValueError:
+            raise DataError(f"{examples.source}, line {i + 2}: label {label!r} is not a number "
+                            "(a regression target)") from None
+        if not all(np.isfinite(row)):
+            raise DataError(f"{examples.source}, line {i + 2}: label {label!r} is not finite")
+        if rows and len(row) != len(rows[0]):
+            raise DataError(f"{examples.source}, line {i + 2}: {len(row)} targets, line 2 has "
+                            f"{len(rows[0])}")
+        rows.append(row)
+    return np.array(rows, np.float32)
+
+
+def targets(examples: Examples, labels: list[str], problem: str = "single_label") -> np.ndarray:
+    """The examples' labels as the loss takes them: class ids `[N]` (int32),
+    multi-hot rows `[N, C]` or regression targets `[N]` (one output) / `[N, k]`
+    (float32)."""
+    if problem == "regression":
+        y = regression_targets(examples)
+        if y.shape[1] != len(labels):
+            raise DataError(f"{examples.source}: {y.shape[1]} targets per line, the model has "
+                            f"{len(labels)} outputs")
+        return y[:, 0] if len(labels) == 1 else y
+    ids = {label: i for i, label in enumerate(labels)}
+    if problem == "multi_label":
+        y = np.zeros((len(examples), len(labels)), np.float32)
+        for row, label in enumerate(examples.labels):
+            y[row, [ids[x] for x in _label_names(label)]] = 1.0
+        return y
+    return np.array([ids[x] for x in examples.labels], np.int32)
+
+
 def encode(tokenizer: BertTokenizer, examples: Examples, max_seq_length: int,
-           labels: list[str], batch: int = 4096):
+           labels: list[str], batch: int = 4096, problem: str = "single_label"):
     """Tokenises every example once (in-graph) -> dict of int32 `[N, L]` arrays (L the
-    longest, at most `max_seq_length`), int32 label ids, and how many were trimmed."""
+    longest, at most `max_seq_length`), the targets (`targets`), and how many were
+    trimmed."""
     pack = tf.function(lambda a, b: tokenizer.preprocess([a, b], max_seq_length, True))
     single = tf.function(lambda a: tokenizer.preprocess(a, max_seq_length, True))
     parts, trimmed = [], 0
@@ -120,8 +177,7 @@ def encode(tokenizer: BertTokenizer, examples: Examples, max_seq_length: int,
     width = max(p["input_word_ids"].shape[1] for p in parts)
     features = {k: np.concatenate([np.pad(p[k].numpy(), ((0, 0), (0, width - p[k].shape[1])))
                                    for p in parts]) for k in parts[0]}
-    ids = {label: i for i, label in enumerate(labels)}
-    return features, np.array([ids[x] for x in examples.labels], np.int32), trimmed
+    return features, targets(examples, labels, problem), trimmed
 
 
 def _trim_to_longest(features, labels):

@@ -58,7 +58,8 @@ from bert_tf.errors import ConfigError
 from bert_tf.layers.pooling import STRATEGIES, AttentionPooling, pool
 from bert_tf.models import encoder_inputs, load_encoder, load_tokenizer
 from bert_tf.models.loading import check_model_dir
-from bert_tf.training.finetune import FinetuneConfig, binary_f1, finetune
+from bert_tf.training.finetune import FinetuneConfig, finetune
+from bert_tf.training.metrics import binary_f1
 
 MODES = ("probe", "finetune")
 LOGISTIC = {"steps": 1000, "learning_rate": 0.02, "l2": "1/(2N)", "init": "zeros",

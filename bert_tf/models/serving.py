@@ -19,21 +19,49 @@ def as_float32(outputs):
         lambda t: tf.cast(t, tf.float32) if t.dtype.is_floating else t, outputs)
 
 
+def head_outputs(logits, problem: str, labels, threshold: float = 0.5) -> dict:
+    """A classifier's serving outputs from its `logits` `[B, C]`, by `problem`:
+    - `single_label`: `logits`, `probabilities` (softmax) and `label` (the most
+      probable of `labels`);
+    - `multi_label`: `logits`, `probabilities` (each label's sigmoid) and `labels`
+      `[B, C]`: the names of the labels over `threshold`, in `labels`' order, then
+      empty strings;
+    - `regression`: `predictions` (the outputs themselves).
+
+    >>> out = head_outputs(tf.constant([[2.0, -1.0, 0.5]]), "multi_label", ["a", "b", "c"])
+    >>> [x.decode() for x in out["labels"].numpy()[0]]
+    ['a', 'c', '']
+    """
+    if problem == "regression":
+        return {"predictions": logits}
+    names = tf.constant(labels)
+    if problem == "multi_label":
+        probs = tf.sigmoid(logits)
+        over = probs > threshold
+        # Stable sort of the predicted labels' positions to the front.
+        order = tf.argsort(tf.cast(tf.logical_not(over), tf.int32), axis=-1, stable=True)
+        picked = tf.where(tf.gather(over, order, batch_dims=1), tf.gather(names, order), "")
+        return {"logits": logits, "probabilities": probs, "labels": picked}
+    probs = tf.nn.softmax(logits, axis=-1)
+    return {"logits": logits, "probabilities": probs,
+            "label": tf.gather(names, tf.argmax(probs, axis=-1))}
+
+
 def text_serving_module(tokenizer, model: keras.Model, seq_length: int, pair: bool,
-                        labels: list[str] | None = None):
+                        labels: list[str] | None = None, problem: str = "single_label",
+                        threshold: float = 0.5):
     """`serving_default`: `text` (and `text_b` for pair models) -> outputs.
 
     `model` maps the three inputs to a dict with `sequence_output` and
     `pooled_output` (an encoder), plus `logits` for task models; `labels` names
-    the classes of a task model. Each batch is padded to its longest text (at
-    most `seq_length` tokens).
+    the classes of a task model, whose outputs `head_outputs` makes by `problem`.
+    Each batch is padded to its longest text (at most `seq_length` tokens).
 
     Returns `(module, signatures, warm-up examples)`.
     """
     root = tf.train.Checkpoint()
     root.tokenizer = tokenizer
     root.model = model
-    label_names = tf.constant(labels) if labels else None
 
     def run(texts):
         inputs = tokenizer.preprocess(texts, seq_length, pad_to_longest=True)
@@ -41,9 +69,7 @@ def text_serving_module(tokenizer, model: keras.Model, seq_length: int, pair: bo
         result = {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"],
                   "input_mask": inputs["input_mask"]}
         if "logits" in out:
-            probs = tf.nn.softmax(out["logits"], axis=-1)
-            result.update(logits=out["logits"], probabilities=probs,
-                          label=tf.gather(label_names, tf.argmax(probs, axis=-1)))
+            result.update(head_outputs(out["logits"], problem, labels, threshold))
         return result
 
     text = tf.TensorSpec([None], tf.string, name="text")

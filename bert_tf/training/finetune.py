@@ -34,8 +34,10 @@ from bert_tf.data.glue import DataError, Examples, encode, glue_files, label_map
 from bert_tf.errors import ConfigError
 from bert_tf.layers import STRATEGIES as POOLINGS
 from bert_tf.models import BertClassifier, load_encoder, load_preprocessor
+from bert_tf.models.classifier import PROBLEMS
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
+from bert_tf.training.metrics import PLOTTED, dev_metrics
 from bert_tf.training.micro_batch import use_micro_batches
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
@@ -76,6 +78,10 @@ class FinetuneConfig(RunOptions):
         reinit_pooler: draw the pooler's dense layer afresh (drop its NSP training).
         train, dev, text_column, text_b_column, label_column: `task="tsv"` files
             (with a header row) and columns; `text_b_column` makes it a pair task.
+        problem: `single_label` (one label per row), `multi_label` (the label column
+            is a comma-separated list of labels, maybe empty) or `regression` (the
+            label column is a number, or comma-separated numbers); `tsv` only.
+        threshold: `multi_label`: the probability over which a label is predicted.
         no_export: skip the SavedModel exports.
     """
     task: str
@@ -97,6 +103,8 @@ class FinetuneConfig(RunOptions):
     text_column: str | None = None
     text_b_column: str | None = None
     label_column: str | None = None
+    problem: str = "single_label"
+    threshold: float = 0.5
     no_export: bool = False
     defaults_used: tuple = dataclasses.field(init=False, default=())
 
@@ -110,13 +118,21 @@ class FinetuneConfig(RunOptions):
             setattr(self, key, TASK_DEFAULTS[self.task][key])
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling {self.pooling!r}: choose one of {POOLINGS}")
+        if self.problem not in PROBLEMS:
+            raise ConfigError(f"problem {self.problem!r}: choose one of {PROBLEMS}")
+        if self.problem != "single_label" and self.task != "tsv":
+            raise ConfigError(f"--problem {self.problem} needs --task tsv ({self.task} is "
+                              "single_label)")
+        if not 0 < self.threshold < 1:
+            raise ConfigError(f"threshold {self.threshold}: a probability strictly between 0 "
+                              "and 1")
 
     def run_args(self) -> dict:
         """The settings that define a run (a resumed run must repeat them)."""
         keys = ("task", "model", "data_dir", "train", "dev", "text_column", "text_b_column",
                 "label_column", "epochs", "learning_rate", "batch_size", "max_seq_length",
                 "warmup_proportion", "train_limit", "seed", "pooling", "mixed_precision",
-                "reinit_pooler")
+                "reinit_pooler", "problem", "threshold")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -136,24 +152,23 @@ def load_examples(config: FinetuneConfig) -> tuple[Examples, Examples]:
         raise DataError("task tsv needs train, dev, text_column and label_column "
                         "(--train, --dev, --text-column, --label-column)")
     columns = (config.text_column, config.text_b_column, config.label_column)
-    return read_tsv(config.train, *columns), read_tsv(config.dev, *columns)
-
-
-def binary_f1(labels, predictions, positive=1) -> float:
-    tp = int(np.sum((predictions == positive) & (labels == positive)))
-    fp = int(np.sum((predictions == positive) & (labels != positive)))
-    fn = int(np.sum((predictions != positive) & (labels == positive)))
-    return 2 * tp / max(2 * tp + fp + fn, 1)
+    empty = config.problem == "multi_label"
+    return (read_tsv(config.train, *columns, empty_labels=empty),
+            read_tsv(config.dev, *columns, empty_labels=empty))
 
 
 class DevEvaluation(keras.callbacks.Callback):
-    """Dev accuracy (and F1 for two classes) after every epoch, into `logs`."""
+    """The dev metrics of the model's problem (`bert_tf.training.metrics.dev_metrics`:
+    accuracy and F1 for two classes; micro/macro F1 and exact match; Pearson and
+    Spearman) after every epoch, into `logs`."""
 
-    def __init__(self, dataset, labels: np.ndarray, num_labels: int):
+    def __init__(self, dataset, labels: np.ndarray, problem: str = "single_label",
+                 threshold: float = 0.5):
         super().__init__()
         self.dataset = dataset
         self.labels = labels
-        self.num_labels = num_labels
+        self.problem = problem
+        self.threshold = threshold
         self._logits = None
 
     def evaluate(self) -> dict:
@@ -164,12 +179,8 @@ class DevEvaluation(keras.callbacks.Callback):
             def logits(x):
                 return self.model(x, training=False)
             self._logits = logits
-        pred = np.concatenate([np.argmax(self._logits(x).numpy(), axis=-1)
-                               for x, _ in self.dataset])
-        result = {"dev_accuracy": float(np.mean(pred == self.labels))}
-        if self.num_labels == 2:
-            result["dev_f1"] = binary_f1(self.labels, pred)
-        return result
+        outputs = np.concatenate([self._logits(x).numpy() for x, _ in self.dataset])
+        return dev_metrics(self.problem, outputs, self.labels, self.threshold)
 
     def on_epoch_end(self, epoch, logs=None):
         result = self.evaluate()
@@ -178,14 +189,14 @@ class DevEvaluation(keras.callbacks.Callback):
         print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
 
 
-def plot_curves(history: dict, path: str) -> None:
-    """Training loss and dev metrics per epoch, as a PNG."""
+def plot_curves(history: dict, path: str, metrics=PLOTTED["single_label"]) -> None:
+    """Training loss and dev `metrics` per epoch, as a PNG."""
     epochs = range(1, len(history["loss"]) + 1)
     fig = Figure(figsize=(9, 3.5))  # no pyplot: the user's matplotlib backend stays as it is
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(epochs, history["loss"], marker="o")
     ax1.set(xlabel="epoch", ylabel="training loss", title="loss")
-    for key in ("dev_accuracy", "dev_f1"):
+    for key in metrics:
         if key in history:
             ax2.plot(epochs, history[key], marker="o", label=key)
     ax2.set(xlabel="epoch", ylabel="dev metric", title="dev")
@@ -213,7 +224,7 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
     bert_config = check_model_dir(config.model)
     bert_config.check_seq_length(config.max_seq_length, "max_seq_length")
     train, dev = load_examples(config)
-    labels = label_map(train, dev)
+    labels = label_map(train, dev, config.problem)
     if config.train_limit:
         n = config.train_limit
         train = Examples(train.texts_a[:n], train.texts_b[:n] if train.texts_b else None,
@@ -228,8 +239,10 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
 
     preprocessor = load_preprocessor(config.model, config.max_seq_length)
     x_train, y_train, trimmed_train = encode(preprocessor.tokenizer, train,
-                                             config.max_seq_length, labels)
-    x_dev, y_dev, trimmed_dev = encode(preprocessor.tokenizer, dev, config.max_seq_length, labels)
+                                             config.max_seq_length, labels,
+                                             problem=config.problem)
+    x_dev, y_dev, trimmed_dev = encode(preprocessor.tokenizer, dev, config.max_seq_length, labels,
+                                       problem=config.problem)
     for name, n, total in (("train", trimmed_train, len(train)), ("dev", trimmed_dev, len(dev))):
         if n:
             print(f"note: {n} of {total} {name} examples exceed max_seq_length "
@@ -242,7 +255,9 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
     steps_per_epoch, epoch_data = training_epochs(x_train, y_train, config.batch_size,
                                                   config.seed, min_batch=replicas)
     total_steps = steps_per_epoch * config.epochs
-    print(f"{config.task}: {len(train)} training examples, {len(dev)} dev, labels {labels}; "
+    what = {"single_label": "labels", "multi_label": "multi-label labels",
+            "regression": "regression of"}[config.problem]
+    print(f"{config.task}: {len(train)} training examples, {len(dev)} dev, {what} {labels}; "
           f"{steps_per_epoch} steps/epoch × {config.epochs} epochs on "
           f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
 
@@ -255,7 +270,8 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
             reinit_pooler(encoder, bert_config.initializer_range, config.seed)
         model = BertClassifier(encoder, len(labels), config.pooling,
                                dropout=bert_config.hidden_dropout_prob, preprocessor=preprocessor,
-                               labels=labels, text_pairs=train.texts_b is not None)
+                               labels=labels, text_pairs=train.texts_b is not None,
+                               problem=config.problem, threshold=config.threshold)
         model.compile(
             optimizer=bert_optimizer(config.learning_rate, total_steps,
                                      int(config.warmup_proportion * total_steps)),
@@ -264,7 +280,7 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
     use_micro_batches(model, config.micro_batches)
     fit_under_multi_worker(model, strategy)
 
-    dev_eval = DevEvaluation(dev_ds, y_dev, len(labels))
+    dev_eval = DevEvaluation(dev_ds, y_dev, config.problem, config.threshold)
     callbacks = [dev_eval, TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
                  *callbacks]
     backup = os.path.join(run.work_dir, "backup")
@@ -293,6 +309,6 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
         run.file("model"), meta={"source": f"finetune of {config.model}",
                                  "task": {"name": config.task}}, overwrite=True)
     if epochs_run:
-        plot_curves(metrics["history"], run.file("training_curve.png"))
+        plot_curves(metrics["history"], run.file("training_curve.png"), PLOTTED[config.problem])
     return run.finish(metrics, TrainingState(backup, model),
                       None if config.no_export else model_dir, config.max_seq_length)
