@@ -314,3 +314,92 @@ def test_pair_tasks_take_their_defaults_and_serve_pairs(tiny_model_dir, tmp_path
     np.testing.assert_allclose(got, want, atol=1e-5)
     alone = tf.nn.softmax(model.predict((a, [""] * len(a)), verbose=0)).numpy()
     assert np.abs(alone - want).max() > 1e-4  # text_b is read
+
+
+def _slice(src, dest, rows, header=True):
+    lines = open(src, encoding="utf-8-sig").read().splitlines()
+    dest.write_text("\n".join(lines[:1] + lines[rows]) + "\n", encoding="utf-8")
+    return str(dest)
+
+
+def test_tsv_regression_and_multi_label(tiny_model_dir, tmp_path, capsys):
+    """`finetune --task tsv --problem regression | multi_label` on slices of STS-B and
+    GoEmotions (benchmarks/data): metrics.json holds the problem's dev metrics, equal
+    to SciPy's / scikit-learn's on the saved model's outputs; the model dir records
+    the problem (and threshold), and the multi-label export serves the labels over it."""
+    import bert_tf
+    import tensorflow as tf
+    from scipy import stats
+    from sklearn.metrics import f1_score
+    small = ["--train-limit", "48", "--max-seq-length", "48", "--batch-size", "16", "--quiet",
+             "--epochs", "2", "--learning-rate", "1e-3"]
+    stsb = os.path.join(ROOT, "benchmarks", "data", "STS-B")
+    train = _slice(os.path.join(stsb, "train.tsv"), tmp_path / "sts_train.tsv", slice(1, 49))
+    dev = _slice(os.path.join(stsb, "dev.tsv"), tmp_path / "sts_dev.tsv", slice(1, 41))
+    out = tmp_path / "sts"
+    assert cli(["finetune", "--task", "tsv", "--model", tiny_model_dir, "--out", str(out),
+                "--train", train, "--dev", dev, "--text-column", "sentence1",
+                "--text-b-column", "sentence2", "--label-column", "score",
+                "--problem", "regression", "--no-export", *small]) == 0
+    got = metrics(out)
+    rows = [r.split("\t") for r in open(dev, encoding="utf-8").read().splitlines()[1:]]
+    model = bert_tf.load_model(str(out / "model"))
+    assert (model.problem, model.labels) == ("regression", ["score"])
+    pred = model.predict(([r[7] for r in rows], [r[8] for r in rows]), verbose=0)[:, 0]
+    scores = np.array([float(r[9]) for r in rows])
+    assert got["dev_pearson"] == pytest.approx(stats.pearsonr(pred, scores)[0], abs=1e-4)
+    assert got["dev_spearman"] == pytest.approx(stats.spearmanr(pred, scores)[0], abs=1e-4)
+    assert len(got["history"]["dev_pearson"]) == 2 and "dev_accuracy" not in got
+
+    emo = os.path.join(ROOT, "benchmarks", "data", "GoEmotions")
+    # labels come from the whole training file, then --train-limit keeps its first 48 rows
+    train = _slice(os.path.join(emo, "train.tsv"), tmp_path / "emo_train.tsv", slice(1, 1000))
+    dev = _slice(os.path.join(emo, "dev.tsv"), tmp_path / "emo_dev.tsv", slice(1, 41))
+    out = tmp_path / "emo"
+    assert cli(["finetune", "--task", "tsv", "--model", tiny_model_dir, "--out", str(out),
+                "--train", train, "--dev", dev, "--text-column", "text", "--label-column",
+                "labels", "--problem", "multi_label", "--threshold", "0.3", *small]) == 0
+    assert "multi-label labels" in capsys.readouterr().out
+    got = metrics(out)
+    model = bert_tf.load_model(str(out / "model"))
+    assert (model.problem, model.threshold) == ("multi_label", 0.3)
+    rows = [r.split("\t") for r in open(dev, encoding="utf-8").read().splitlines()[1:]]
+    texts = [r[0] for r in rows]
+    truth = np.array([[name in r[1].split(",") for name in model.labels] for r in rows])
+    probs = tf.sigmoid(model.predict(texts, verbose=0)).numpy()
+    assert got["dev_micro_f1"] == pytest.approx(
+        f1_score(truth, probs > 0.3, average="micro", zero_division=0), abs=1e-9)
+    assert got["dev_macro_f1"] == pytest.approx(
+        f1_score(truth, probs > 0.3, average="macro", zero_division=0), abs=1e-9)
+    serve = tf.saved_model.load(str(out / "export" / "serving" / "1")).signatures[
+        "serving_default"]
+    served = serve(text=tf.constant(texts))
+    np.testing.assert_allclose(served["probabilities"].numpy(), probs, atol=1e-5)
+    assert [[x.decode() for x in row if x] for row in served["labels"].numpy()] == \
+        [[n for n, p in zip(model.labels, row) if p > 0.3] for row in probs]
+
+
+@pytest.mark.parametrize("problem,train,dev,extra,message", [
+    ("regression", "s\tl\ngood\t4.5\nbad\tlow\n", "s\tl\nok\t1\n", [],
+     "train.tsv, line 3: label 'low' is not a number"),
+    ("regression", "s\tl\ngood\t4.5\nbad\t1,2\n", "s\tl\nok\t1\n", [],
+     "train.tsv, line 3: 2 targets, line 2 has 1"),
+    ("multi_label", "s\tl\ngood\ta,b\nbad\t\n", "s\tl\nok\tc\n", [],
+     "dev.tsv, line 2: label 'c' does not occur in training"),
+    ("multi_label", "s\tl\ngood\ta\n", "s\tl\nok\ta\n", ["--threshold", "1"],
+     "threshold 1.0: a probability strictly between 0 and 1"),
+])
+def test_problem_input_errors(tiny_model_dir, tmp_path, capsys, problem, train, dev, extra,
+                              message):
+    out = tmp_path / "run"
+    code = cli(["finetune", "--task", "tsv", "--model", tiny_model_dir, "--out", str(out),
+                "--train", _tsv(tmp_path / "train.tsv", train),
+                "--dev", _tsv(tmp_path / "dev.tsv", dev), "--text-column", "s",
+                "--label-column", "l", "--problem", problem, *extra])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_problem_needs_a_tsv_task(tiny_model_dir, tmp_path, capsys):
+    code = cli(finetune_cmd(tiny_model_dir, tmp_path / "run", "--problem", "regression"))
+    assert code == 2 and "--problem regression needs --task tsv" in capsys.readouterr().err
