@@ -76,8 +76,31 @@ class AdamW(keras.optimizers.AdamW):
     training step from ~60% to ~5% (BENCHMARKS.md). Weight decay, clipping and the
     schedule are Keras' own.
 
+    Unlike Keras' own, its config keeps the names excluded from weight decay
+    (`exclude_from_weight_decay(var_names=...)`), so that an optimizer restored from
+    a `.keras` file still spares LayerNorm and biases.
+
     >>> opt = AdamW(1e-3, weight_decay=0.01, epsilon=1e-6, global_clipnorm=1.0)
+    >>> opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    >>> AdamW.from_config(opt.get_config())._exclude_from_weight_decay_pattern.pattern.count("|")
+    2
     """
+
+    def __init__(self, *args, exclude_from_weight_decay_names=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._excluded_names = []
+        if exclude_from_weight_decay_names:
+            self.exclude_from_weight_decay(var_names=exclude_from_weight_decay_names)
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        super().exclude_from_weight_decay(var_list, var_names)
+        self._excluded_names = sorted(set(var_names or []))
+
+    def get_config(self):
+        config = super().get_config()
+        if self._excluded_names:
+            config["exclude_from_weight_decay_names"] = self._excluded_names
+        return config
 
     def update_step(self, gradient, variable, learning_rate):
         if keras.backend.backend() != "tensorflow" or self.amsgrad:

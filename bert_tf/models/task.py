@@ -15,7 +15,7 @@ and loaded again continues where it was saved.
 users pass, with texts where Keras takes features:
 - a string, a list / numpy array / string tensor of texts;
 - pairs (for `text_pairs=True` models): a tuple `(texts_a, texts_b)`, rows
-  `[(a, b), ...]`, or a `[N, 2]` array or tensor;
+  `[(a, b), ...]`, a `[N, 2]` array or tensor, or one pair `("a", "b")`;
 - a `tf.data.Dataset` of texts (or pairs), `(texts, labels)` or
   `(texts, labels, sample_weights)`, batched or not (unbatched elements are
   batched by `batch_size`, default 32);
@@ -147,6 +147,8 @@ class TextTask:
         `x` is not text (ids for Keras, or a dataset)."""
         if not self._is_textual(x) or isinstance(x, tf.data.Dataset):
             return None
+        if self.text_pairs and isinstance(x, tuple) and len(x) == 2 and all(map(_is_string, x)):
+            return (tf.constant([x[0]]), tf.constant([x[1]]))   # one pair: a batch of one
         columns = _text_columns(x)
         if columns is None:
             return None
