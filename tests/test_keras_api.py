@@ -215,11 +215,14 @@ def test_readme_keras_snippets_run(minilm_dir, tmp_path):
         readme = f.read()
     section = readme[readme.index("## In Python"):readme.index("## The three parts of BERT")]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     code = "\n".join(blocks).replace("saved_models/minilm", minilm_dir)
     code = f"import os\nos.chdir({str(tmp_path)!r})\n{code}\n" \
         "print(sorted(n for n in os.listdir('saved_models/mine') if not n.startswith('.')), " \
-        "clf.predict(['a wonderful film']).shape)"
+        "clf.predict(['a wonderful film']).shape, tags.loss.name, sts.loss.name, " \
+        "sts.predict(('a cat sleeps', 'a cat is asleep')).shape, clf.optimizer.iterations.numpy())"
     out = run_python(code, timeout=600)
-    assert "['encoder', 'preprocessor', 'serving'] (1, 2)" in out
+    # the second fit (2 batches) continued the first's optimizer (1 batch)
+    assert "['encoder', 'preprocessor', 'serving'] (1, 2) binary_crossentropy " \
+        "mean_squared_error (1, 1) 3" in out
     assert (tmp_path / "runs" / "mine" / "model" / "bert_model.ckpt.index").exists()

@@ -189,7 +189,13 @@ def test_multi_label_trains_and_serves_its_labels(parts, tmp_path):
     logits = clf.predict(TEXTS, verbose=0)
     p = 1 / (1 + np.exp(-logits.astype("float64")))
     bce = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
-    assert clf.evaluate(TEXTS, y, verbose=0, return_dict=True)["loss"] == pytest.approx(bce, 1e-4)
+    result = clf.evaluate(TEXTS, y, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(bce, 1e-4)
+    path = str(tmp_path / "tags.keras")    # the loss and the F1 metrics reload with the model
+    clf.save(path)
+    reloaded = keras.models.load_model(path)
+    assert (reloaded.problem, reloaded.threshold) == ("multi_label", 0.4)
+    assert reloaded.evaluate(TEXTS, y, verbose=0, return_dict=True) == pytest.approx(result)
 
     targets = bert_tf.export_model(clf, str(tmp_path / "export"))
     served = tf.saved_model.load(targets["serving"]).signatures["serving_default"](
