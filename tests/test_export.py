@@ -145,18 +145,25 @@ def test_exports_store_each_weight_once(minilm_export, minilm_dir):
 
 
 def test_warmup_records_run(minilm_export):
+    """The export's warm-up requests are batches of the first 1, 2, ..., n warm-up texts,
+    and each runs on the serving signature."""
     from tensorflow_serving.apis import prediction_log_pb2
+    from bert_tf.models.serving import WARMUP_TEXTS
     path = os.path.join(minilm_export, "serving", "1", "assets.extra", "tf_serving_warmup_requests")
     fn = tf.saved_model.load(os.path.join(minilm_export, "serving", "1")).signatures["serving_default"]
-    n = 0
+    sizes = []
     for record in tf.data.TFRecordDataset(path):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         request = log.predict_log.request
+        assert request.model_spec.signature_name == "serving_default"
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        assert list(inputs) == ["text"]
+        texts = [t.decode() for t in inputs["text"]]
+        assert texts == WARMUP_TEXTS[:len(texts)]
         out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
-        assert out["pooled_output"].shape[0] == len(inputs["text"])
-        n += 1
-    assert 1 <= n <= 1000
+        assert out["pooled_output"].shape == (len(texts), 384)
+        sizes.append(len(texts))
+    assert sizes == list(range(1, len(WARMUP_TEXTS) + 1)) and len(WARMUP_TEXTS) >= 3
 
 
 def test_serving_refuses_wrong_dtype_and_survives_bad_utf8(minilm_export):
@@ -207,6 +214,35 @@ def test_tfsm_layer_loads_serving_export(tiny_export):
                                    call_endpoint="serving_default")
     model = keras.Model(text, layer(text)["pooled_output"])
     assert model(tf.constant(["hello", "world again"])).shape == (2, 128)
+
+
+def test_serving_label_is_the_most_probable_class(tiny_model_dir):
+    """The quick (not slow) check of the serving `label`: a tiny classifier's serving
+    function (the one the export saves) gives for each text the name of its most
+    probable class, and the model's probabilities. Catches a label taken from the
+    wrong position (argmin, an off-by-one, the labels reversed) or the wrong logits."""
+    import keras
+    import bert_tf
+    keras.utils.set_random_seed(5)
+    names = ["neg", "mixed", "pos"]
+    clf = bert_tf.BertClassifier(bert_tf.load_encoder(tiny_model_dir), 3, labels=names,
+                                 preprocessor=bert_tf.load_preprocessor(tiny_model_dir, 16))
+    texts = ["the movie was wonderful", "a dull , lifeless script", "it's fine .",
+             "great acting", "i left early", "no opinion", "what a mess", "loved it"]
+    # A head whose most probable class differs between texts: random directions from
+    # the texts' mean pooled vector (the untrained encoder's are much alike).
+    pooled = clf.encoder(clf.preprocessor(tf.constant(texts)))["pooled_output"].numpy()
+    kernel = np.random.default_rng(1).normal(size=(128, 3)).astype("float32") * 100
+    dense = clf.get_layer("classifier")
+    dense.kernel.assign(kernel)
+    dense.bias.assign(-pooled.mean(0) @ kernel)
+    _, signatures, _ = clf.serving_module(clf.preprocessor.tokenizer, 16)
+    out = signatures["serving_default"](text=tf.constant(texts))
+    probabilities = tf.nn.softmax(clf(clf.preprocessor(tf.constant(texts)))).numpy()
+    np.testing.assert_allclose(out["probabilities"].numpy(), probabilities, atol=1e-4)
+    want = [names[i] for i in probabilities.argmax(1)]
+    assert [x.decode() for x in out["label"].numpy()] == want
+    assert len(set(want)) >= 2, want  # a label that ignored the text would not pass
 
 
 def test_interrupted_export_leaves_base_as_it_was(tiny_model_dir, tmp_path, monkeypatch):

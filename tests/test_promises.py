@@ -198,15 +198,16 @@ def test_data_order_follows_the_seed(tiny_model_dir, tmp_path, job):
     def first_epoch(seed):
         return _order(training_epochs(features, labels, 8, seed=seed)[1](0))
     a, b, again = first_epoch(1), first_epoch(2), first_epoch(1)
-    assert sorted(a) == sorted(b) and a != b
-    assert a == again
+    assert sorted(a) == sorted(b), "an epoch holds every example once"
+    assert a != b, "training_epochs: seeds 1 and 2 gave the same order"
+    assert a == again, "training_epochs: seed 1 gave two orders"
     # The fine-tune job: seed 7 (the `job` fixture) against 8, and 7 again.
     other = _finetune_job(tiny_model_dir, str(tmp_path / "other"), seed=8)
     same = _finetune_job(tiny_model_dir, str(tmp_path / "same"), seed=7)
-    order = _order(job["epoch_data"](0))
-    assert sorted(order) == sorted(_order(other["epoch_data"](0)))
-    assert order != _order(other["epoch_data"](0))
-    assert order == _order(same["epoch_data"](0))
+    order, other_order = _order(job["epoch_data"](0)), _order(other["epoch_data"](0))
+    assert sorted(order) == sorted(other_order)
+    assert order != other_order, "finetune: seeds 7 and 8 gave the same data order"
+    assert order == _order(same["epoch_data"](0)), "finetune: seed 7 gave two data orders"
 
 
 def test_each_epoch_draws_new_batches(job):
@@ -217,9 +218,11 @@ def test_each_epoch_draws_new_batches(job):
     features, labels = _features()
     _, epoch_data = training_epochs(features, labels, 8, seed=3)
     epochs = [_batches(epoch_data(e)) for e in range(3)]
-    assert epochs[0] != epochs[1] and epochs[1] != epochs[2] and epochs[0] != epochs[2]
-    assert _order(epoch_data(1)) == _order(epoch_data(1))
-    assert _batches(job["epoch_data"](0)) != _batches(job["epoch_data"](1))
+    for a, b in ((0, 1), (1, 2), (0, 2)):
+        assert epochs[a] != epochs[b], f"epochs {a} and {b} hold the same batches"
+    assert _order(epoch_data(1)) == _order(epoch_data(1)), "epoch 1 differs when asked again"
+    assert _batches(job["epoch_data"](0)) != _batches(job["epoch_data"](1)), \
+        "finetune: epochs 0 and 1 hold the same batches"
 
 
 # -- 6: head dropout ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 checkpointing, permissions other users can read, concurrent exports, temporary names
 that never collide with user paths, and a serving batch of no texts."""
 import errno
+import json
 import os
 import stat
 import subprocess
@@ -52,8 +53,11 @@ def test_overwrite_checks_the_inputs_before_touching_the_run(tiny_model_dir, tmp
 def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tiny_model_dir, tmp_path,
                                                                      monkeypatch, capsys):
     """The second checkpoint write fails with ENOSPC: the error says the disk is full,
-    the first checkpoint is intact, and the same command then resumes and finishes."""
-    from bert_tf.training import resume
+    the first checkpoint is intact, and the same command then resumes after its 2
+    batches and finishes: it trains only the epoch's other batches and ends at the
+    epoch's step count (a resume from the start, or with the optimizer's step count
+    lost, would not)."""
+    from bert_tf.training import finetune, resume
     real_savez, calls = np.savez, []
 
     def savez(f, **arrays):
@@ -74,8 +78,21 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tiny_model_
     with np.load(backup / "state.npz") as state:
         assert '"step": 2' in str(state["meta"])
     monkeypatch.setattr(resume.np, "savez", real_savez)
+    runs = []
+
+    def fit_resumable(model, *args, **kwargs):
+        history, ran = resume.fit_resumable(model, *args, **kwargs)
+        runs.append((ran, int(model.optimizer.iterations.numpy())))
+        return history, ran
+    monkeypatch.setattr(finetune, "fit_resumable", fit_resumable)
     assert cli(args) == 0
     assert "resuming at epoch 1, after 2 of its batches" in capsys.readouterr().out
+    with open(tmp_path / "run" / "metrics.json") as f:
+        metrics = json.load(f)
+    per_epoch = metrics["steps_per_epoch"]
+    assert metrics["epochs"] == 1 and len(metrics["history"]["loss"]) == 1 and per_epoch > 4
+    assert runs == [(per_epoch - 2, per_epoch)]   # (steps this run trained, the step count)
+    assert not backup.exists()
 
 
 def test_outputs_have_the_permissions_of_the_umask(tiny_model_dir, tmp_path):

@@ -128,3 +128,65 @@ def test_squad_resumes(tiny_model_dir, tmp_path):
                     no_export=True)
     check_resumes("squad", settings, "model", [("step", 11)], tmp_path, tiny_model_dir,
                   ["exact_match", "f1"])
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_continues_at_the_batch_and_step_it_stopped(tmp_path, capsys):
+    """The quick (not slow) resume check: a tiny classifier trained by `fit_resumable`
+    for 2 epochs of 4 batches, stopped after its 7th step (the last checkpoint after
+    the 6th: epoch 2, 2 of its batches), then resumed in a freshly built model, ends
+    with the weights and optimizer step count of a run never stopped. Catches a resume
+    that restarts the epoch or skips the wrong number of batches, or that restores the
+    weights but not the optimizer's iterations (the schedule would restart)."""
+    import keras
+    import tensorflow as tf
+    import bert_tf
+    from bert_tf.config import BertConfig
+    from bert_tf.data.glue import training_epochs
+    from bert_tf.training.resume import fit_resumable
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(9, 17, 32)   # one length bucket: 4 full batches of 8
+    mask = (np.arange(16)[None, :] < lengths[:, None]).astype("int32")
+    features = {"input_word_ids": rng.integers(5, 100, (32, 16)).astype("int32") * mask,
+                "input_mask": mask, "input_type_ids": 0 * mask}
+    steps, epoch_data = training_epochs(features, (lengths > 12).astype("int32"), 8, seed=2)
+    assert steps == 4
+
+    def fresh():
+        keras.utils.set_random_seed(4)
+        clf = bert_tf.BertClassifier(
+            bert_tf.BertEncoder.from_bert_config(BertConfig.preset("tiny", vocab_size=100)), 2)
+        # eager: 15 steps of a tiny model run faster than tracing three train functions
+        clf.compile(learning_rate=1e-3, total_steps=8, run_eagerly=True)
+        return clf
+
+    class Stop(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 7:
+                raise _Killed
+
+    whole = fresh()
+    start = whole.get_weights()
+    whole_history, ran = fit_resumable(whole, epoch_data, 2, str(tmp_path / "whole"), 2,
+                                       verbose=0)
+    assert ran == 8
+    stopped = fresh()
+    with pytest.raises(_Killed):
+        fit_resumable(stopped, epoch_data, 2, str(tmp_path / "run"), 2, [Stop()], verbose=0)
+    capsys.readouterr()
+    resumed = fresh()
+    history, ran = fit_resumable(resumed, epoch_data, 2, str(tmp_path / "run"), 2, verbose=0)
+    assert "note: resuming at epoch 2, after 2 of its batches" in capsys.readouterr().out
+    assert ran == 2 and int(resumed.optimizer.iterations.numpy()) == 8
+    assert len(history["loss"]) == 2 and history["loss"][0] == whole_history["loss"][0]
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(resumed.get_weights(),
+                                                          whole.get_weights()))
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(whole.get_weights(), start))
+    report(f"quick resume (tiny classifier, stopped after step 7 of 8): max |diff| of the "
+           f"weights vs never stopped {diff:.1e} (training moved them by up to {moved:.1e})")
+    assert moved > 1e-3 and diff <= 1e-6
+    assert float(tf.convert_to_tensor(resumed.optimizer.learning_rate)) == 0.0  # schedule's end

@@ -13,8 +13,10 @@ Example (a tiny run: 64 SST-2 examples; `model_dir` is a model dir such as
     ...                                   no_export=True, quiet=True))
     sst2 recipe: 1 epoch(s) at learning rate 0.0001 (epochs and learning_rate from ...
     sst2: 64 training examples, 872 dev, labels ['0', '1']; ...
-    >>> metrics["train_examples"], metrics["dev_examples"], 0 <= metrics["dev_accuracy"] <= 1
-    (64, 872, True)
+    >>> metrics["train_examples"], metrics["dev_examples"], len(metrics["history"]["loss"])
+    (64, 872, 1)
+    >>> metrics["dev_accuracy"] == metrics["history"]["dev_accuracy"][-1]   # the last epoch's
+    True
     >>> sorted(os.listdir(f"{tmp}/sst2"))     # without no_export: export/ too
     ['logs', 'metrics.json', 'model', 'run.json', 'training_curve.png']
 """
