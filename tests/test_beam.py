@@ -378,3 +378,60 @@ def test_bench_beam_runs_and_checks_its_rows(tiny_model_dir, tmp_path):
         "bert-tf embed, one process", "bert-tf embed --runner direct --num-workers 1"]
     assert result["rows"][1]["max_abs_diff"] < 1e-5
     assert (tmp_path / "bench_beam.md").read_text().count("| bert-tf embed") == 2
+
+
+def test_multi_label_and_regression_exports(tiny_model_dir, tmp_path):
+    """`predict` over a multi-label export writes `labels` (the names over its threshold)
+    and the sigmoid `probabilities`; over a regression export, `predictions`: each row
+    equal to the serving signature on the same text, to JSONL, Parquet and TFRecord."""
+    import keras
+    import pyarrow.parquet as pq
+    import bert_tf
+    _, texts = _sst2_dev()
+    texts = texts[:24]
+    source = tmp_path / "texts.txt"
+    source.write_text("\n".join(texts) + "\n")
+    for problem in ("multi_label", "regression"):
+        keras.utils.set_random_seed(4)
+        clf = bert_tf.BertClassifier(
+            bert_tf.load_encoder(tiny_model_dir), 3 if problem == "multi_label" else 2,
+            problem=problem, labels=["a", "b", "c"] if problem == "multi_label" else None,
+            preprocessor=bert_tf.load_preprocessor(tiny_model_dir, seq_length=32))
+        dense = clf.get_layer("classifier")   # large weights: labels that differ by text
+        dense.kernel.assign(np.random.default_rng(0).normal(0, 3, dense.kernel.shape))
+        dense.bias.assign(-np.median(clf.predict(texts, verbose=0), axis=0))  # half over
+        export = bert_tf.export_model(clf, str(tmp_path / problem), seq_length=32)["serving"]
+        served = tf.saved_model.load(export).signatures["serving_default"](
+            text=tf.constant(texts))
+        for fmt in ("jsonl", "parquet", "tfrecord"):
+            out = str(tmp_path / f"{problem}-{fmt}")
+            result = beam_lib.predict_files(export, str(source), out, fmt=fmt, batch_size=8)
+            assert (result.rows, result.errors) == (24, 0)
+            if fmt == "jsonl":
+                rows = _rows(out + "-*.jsonl")
+            elif fmt == "parquet":
+                rows = [r for f in result.files for r in pq.read_table(f).to_pylist()]
+            else:
+                rows = []
+                for raw in tf.data.TFRecordDataset(result.files):
+                    feature = tf.train.Example.FromString(raw.numpy()).features.feature
+                    row = {"line": feature["line"].int64_list.value[0]}
+                    for name in ("labels",):
+                        if name in feature:
+                            row[name] = [v.decode() for v in feature[name].bytes_list.value]
+                    for name in ("probabilities", "predictions"):
+                        if name in feature:
+                            row[name] = list(feature[name].float_list.value)
+                    rows.append(row)
+            rows.sort(key=lambda r: r["line"])
+            assert [r["line"] for r in rows] == list(range(1, 25))
+            if problem == "regression":
+                assert "label" not in rows[0] and "labels" not in rows[0]
+                np.testing.assert_allclose([r["predictions"] for r in rows],
+                                           served["predictions"].numpy(), atol=1e-5)
+            else:
+                want = [[x.decode() for x in row if x] for row in served["labels"].numpy()]
+                assert [r["labels"] for r in rows] == want
+                assert len({tuple(w) for w in want}) > 1   # the labels differ by text
+                np.testing.assert_allclose([r["probabilities"] for r in rows],
+                                           served["probabilities"].numpy(), atol=1e-5)

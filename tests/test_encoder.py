@@ -17,6 +17,18 @@ from bert_tf.layers import BertEmbeddings, BertPooler, TransformerBlock
 from tests.conftest import REFERENCE_DIR, report
 
 
+# Parity bounds, from measurement. On x86 CPUs (oneDNN, float32) bert-tf's MiniLM outputs
+# differ from BertModel's by at most 3.8e-6 in sequence_output (the 512-token text;
+# 2.5e-6 to 3.7e-6 in the other cases) and 2.4e-7 in pooled_output. The bounds leave a
+# margin of 2.6x and 4x for other CPUs' kernels and summation orders. The earlier 1e-4
+# (26x the measurement) let through a LayerNorm epsilon of 1e-6 in the attention blocks,
+# which moves sequence_output to 5e-6 .. 1.2e-5 (tests/test_promises.py checks every
+# LayerNorm's epsilon itself). Measured on CPU only: TF32 matmuls (TensorFlow's default
+# on NVIDIA GPUs from Ampere on, 10 mantissa bits) would need a wider bound.
+SEQUENCE_BOUND = 1e-5
+POOLED_BOUND = 1e-6
+
+
 @pytest.fixture(scope="module")
 def reference():
     ref = np.load(os.path.join(REFERENCE_DIR, "minilm_outputs.npz"))
@@ -45,7 +57,8 @@ def test_minilm_matches_transformers(minilm_dir, reference, kind, skip_padding):
     report(f"encoder parity vs transformers BertModel, MiniLM, {kind}, skip_padding="
            f"{skip_padding}: {real.shape[0]} texts, "
            f"max |diff| sequence_output {seq_diff.max():.2e}, pooled_output {pooled_diff.max():.2e}")
-    assert seq_diff.max() < 1e-4 and pooled_diff.max() < 1e-4
+    assert seq_diff.max() < SEQUENCE_BOUND and pooled_diff.max() < POOLED_BOUND, \
+        (seq_diff.max(), pooled_diff.max())
     np.testing.assert_array_equal(out["encoder_outputs"][-1], out["sequence_output"])
     if skip_padding:
         assert not out["sequence_output"].numpy()[~real].any()
@@ -68,7 +81,8 @@ def _assert_trimmed_parity(minilm_dir, ref, kind, inputs, what):
     pooled_diff = np.abs(out["pooled_output"].numpy() - ref[f"{kind}_pooled_output"])
     report(f"encoder parity vs transformers BertModel, MiniLM, {what}: max |diff| "
            f"sequence_output {seq_diff.max():.2e}, pooled_output {pooled_diff.max():.2e}")
-    assert seq_diff.max() < 1e-4 and pooled_diff.max() < 1e-4
+    assert seq_diff.max() < SEQUENCE_BOUND and pooled_diff.max() < POOLED_BOUND, \
+        (seq_diff.max(), pooled_diff.max())
 
 
 def test_minilm_512_tokens_matches_transformers(minilm_dir, reference):

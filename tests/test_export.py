@@ -245,13 +245,21 @@ def test_serving_label_is_the_most_probable_class(tiny_model_dir):
     assert len(set(want)) >= 2, want  # a label that ignored the text would not pass
 
 
+@pytest.mark.slow
 def test_interrupted_export_leaves_base_as_it_was(tiny_model_dir, tmp_path, monkeypatch):
+    """An export that fails at its last step (the warm-up requests, after all three
+    SavedModels were written to temporary folders) leaves no version 2 and no temporary
+    folder. The existing version 1 is a stand-in (its folders are all an export looks at),
+    which saves an export."""
     import bert_tf
     from bert_tf import export
     encoder = bert_tf.load_encoder(tiny_model_dir)
     preprocessor = bert_tf.load_preprocessor(tiny_model_dir)
     base = tmp_path / "base"
-    export.export_model(encoder, str(base), seq_length=16, preprocessor=preprocessor)
+    for name in export.EXPORTS:
+        (base / name / "1" / "variables").mkdir(parents=True)
+        (base / name / "1" / "saved_model.pb").write_bytes(b"version 1")
+    (base / ".lock").touch()  # as every export leaves it (bert_tf.io.atomic.folder_lock)
     before = sorted(str(p.relative_to(base)) for p in base.rglob("*"))
 
     def fail(*args, **kwargs):
@@ -261,6 +269,7 @@ def test_interrupted_export_leaves_base_as_it_was(tiny_model_dir, tmp_path, monk
         export.export_model(encoder, str(base), seq_length=16, preprocessor=preprocessor)
     after = sorted(str(p.relative_to(base)) for p in base.rglob("*"))
     assert after == before  # no version 2 of any export, no temporary folders
+    assert (base / "serving" / "1" / "saved_model.pb").read_bytes() == b"version 1"
 
 
 @pytest.mark.slow
@@ -319,6 +328,30 @@ def _bfloat16_matmuls(signature) -> int:
                for n in nodes)
 
 
+def test_bfloat16_note_says_when_it_will_serve_slower(tiny_model_dir, tmp_path, monkeypatch,
+                                                     capsys):
+    """`export --precision bfloat16` on a CPU without bfloat16 instructions says it will
+    serve slower and why, and exports anyway; where the hardware has them it says
+    nothing. (The export itself is stubbed out here: the slow
+    test_bfloat16_export_computes_in_bfloat16_and_answers_in_float32 checks it.)"""
+    from bert_tf import cli as cli_module
+    calls = []
+    monkeypatch.setattr(cli_module, "export_model",
+                        lambda *args, **kwargs: calls.append(kwargs["precision"]) or {})
+    args = ["export", "--model", tiny_model_dir, "--out", str(tmp_path / "x")]
+    monkeypatch.setattr(cli_module, "bfloat16_support", lambda: (False, "CPU X has no bf16 (test)"))
+    assert cli(args + ["--precision", "bfloat16"]) == 0
+    err = capsys.readouterr().err
+    assert "slower than float32" in err and "CPU X has no bf16 (test)" in err, err
+    assert cli(args) == 0                                   # float32: nothing to say
+    assert "slower" not in capsys.readouterr().err
+    monkeypatch.setattr(cli_module, "bfloat16_support", lambda: (True, "CPU Y has amx_bf16"))
+    assert cli(args + ["--precision", "bfloat16"]) == 0
+    assert "slower" not in capsys.readouterr().err
+    assert calls == ["bfloat16", "float32", "bfloat16"]
+
+
+@pytest.mark.slow
 def test_bfloat16_export_computes_in_bfloat16_and_answers_in_float32(tiny_model_dir, tmp_path,
                                                                      monkeypatch, capsys):
     """`export --precision bfloat16`: the encoder and serving exports run their matmuls on
@@ -326,7 +359,8 @@ def test_bfloat16_export_computes_in_bfloat16_and_answers_in_float32(tiny_model_
     the encoder export keeps float32 variables and the serving export stores bfloat16 ones,
     both answer in float32 and agree with the float32 export of the same
     weights; on a CPU without bfloat16 instructions the command says it will be slower and
-    why, and exports anyway; where the hardware has them it says nothing."""
+    why, and exports anyway (test_bfloat16_note_says_when_it_will_serve_slower checks the
+    note where the hardware has bfloat16, without exporting)."""
     import keras
     import bert_tf
     from bert_tf import cli as cli_module
@@ -341,9 +375,6 @@ def test_bfloat16_export_computes_in_bfloat16_and_answers_in_float32(tiny_model_
     err = capsys.readouterr().err
     assert "slower than float32" in err and "CPU X has no bf16 (test)" in err, err
     assert cli(["export", "--model", model_dir, "--out", base]) == 0              # version 2: fp32
-    monkeypatch.setattr(cli_module, "bfloat16_support", lambda: (True, "CPU Y has amx_bf16"))
-    assert cli(["export", "--model", model_dir, "--out", base, "--precision", "bfloat16"]) == 0
-    assert "slower" not in capsys.readouterr().err
     with pytest.raises(ConfigError, match="precision 'float16'"):
         bert_tf.export_model(clf, str(tmp_path / "x"), precision="float16")
 

@@ -123,7 +123,8 @@ def test_adamw_clips_at_global_norm_1(job):
     from bert_tf.optimizers import bert_optimizer
     for optimizer in (job["model"].optimizer, bert_optimizer(1e-4, 100, 10),
                       bert_optimizer(1e-4, 100, 10, name="lamb")):
-        assert optimizer.get_config()["global_clipnorm"] == 1.0, type(optimizer).__name__
+        clipnorm = optimizer.get_config()["global_clipnorm"]
+        assert clipnorm == 1.0, f"{type(optimizer).__name__}: global_clipnorm {clipnorm}"
     optimizer = job["model"].optimizer    # the fine-tune job's own, at a constant rate
     moved = _step_of(optimizer.get_config(), type(optimizer))
     want = _adam_step(GRADIENT, LEARNING_RATE, 1e-6, clipnorm=1.0)
@@ -138,7 +139,8 @@ def test_adamw_epsilon_is_1e_6(job):
     from bert_tf.optimizers import bert_optimizer
     for optimizer in (job["model"].optimizer, bert_optimizer(1e-4, 100, 10),
                       bert_optimizer(1e-4, 100, 10, name="lamb")):
-        assert optimizer.get_config()["epsilon"] == 1e-6, type(optimizer).__name__
+        epsilon = optimizer.get_config()["epsilon"]
+        assert epsilon == 1e-6, f"{type(optimizer).__name__}: epsilon {epsilon}"
     optimizer = job["model"].optimizer
     moved = _step_of(optimizer.get_config(), type(optimizer))
     np.testing.assert_allclose(moved[1], _adam_step(GRADIENT, LEARNING_RATE, 1e-6, 1.0)[1],
@@ -433,7 +435,9 @@ def test_mlm_loss_is_averaged_over_real_predictions(tiny_model_dir, records, tmp
                                                 dynamic_masking=dynamic, vocab=vocab)))
         real = (x["masked_lm_positions"].numpy() > 0).astype("float32")  # [CLS] is never one
         assert 0 < real.mean() < 0.9, real.mean()          # there are padding predictions
-        np.testing.assert_array_equal(w["mlm_logits"].numpy(), real)
+        np.testing.assert_array_equal(w["mlm_logits"].numpy(), real, err_msg=(
+            f"dynamic_masking={dynamic}: MLM weights must be 1 at real predictions, 0 at "
+            "padding"))
 
     seen = {}
 

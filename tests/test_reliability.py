@@ -117,6 +117,7 @@ def test_outputs_have_the_permissions_of_the_umask(tiny_model_dir, tmp_path):
     report(f"permissions under umask 022: {checked} files 0644, their folders 0755")
 
 
+@pytest.mark.slow
 def test_concurrent_exports_take_different_versions(tiny_model_dir, tmp_path):
     """Two exports to one base at once: each gets its own version, both complete; a
     killed export's temporary folder (its process gone) is removed by the next one,

@@ -60,6 +60,10 @@ RUNNERS = {"direct": "FnApiRunner", "prism": "PrismRunner", "dataflow": "Dataflo
            "flink": "FlinkRunner", "spark": "SparkRunner"}
 FORMATS = ("jsonl", "parquet", "tfrecord")
 PREDICT_OUTPUTS = ("label", "probabilities", "logits")
+# What `predict` writes per record, by the classifier's problem (its export's outputs).
+PROBLEM_OUTPUTS = {"single_label": PREDICT_OUTPUTS,
+                   "multi_label": ("labels", "probabilities", "logits"),
+                   "regression": ("predictions",)}
 COUNTERS = "bert_tf"
 
 
@@ -330,13 +334,23 @@ def _floats(values) -> list[float]:
     return [round(float(x), 7) for x in values]
 
 
+def _decoded(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def prediction_row(keyed) -> dict:
+    """One record's row: `label` (a string), `labels` (the multi-label names over the
+    threshold), and float lists (`probabilities`, `logits`, `predictions`)."""
     (path, line), result = keyed
-    out = result.inference
-    label = out["label"]
-    return {"file": path, "line": line,
-            "label": label.decode() if isinstance(label, bytes) else str(label),
-            "probabilities": _floats(out["probabilities"]), "logits": _floats(out["logits"])}
+    row = {"file": path, "line": line}
+    for name, value in result.inference.items():
+        if name == "label":
+            row[name] = _decoded(value)
+        elif name == "labels":
+            row[name] = [_decoded(v) for v in value if len(v)]
+        else:
+            row[name] = _floats(value)
+    return row
 
 
 def vector_row(keyed) -> dict:
@@ -346,9 +360,10 @@ def vector_row(keyed) -> dict:
 
 def _parquet_schema(columns: list[str]):
     import pyarrow as pa
+    floats = pa.list_(pa.float32())
     types = {"file": pa.string(), "line": pa.int64(), "label": pa.string(),
-             "probabilities": pa.list_(pa.float32()), "logits": pa.list_(pa.float32()),
-             "vector": pa.list_(pa.float32())}
+             "labels": pa.list_(pa.string()), "probabilities": floats, "logits": floats,
+             "predictions": floats, "vector": floats}
     return pa.schema([(name, types[name]) for name in columns])
 
 
@@ -360,6 +375,9 @@ def _example(row: dict) -> bytes:
             feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
         elif isinstance(value, int):
             feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        elif name == "labels":
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(
+                value=[v.encode() for v in value]))
         else:
             feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
@@ -506,22 +524,26 @@ def _remove_stale(old: list[str], start: float) -> None:
 def predict_files(export: str, patterns, output: str, *, batch_size: int = 64,
                   **options) -> BatchResult:
     """A classifier's serving export (a version dir or a base of versions) over text
-    files: one row `{"file", "line", "label", "probabilities", "logits"}` per record.
+    files: one row `{"file", "line", "label", "probabilities", "logits"}` per record
+    (`labels` in place of `label` for a multi-label model; `predictions` alone for
+    regression: `PROBLEM_OUTPUTS`).
     A pair model's export needs `text_column` and `text_b_column`. `options`: those of
     `run_batch_inference` (fmt, text_column, runner, num_workers, ...)."""
     check_inputs_and_outputs(patterns, output, options.get("overwrite", False))
     export_dir = serving_export_dir(export)
     inputs, outputs = export_signature(export_dir)
-    missing = [name for name in PREDICT_OUTPUTS if name not in outputs]
-    if missing:
-        raise ConfigError(f"{export_dir}: the export has no {missing[0]!r} output: predict "
-                          "needs a fine-tuned classifier's serving export (embed gives vectors)")
+    kinds = [names for names in PROBLEM_OUTPUTS.values() if set(names) <= set(outputs)]
+    if not kinds:
+        raise ConfigError(f"{export_dir}: the export has no 'label', 'labels' or 'predictions' "
+                          "output: predict needs a fine-tuned classifier's serving export "
+                          "(embed gives vectors)")
+    columns = kinds[0]
     if "text_b" in inputs and not options.get("text_b_column"):
         raise ConfigError(f"{export_dir}: a pair model: give --text-column and --text-b-column")
     if "text_b" not in inputs and options.get("text_b_column"):
         raise ConfigError(f"{export_dir}: a single-text model: --text-b-column has no use here")
-    handler = ServingExportHandler(export_dir, batch_size)
-    return run_batch_inference(handler, prediction_row, ["file", "line", *PREDICT_OUTPUTS],
+    handler = ServingExportHandler(export_dir, batch_size, columns)
+    return run_batch_inference(handler, prediction_row, ["file", "line", *columns],
                                patterns, output, **options)
 
 
