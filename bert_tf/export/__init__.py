@@ -14,7 +14,9 @@
 - `base/serving/N/`: text to outputs for TF Serving, as the model defines them
   (`model.serving_module`): for an encoder or classifier `serving_default` takes
   `text` [, `text_b`] and returns `sequence_output`, `pooled_output`, `input_mask`
-  (+ `logits`, `probabilities`, `label`); a SQuAD model takes `question` and
+  (+ a classifier's `logits`, `probabilities`, `label`; a multi-label one's `logits`,
+  `probabilities`, `labels`; a regression one's `predictions`:
+  `bert_tf.models.serving.head_outputs`); a SQuAD model takes `question` and
   `context`. Batches are padded to their longest text (at most `seq_length`
   tokens) and the encoder's dense layers skip even that padding. Warm-up requests
   in `assets.extra/`.
