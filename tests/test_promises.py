@@ -20,6 +20,9 @@ tests here still fail.
 12. The serving export's warm-up requests hold batches of every size 1..n.
 13. `count_trimmed` counts rows longer than the limit, not rows of exactly it.
 14. The MLM loss is averaged over the real predictions only (padding weighs 0).
+
+Also from issue 40 (caught before only by tests marked `slow`):
+15. Each fine-tune task's recipe without flags (MRPC: 5 epochs at 5e-5).
 """
 import os
 
@@ -466,3 +469,22 @@ def test_mlm_loss_is_averaged_over_real_predictions(tiny_model_dir, records, tmp
     every_position = mlm.mean() + nsp.mean()
     assert abs(want - every_position) > 1e-2              # the bug would be seen
     assert loss == pytest.approx(want, rel=1e-5)
+
+
+# -- 15: each task's recipe ---------------------------------------------------------------
+
+def test_each_task_takes_the_readmes_recipe_without_flags():
+    """Bug: a task's default recipe changed (MRPC's default epochs were guarded only by
+    a slow test): without `--epochs` / `--learning-rate`, sst2 trains 1 epoch at 1e-4,
+    mrpc 5 at 5e-5, tsv 3 at 5e-5 (README's table of flags), all with warm-up over 10 %
+    of the steps; a flag given overrides only itself."""
+    from bert_tf.training.finetune import FinetuneConfig
+    recipes = {task: (c.epochs, c.learning_rate, c.warmup_proportion, c.defaults_used)
+               for task in ("sst2", "mrpc", "tsv")
+               for c in [FinetuneConfig(task=task, model="m", out="o")]}
+    both = ("epochs", "learning_rate")
+    assert recipes == {"sst2": (1, 1e-4, 0.1, both), "mrpc": (5, 5e-5, 0.1, both),
+                       "tsv": (3, 5e-5, 0.1, both)}
+    config = FinetuneConfig(task="mrpc", model="m", out="o", epochs=2)
+    assert (config.epochs, config.learning_rate, config.defaults_used) == (
+        2, 5e-5, ("learning_rate",))
