@@ -317,13 +317,10 @@ def test_span_logits_are_masked_to_the_context_and_cls(tiny_model_dir):
 
 # -- 10: LayerNorm epsilon --------------------------------------------------------------
 
-def _layer_norms(layer):
-    """Every `LayerNormalization` inside `layer`, with its path."""
-    found = []
-    for sub in layer._flatten_layers(include_self=True, recursive=True):
-        if isinstance(sub, keras.layers.LayerNormalization):
-            found.append(sub)
-    return found
+def _layer_norms(layer) -> list:
+    """Every `LayerNormalization` inside `layer`, however deeply nested."""
+    return [sub for sub in layer._flatten_layers(include_self=True, recursive=True)
+            if isinstance(sub, keras.layers.LayerNormalization)]
 
 
 def test_every_layer_norm_uses_the_config_epsilon():
