@@ -330,7 +330,8 @@ def test_bad_arguments_fail_before_the_pipeline(sst2_export, tiny_model_dir, tmp
                             "--output", str(tmp_path / "o")],
         "1 file(s) exist": ["predict", "--export", sst2_export, str(texts), "--output",
                             str(tmp_path / "out")],
-        "no 'label' output": ["predict", "--export", encoder_export, str(texts), "--output",
+        "no 'label', 'labels' or 'predictions' output": [
+            "predict", "--export", encoder_export, str(texts), "--output",
                               str(tmp_path / "o")],
         "not a SavedModel export": ["predict", "--export", str(tmp_path), str(texts),
                                     "--output", str(tmp_path / "o")],
