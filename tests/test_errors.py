@@ -489,6 +489,11 @@ def build_cases() -> list[Case]:
             lambda fx, tmp, argv=FILE_INPUTS[command, flag], name=name:
                 argv(getattr(fx, name), fx, tmp),
             (lambda fx, tmp, name=name: getattr(fx, name),))
+
+    # 9. probes: inputs that lie, bad files of every kind, outputs that clash (tests/probes)
+    from tests.probes import PROBES
+    for id, (build, needles) in PROBES.items():
+        add(f"probe-{id}", build, needles)
     return cases
 
 

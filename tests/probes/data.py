@@ -1,0 +1,3 @@
+"""Probes: data (see tests/probes/__init__.py for the form of a case)."""
+
+PROBES = {}

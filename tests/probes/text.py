@@ -1,0 +1,3 @@
+"""Probes: text (see tests/probes/__init__.py for the form of a case)."""
+
+PROBES = {}
