@@ -35,6 +35,7 @@ from bert_tf.cli.batch import add_beam_arguments, add_predict_parser, \
     embed_with_beam  # noqa: E402
 from bert_tf.cli.experiments import add_bench_parser, add_pooling_report_parser  # noqa: E402
 from bert_tf.cli.info import model_info  # noqa: E402
+from bert_tf.cli.paths import command_paths  # noqa: E402
 from bert_tf.cli.training import (add_finetune_parser, add_pretrain_parser,  # noqa: E402
                                   add_squad_parser)
 from bert_tf.data.pretraining import create_pretraining_data, prepare_text  # noqa: E402
@@ -44,7 +45,7 @@ from bert_tf.hardware import bfloat16_support  # noqa: E402
 from bert_tf.inference.embed import EMBED_POOLINGS, Embedder, check_output_name, \
     write_vectors  # noqa: E402
 from bert_tf.inference.squad import answer  # noqa: E402
-from bert_tf.io.atomic import check_output  # noqa: E402
+from bert_tf.io.atomic import check_distinct, check_output  # noqa: E402
 from bert_tf.io.text import read_text  # noqa: E402
 from bert_tf.models import convert  # noqa: E402
 from bert_tf.errors import BertTfError, ConfigError  # noqa: E402
@@ -256,6 +257,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.beam_args = beam_args
     try:
+        check_distinct(*command_paths(args))
         args.func(args)
     except (BertTfError, OSError) as e:
         # Bad input or an unusable path: one line. Anything else is a bug: a traceback.

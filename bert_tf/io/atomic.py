@@ -23,8 +23,14 @@ def _umask() -> int:
     return mask
 
 
+# Temporary names keep at most this many characters of their target's name, so that a
+# target whose name is near the file system's limit (255 bytes) still has one.
+TEMP_NAME_CHARS = 40
+
+
 def _prefix(target: str) -> str:
-    return f".{os.path.basename(os.path.normpath(target))}.tmp-{os.getpid()}-"
+    name = os.path.basename(os.path.normpath(target))[:TEMP_NAME_CHARS]
+    return f".{name}.tmp-{os.getpid()}-"
 
 
 def make_temp_dir(target: str) -> str:
@@ -176,3 +182,76 @@ def check_parent_writable(path: str) -> None:
         raise OutputError(f"{parent} is a file, so {path} cannot be written")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{parent} is not writable, so {path} cannot be written")
+    limit = os.pathconf(parent, "PC_NAME_MAX")
+    for name in os.path.relpath(path, parent).split(os.sep):
+        if len(os.fsencode(name)) > limit:
+            raise OutputError(f"{path}: the name is too long ({len(os.fsencode(name))} bytes; "
+                              f"the file system allows {limit})")
+
+
+# ---- outputs that are inputs, or each other ---------------------------------------------
+
+def same_path(a: str, b: str) -> bool:
+    """`a` and `b` are one file or folder: the same real path (`./X`, symlinks, `..`),
+    or for two that exist, the same inode (hard links)."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def within(path: str, folder: str) -> bool:
+    """`path` is `folder` or lies under it (real paths)."""
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return same_path(path, folder) or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _shard_of(path: str, prefix: str) -> bool:
+    """`path` is one of the files an output prefix names: `PREFIX-SSSSS-of-NNNNN.*`
+    or `PREFIX.errors-*` (Beam's sharded outputs)."""
+    real, top = os.path.realpath(path), os.path.realpath(prefix)
+    if os.path.dirname(real) != os.path.dirname(top):
+        return False
+    name = re.escape(os.path.basename(top))
+    return re.fullmatch(rf"{name}(-\d{{5,}}-of-\d{{5,}}|\.errors-).*",
+                        os.path.basename(real)) is not None
+
+
+def check_distinct(outputs: list[tuple[str, str, str]],
+                   inputs: list[tuple[str, str]] = ()) -> None:
+    """Before any work: no output is another output or one of the inputs, and no
+    input lies inside an output folder (which the command may replace whole).
+    Paths are compared as the files they are (`same_path`), not as strings.
+
+    Args:
+        outputs: `(flag, path, kind)`: kind `"file"` (the path itself), `"folder"`
+            (the path and everything under it) or `"prefix"` (the files
+            `PATH-SSSSS-of-NNNNN.*` and `PATH.errors-*`).
+        inputs: `(flag, path)` of every file or folder the command reads.
+
+    Raises `OutputError` naming both flags and paths.
+    """
+    def hits(output, path):
+        _, target, kind = output
+        if kind == "folder":
+            return within(path, target)
+        if kind == "prefix":
+            return _shard_of(path, target)
+        return same_path(path, target)
+
+    for i, output in enumerate(outputs):
+        flag, target, kind = output
+        for other in outputs[i + 1:]:
+            if hits(output, other[1]) or hits(other, target):
+                raise OutputError(f"{flag} {target} and {other[0]} {other[1]} are the same "
+                                  "file; give each output its own name")
+        for in_flag, path in inputs:
+            if not hits(output, path):
+                continue
+            if kind == "prefix":
+                raise OutputError(f"the input {in_flag} {path} is one of the files {flag} "
+                                  f"{target} writes; choose another {flag}")
+            if kind == "file" or same_path(path, target):
+                raise OutputError(f"{flag} {target} is the input {in_flag} {path}; the output "
+                                  f"would replace it: choose another {flag}")
+            raise OutputError(f"the input {in_flag} {path} is inside {flag} {target}, which "
+                              f"this command writes; choose another {flag} or move the input")
