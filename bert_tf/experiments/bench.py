@@ -64,6 +64,7 @@ from bert_tf.data.glue import Examples, encode, make_dataset, read_task
 from bert_tf.errors import ConfigError
 from bert_tf.export import PRECISIONS, export_model
 from bert_tf.hardware import bfloat16_support, cpu_flags, cpu_name
+from bert_tf.io.atomic import check_own_folder
 from bert_tf.io.checkpoint import CKPT_NAME, google_to_hf_name, read_checkpoint, read_meta, \
     write_model_dir
 from bert_tf.models import BertClassifier, BertEncoder, load_encoder, load_preprocessor, \
@@ -299,6 +300,7 @@ class Bench:
         self.peers = config.peers
         self.out = os.path.abspath(config.out)
         self.work = os.path.join(self.out, "work")
+        check_own_folder(self.out, "work", "a bench folder")
         if not config.config and not os.path.exists(os.path.join(config.model,
                                                                  "bert_config.json")):
             raise FileNotFoundError(f"{config.model}: not a model dir; make MiniLM's with "

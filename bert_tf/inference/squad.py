@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.data.squad import SquadError, basic_tokenize, best_spans, final_text, split_context
+from bert_tf.errors import ConfigError
 
 
 def answer_from_outputs(context: str, outputs: dict, row: int = 0, n_best_size: int = 20,
@@ -47,7 +48,10 @@ def answer_from_outputs(context: str, outputs: dict, row: int = 0, n_best_size: 
 
 
 def answer(export_dir: str, question: str, context: str, n_best_size: int = 20) -> dict:
-    """Asks an exported SQuAD serving SavedModel: `answer(dir, "Who?", "...")["text"]`."""
+    """Asks an exported SQuAD serving SavedModel: `answer(dir, "Who?", "...")["text"]`.
+    An empty (or blank) question is refused: the model would still point at a span."""
+    if not question.strip():
+        raise ConfigError("the question (--question) is empty; ask one")
     if not tf.saved_model.contains_saved_model(export_dir):
         raise SquadError(f"{export_dir}: no SavedModel here (pass export/serving/N of a "
                          "`bert-tf squad` run)")

@@ -255,3 +255,15 @@ def check_distinct(outputs: list[tuple[str, str, str]],
                                   f"would replace it: choose another {flag}")
             raise OutputError(f"the input {in_flag} {path} is inside {flag} {target}, which "
                               f"this command writes; choose another {flag} or move the input")
+
+
+def check_own_folder(folder: str, marker: str, what: str, flag: str = "--out") -> None:
+    """Before any work: `folder` is free, empty, or a `what` written before (it holds
+    `marker`), so writing into it touches no one else's files. Raises `OutputError`
+    naming the folder."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise OutputError(f"{flag} {folder} is a file, not a folder")
+    if os.path.isdir(folder) and os.listdir(folder) and \
+            not os.path.exists(os.path.join(folder, marker)):
+        raise OutputError(f"{flag} {folder} exists and is not {what} (no {marker} in it); "
+                          f"choose another {flag}")
