@@ -46,7 +46,7 @@ from bert_tf.inference.embed import EMBED_POOLINGS, Embedder, check_output_name,
     write_vectors  # noqa: E402
 from bert_tf.inference.squad import answer  # noqa: E402
 from bert_tf.io.atomic import check_distinct, check_output  # noqa: E402
-from bert_tf.io.text import read_text  # noqa: E402
+from bert_tf.io.text import read_lines, read_text  # noqa: E402
 from bert_tf.models import convert  # noqa: E402
 from bert_tf.errors import BertTfError, ConfigError  # noqa: E402
 from bert_tf.models import BertSpanModel, load_model, load_preprocessor  # noqa: E402
@@ -84,10 +84,7 @@ def _embed(args):
     args.input = args.input[0]
     check_output_name(args.output)
     check_output(args.output, args.overwrite)
-    if args.input == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        lines = read_text(args.input).splitlines()
+    lines = read_lines(args.input)   # a file, a pipe or "-" (stdin); split on "\n" only
     embedder = Embedder(args.model, args.pooling, args.max_seq_length, args.batch_size)
     vectors = embedder.embed(lines, progress=len(lines) > 2 * args.batch_size)
     write_vectors(args.output, vectors, lines)

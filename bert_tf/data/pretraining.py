@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import itertools
 import os
 import random
 import re
@@ -34,7 +35,7 @@ from keras.utils import Progbar
 
 from bert_tf.data.glue import DataError
 from bert_tf.io.atomic import atomic_file, atomic_paths, check_output
-from bert_tf.io.text import read_text
+from bert_tf.io.text import read_lines, read_text
 from bert_tf.errors import ConfigError
 from bert_tf.preprocessing.tokenizer import BertTokenizer
 
@@ -88,11 +89,11 @@ def split_sentences(paragraph: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(paragraph.strip()) if s.strip()]
 
 
-def wikitext_documents(text: str) -> list[list[str]]:
+def wikitext_documents(lines: list[str]) -> list[list[str]]:
     """WikiText: a ` = Title = ` line starts an article (a document); ` = = Section = = `
     lines are dropped; each paragraph line is split into sentences."""
     documents: list[list[str]] = []
-    for line in text.splitlines():
+    for line in lines:
         line = line.strip()
         if not line:
             continue
@@ -106,10 +107,11 @@ def wikitext_documents(text: str) -> list[list[str]]:
     return [d for d in documents if d]
 
 
-def plain_documents(text: str, lines_per_document: int = 40) -> list[list[str]]:
+def plain_documents(lines: list[str], lines_per_document: int = 40) -> list[list[str]]:
     """Plain text such as Tiny Shakespeare: blank-line separated blocks (speeches)
     are joined into sentences; every `lines_per_document` sentences make a document."""
-    blocks = [" ".join(b.split()) for b in re.split(r"\n\s*\n", text) if b.strip()]
+    blocks = [" ".join(" ".join(block).split()) for blank, block in
+              itertools.groupby(lines, key=lambda line: not line.strip()) if not blank]
     sentences = [s for b in blocks for s in split_sentences(b)]
     return [sentences[i:i + lines_per_document]
             for i in range(0, len(sentences), lines_per_document)]
@@ -137,11 +139,12 @@ def prepare_text(inputs: list[str], out_file: str, fmt: str = "auto",
     for path in inputs:
         if not os.path.exists(path):
             raise DataError(f"{path}: no such file")
-        text = read_text(path)
+        lines = read_lines(path)
         kind = fmt
         if kind == "auto":
-            kind = "wikitext" if re.search(r"^ = [^=].* = $", text, re.M) else "plain"
-        documents += wikitext_documents(text) if kind == "wikitext" else plain_documents(text)
+            kind = "wikitext" if any(re.fullmatch(r" = [^=].* = ", line) for line in lines) \
+                else "plain"
+        documents += wikitext_documents(lines) if kind == "wikitext" else plain_documents(lines)
     held_out = [d for i, d in enumerate(documents) if eval_out and i % eval_every == eval_every - 1]
     kept = [d for i, d in enumerate(documents)
             if not (eval_out and i % eval_every == eval_every - 1)]
@@ -158,7 +161,7 @@ def read_documents(paths: list[str]) -> list[list[str]]:
     """Documents (lists of sentences) from files in BERT's input format."""
     documents: list[list[str]] = [[]]
     for path in paths:
-        for line in read_text(path).split("\n"):
+        for line in read_lines(path):
             line = line.strip()
             if line:
                 documents[-1].append(line)
