@@ -387,13 +387,20 @@ def parse_features(max_seq_length: int, max_predictions: int) -> dict:
     return spec
 
 
+def tf_message(error: tf.errors.OpError) -> str:
+    """The first line of a TensorFlow error's message, without the op's `{{...}}` and
+    `[Op:...]` decorations: e.g. `corrupted record at 6070`."""
+    line = error.message.strip().splitlines()[0]
+    return re.sub(r"\{\{.*?\}\}|\s*\[Op:.*$", "", line).strip()
+
+
 def record_lengths(path: str) -> tuple[int, int]:
     """(max_seq_length, max_predictions) of a TFRecord file, from its first record."""
     try:
         first = [raw.numpy() for raw in tf.data.TFRecordDataset(path).take(1)]
     except tf.errors.OpError as e:
         raise DataError(f"{path}: not a TFRecord file, or truncated "
-                        f"({e.message.strip().splitlines()[0]})") from None
+                        f"({tf_message(e)})") from None
     for raw in first:
         try:
             example = tf.train.Example.FromString(raw)
@@ -408,25 +415,113 @@ def record_lengths(path: str) -> tuple[int, int]:
     raise DataError(f"{path}: no records")
 
 
-def check_records(pattern: str) -> list[str]:
-    """The files matching `pattern`, checked up front: each starts with a BERT
-    pre-training record of the same lengths, and reads to its end (its records'
-    checksums; a file that is not TFRecords or was truncated is an error naming it
-    now, not minutes into training). Returns the files."""
+RECORD_BATCH = 4096  # records parsed and checked at a time by `check_records`
+
+
+def value_limits(seq_length: int, config) -> dict:
+    """Feature -> (lowest, highest, why) of the values a record may hold for a model of
+    `BertConfig` `config`, its records being `seq_length` long."""
+    ids = (0, config.vocab_size - 1, f"the model's vocab_size is {config.vocab_size}")
+    return {"input_ids": ids, "masked_lm_ids": ids,
+            "input_mask": (0, 1, "a mask is 0 or 1"),
+            "segment_ids": (0, config.type_vocab_size - 1,
+                            f"the model's type_vocab_size is {config.type_vocab_size}"),
+            "masked_lm_positions": (0, seq_length - 1, f"the records are {seq_length} long"),
+            "next_sentence_labels": (0, 1, "a next-sentence label is 0 or 1")}
+
+
+def record_problem(raw: bytes, seq_length: int, max_predictions: int) -> str | None:
+    """Why one serialized record is not a BERT instance of these lengths (not a
+    `tf.train.Example`, a feature missing, of the wrong type or count), or None."""
+    try:
+        feature = tf.train.Example.FromString(raw).features.feature
+    except Exception as e:  # protobuf's DecodeError
+        return f"not a tf.train.Example ({e})"
+    expected = parse_features(seq_length, max_predictions)
+    for name, kind in FEATURES.items():
+        if name not in feature:
+            return f"no {name}"
+        has = feature[name].WhichOneof("kind")
+        want = "float_list" if kind == "float" else "int64_list"
+        if has != want:
+            return (f"{name} holds {'floats' if has == 'float_list' else has or 'nothing'}, "
+                    f"not {'floats' if kind == 'float' else 'int64 ids'}")
+        count = len(getattr(feature[name], want).value)
+        if count != expected[name].shape[0]:
+            return (f"{name} has {count} values where the first record has "
+                    f"{expected[name].shape[0]}")
+    return None
+
+
+def value_problem(values: dict, limits: dict) -> tuple[int, str] | None:
+    """The first record of a parsed batch (`{feature: [N, width] array}`) holding a value
+    the model cannot take: `(index in the batch, what is wrong)`, or None."""
+    bad = {name: (values[name] < low) | (values[name] > high)
+           for name, (low, high, _) in limits.items()}
+    weights = values["masked_lm_weights"]
+    bad["masked_lm_weights"] = ~np.isfinite(weights) | (weights < 0)
+    rows = {name: np.flatnonzero(b.any(axis=1)) for name, b in bad.items()}
+    found = [(r[0], name) for name, r in rows.items() if len(r)]
+    if not found:
+        return None
+    row, name = min(found)
+    value = values[name][row][bad[name][row]][0]
+    if name == "masked_lm_weights":
+        return row, f"masked_lm_weights has {value} (weights are finite and not negative)"
+    low, high, why = limits[name]
+    return row, f"{name} has {value}, outside {low}..{high} ({why})"
+
+
+def check_records(pattern: str, config) -> list[str]:
+    """The files matching `pattern`, every record checked up front against the model of
+    `BertConfig` `config`, so that bad data is an error naming the file and the
+    record (counted from 0) now, not a crash minutes into training or a model
+    trained on garbage: each record is a BERT pre-training instance (Google's
+    features, of the int64/float types and the lengths of the first record), of
+    a length the model takes (`max_position_embeddings`), with ids below its
+    `vocab_size`, segment ids below its `type_vocab_size`, masked positions inside
+    the record, masks and next-sentence labels 0 or 1, finite weights; and each
+    file reads to its end (checksums), with nothing after its last record. The
+    check parses every record once (as training does), in batches of
+    `RECORD_BATCH`. Returns the files."""
     files = sorted(glob.glob(pattern))
     if not files:
         raise DataError(f"{pattern}: no TFRecord files match")
     lengths = {path: record_lengths(path) for path in files}
-    for path in files:
-        try:
-            for _ in tf.data.TFRecordDataset(path).batch(4096):
-                pass
-        except tf.errors.OpError as e:
-            raise DataError(f"{path}: a TFRecord is corrupted or the file is truncated "
-                            f"({e.message.strip().splitlines()[0]})") from None
     if len(set(lengths.values())) > 1:
         raise DataError(f"{pattern}: the files have records of different lengths "
                         f"(max_seq_length, max_predictions): {lengths}")
+    seq_length, max_predictions = lengths[files[0]]
+    if seq_length > config.max_position_embeddings:
+        raise DataError(f"{files[0]}: records of length {seq_length}, longer than the model's "
+                        f"max_position_embeddings ({config.max_position_embeddings})")
+    spec = parse_features(seq_length, max_predictions)
+    limits = value_limits(seq_length, config)
+    for path in files:
+        index = size = 0
+        try:
+            for batch in tf.data.TFRecordDataset(path).batch(RECORD_BATCH):
+                raws = batch.numpy()
+                try:
+                    values = {k: v.numpy() for k, v in tf.io.parse_example(batch, spec).items()}
+                except tf.errors.InvalidArgumentError as e:
+                    found = next(((i, p) for i, raw in enumerate(raws)
+                                  if (p := record_problem(raw, seq_length, max_predictions))),
+                                 (0, tf_message(e)))
+                    raise DataError(f"{path}, record {index + found[0]}: "
+                                    f"{found[1]}") from None
+                found = value_problem(values, limits)
+                if found:
+                    raise DataError(f"{path}, record {index + found[0]}: {found[1]}")
+                index += len(raws)
+                size += sum(16 + len(raw) for raw in raws)  # length, 2 checksums, data
+        except tf.errors.OpError as e:
+            raise DataError(f"{path}: a TFRecord is corrupted or the file is truncated "
+                            f"({tf_message(e)})") from None
+        extra = os.path.getsize(path) - size
+        if extra:
+            raise DataError(f"{path}: {extra} bytes after its last record (record {index - 1}) "
+                            "are not a TFRecord (data appended, or a record cut short)")
     return files
 
 

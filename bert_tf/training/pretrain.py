@@ -182,7 +182,7 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
     epochs = -(-config.steps // per_epoch)
     vocab = MaskingVocab.from_file(vocab_file)
     backup = os.path.join(run.work_dir, "backup")
-    check_records(config.train)
+    check_records(config.train, bert_config)
 
     def epoch_data(epoch: int):
         """Epoch `epoch`'s batches, the same whenever asked (seeded by the epoch)."""
@@ -193,7 +193,7 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
 
     eval_ds = None
     if config.eval:
-        check_records(config.eval)
+        check_records(config.eval, bert_config)
         eval_ds = pretraining_dataset(config.eval, config.batch_size, training=False)
         # a known size keeps Keras from warning that validation "ran out of data"
         eval_ds = eval_ds.apply(tf.data.experimental.assert_cardinality(
