@@ -25,3 +25,8 @@ class DataError(BertTfError, ValueError):
 
 class OutputError(BertTfError, FileExistsError):
     """An output path that is taken, or that bert-tf may not write."""
+
+
+class TrainingError(BertTfError, ValueError):
+    """Training that cannot go on: its loss or a weight is no longer a number (NaN or
+    infinite), from a learning rate far too large or data that lies. Names the step."""

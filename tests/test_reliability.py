@@ -175,3 +175,72 @@ def test_serving_a_batch_of_no_texts(tiny_model_dir, tmp_path):
         text=tf.constant([], tf.string))
     assert out["probabilities"].shape == (0, 2) and out["label"].shape == (0,)
     assert out["pooled_output"].shape == (0, 128) and out["sequence_output"].shape[0] == 0
+
+
+def _squad_file(tmp_path) -> str:
+    """A SQuAD file of one paragraph and its first 4 questions (from the dev set)."""
+    with open(os.path.join(DATA_DIR, "SQuAD1.1", "dev-v1.1.json")) as f:
+        article = json.load(f)["data"][0]
+    paragraph = article["paragraphs"][0]
+    paragraph["qas"] = paragraph["qas"][:4]
+    article["paragraphs"] = [paragraph]
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps({"version": "1.1", "data": [article]}))
+    return str(path)
+
+
+def _records(tmp_path, vocab_file) -> str:
+    from bert_tf.data.pretraining import create_pretraining_data
+    from tests.test_errors import CORPUS
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    path = str(tmp_path / "train.tfrecord")
+    create_pretraining_data([str(corpus)], vocab_file, path, max_seq_length=32,
+                            max_predictions=4, dupe_factor=4, progress=False)
+    return path
+
+
+@pytest.mark.parametrize("job", ["finetune", "squad", "pretrain"])
+def test_a_loss_that_is_not_a_number_stops_the_run(job, tiny_model_dir, vocab_file, tmp_path,
+                                                  capsys):
+    """A learning rate of 1e30 makes the loss NaN within a few steps: the job stops with
+    one line naming the step, exit status 2; the checkpoint of the step before (a
+    checkpoint every step) is intact and holds finite numbers; no model, export or
+    metrics.json is written as if the run had finished. Before 2026-12-07 (commit
+    1691735) every job trained on in NaN and wrote a model of NaN weights."""
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--learning-rate", "1e30", "--checkpoint-every", "1",
+              "--seed", "3", "--quiet"]
+    argv = {
+        "finetune": ["finetune", "--task", "sst2", "--model", tiny_model_dir, "--data-dir",
+                     DATA_DIR, "--train-limit", "24", "--max-seq-length", "16",
+                     "--batch-size", "4", "--warmup-proportion", "0", "--epochs", "2"],
+        "squad": ["squad", "--model", tiny_model_dir, "--train", _squad_file(tmp_path),
+                  "--predict", _squad_file(tmp_path), "--max-seq-length", "64",
+                  "--doc-stride", "32", "--max-query-length", "16", "--batch-size", "2",
+                  "--micro-batches", "1", "--warmup-proportion", "0"],
+        "pretrain": ["pretrain", "--init", tiny_model_dir, "--train",
+                     _records(tmp_path, vocab_file), "--steps", "8", "--batch-size", "2",
+                     "--warmup-steps", "0"],
+    }[job] + common
+    capsys.readouterr()
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"bert-tf {job}: error: training diverged at "
+                                               "step "), err
+    step = int(err[0].split("at step ")[1].split(":")[0])
+    assert str(out / "backup" / "state.npz") in err[0]
+    with np.load(out / "backup" / "state.npz") as state:
+        meta = json.loads(str(state["meta"]))
+        finite = all(np.isfinite(state[k]).all() for k in state.files
+                     if k != "meta" and state[k].dtype.kind == "f")
+    steps_per_epoch = {"finetune": 6, "squad": None, "pretrain": 8}[job]
+    saved = meta["epoch"] * (steps_per_epoch or 0) + meta["step"]
+    report(f"{job} at learning rate 1e30: stopped at step {step}, last checkpoint at step "
+           f"{saved if steps_per_epoch else meta['step']}")
+    assert finite and step >= 2
+    if steps_per_epoch:
+        assert saved == step - 1
+    else:
+        assert meta["epoch"] == 0 and meta["step"] == step - 1
+    assert sorted(os.listdir(out)) == ["backup", "logs", "run.json"]

@@ -134,26 +134,24 @@ class _Killed(Exception):
     pass
 
 
-def test_resume_continues_at_the_batch_and_step_it_stopped(tmp_path, capsys):
-    """The quick (not slow) resume check: a tiny classifier trained by `fit_resumable`
-    for 2 epochs of 4 batches, stopped after its 7th step (the last checkpoint after
-    the 6th: epoch 2, 2 of its batches), then resumed in a freshly built model, ends
-    with the weights and optimizer step count of a run never stopped. Catches a resume
-    that restarts the epoch or skips the wrong number of batches, or that restores the
-    weights but not the optimizer's iterations (the schedule would restart)."""
+def _tiny_job():
+    """A tiny classifier's job for `fit_resumable`: `(epoch_data, fresh, dev_eval)`, 2
+    epochs of 4 batches of 8 made-up examples; `fresh()` builds and compiles the
+    classifier (the same initial weights each time), `dev_eval()` a fine-tuning dev
+    evaluation on the training examples."""
     import keras
-    import tensorflow as tf
     import bert_tf
     from bert_tf.config import BertConfig
-    from bert_tf.data.glue import training_epochs
-    from bert_tf.training.resume import fit_resumable
+    from bert_tf.data.glue import make_dataset, training_epochs
+    from bert_tf.training.finetune import DevEvaluation
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(9, 17, 32)   # one length bucket: 4 full batches of 8
     mask = (np.arange(16)[None, :] < lengths[:, None]).astype("int32")
     features = {"input_word_ids": rng.integers(5, 100, (32, 16)).astype("int32") * mask,
                 "input_mask": mask, "input_type_ids": 0 * mask}
-    steps, epoch_data = training_epochs(features, (lengths > 12).astype("int32"), 8, seed=2)
+    labels = (lengths > 12).astype("int32")
+    steps, epoch_data = training_epochs(features, labels, 8, seed=2)
     assert steps == 4
 
     def fresh():
@@ -163,6 +161,24 @@ def test_resume_continues_at_the_batch_and_step_it_stopped(tmp_path, capsys):
         # eager: 15 steps of a tiny model run faster than tracing three train functions
         clf.compile(learning_rate=1e-3, total_steps=8, run_eagerly=True)
         return clf
+
+    def dev_eval():
+        return DevEvaluation(make_dataset(features, labels, 8, training=False), labels)
+    return epoch_data, fresh, dev_eval
+
+
+def test_resume_continues_at_the_batch_and_step_it_stopped(tmp_path, capsys):
+    """The quick (not slow) resume check: a tiny classifier trained by `fit_resumable`
+    for 2 epochs of 4 batches, stopped after its 7th step (the last checkpoint after
+    the 6th: epoch 2, 2 of its batches), then resumed in a freshly built model, ends
+    with the weights and optimizer step count of a run never stopped. Catches a resume
+    that restarts the epoch or skips the wrong number of batches, or that restores the
+    weights but not the optimizer's iterations (the schedule would restart)."""
+    import keras
+    import tensorflow as tf
+    from bert_tf.training.resume import fit_resumable
+
+    epoch_data, fresh, _ = _tiny_job()
 
     class Stop(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -190,3 +206,51 @@ def test_resume_continues_at_the_batch_and_step_it_stopped(tmp_path, capsys):
            f"weights vs never stopped {diff:.1e} (training moved them by up to {moved:.1e})")
     assert moved > 1e-3 and diff <= 1e-6
     assert float(tf.convert_to_tensor(resumed.optimizer.learning_rate)) == 0.0  # schedule's end
+
+
+@pytest.mark.parametrize("stop_after", [4, 3], ids=["during-dev-evaluation", "mid-epoch"])
+def test_resumed_epoch_has_the_history_of_a_run_never_stopped(tmp_path, capsys, stop_after):
+    """Stopped in epoch 1 of 2 (4 batches, a checkpoint every 2) and resumed in a fresh
+    model: the history (training loss and accuracy, dev metrics) and the weights equal
+    those of a run never stopped.
+
+    `during-dev-evaluation`: stopped in the dev evaluation after the epoch's 4th batch,
+    whose checkpoint says "epoch 1, 4 of its batches done". Before 2026-12-07 (commit
+    1691735) every rerun said "resuming at epoch 1, after 4 of its batches" and failed
+    with StopIteration (it trained an empty rest of the epoch). `mid-epoch`: stopped
+    after the 3rd batch (resumed after the 2nd); before 2026-12-07 the resumed epoch's
+    training loss and accuracy averaged only the batches after the resume."""
+    import keras
+    from bert_tf.training.resume import fit_resumable
+
+    epoch_data, fresh, dev_eval = _tiny_job()
+
+    class Stop(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if stop_after == 3 and int(self.model.optimizer.iterations.numpy()) == 3:
+                raise _Killed
+
+        def on_epoch_end(self, epoch, logs=None):  # after the dev evaluation, before the save
+            if stop_after == 4 and epoch == 0:
+                raise _Killed
+
+    whole = fresh()
+    want, _ = fit_resumable(whole, epoch_data, 2, str(tmp_path / "whole"), 2, [dev_eval()],
+                            verbose=0)
+    with pytest.raises(_Killed):
+        fit_resumable(fresh(), epoch_data, 2, str(tmp_path / "run"), 2, [dev_eval(), Stop()],
+                      verbose=0)
+    capsys.readouterr()
+    resumed = fresh()
+    got, ran = fit_resumable(resumed, epoch_data, 2, str(tmp_path / "run"), 2, [dev_eval()],
+                             verbose=0)
+    done = 4 if stop_after == 4 else 2
+    assert f"note: resuming at epoch 1, after {done} of its batches" in capsys.readouterr().out
+    assert ran == 8 - done and int(resumed.optimizer.iterations.numpy()) == 8
+    report(f"resumed after {done} of epoch 1's 4 batches: training loss of epoch 1 "
+           f"{got['loss'][0]!r} vs never stopped {want['loss'][0]!r}")
+    assert sorted(want) == ["accuracy", "dev_accuracy", "dev_f1", "loss"]
+    assert got == want
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(resumed.get_weights(),
+                                                          whole.get_weights()))
+    assert diff <= 1e-6
