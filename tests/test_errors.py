@@ -389,7 +389,7 @@ BAD_COUNTS = {
 
 # Known library bugs: case id -> reason (the case is xfail(strict=True)). A reason that
 # starts with "traceback" is a case ending in a Python traceback (counted in the summary).
-KNOWN_BUGS: dict[str, str] = {}  # all found in session 7 are fixed
+KNOWN_BUGS: dict[str, str] = {}  # all found on 2026-11-30 (commit a8ef2b6) are fixed
 
 
 def build_cases() -> list[Case]:

@@ -169,7 +169,7 @@ def _swap_axes_1_2(x):
     An einsum, not `ops.transpose`: with oneDNN on, TensorFlow runs a 4-D transpose
     as `_MklTranspose`, about 50 us each at a short request's size (4 per layer,
     ~1 ms of a 10 ms request); the einsum's own transpose takes a few us and is as
-    fast at batch 32 (BENCHMARKS.md, session 15).
+    fast at batch 32 (docs/benchmarks.md; 2026-12-07, commit 4bc592b).
     """
     return ops.einsum("abcd->acbd", x)
 

@@ -48,8 +48,8 @@ from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepar
 TASKS = ("sst2", "mrpc", "tsv")
 
 # Each task's recipe when `epochs` / `learning_rate` are not given. SST-2 and MRPC: the
-# recipes measured for all-MiniLM-L6-v2 over three seeds (BENCHMARKS.md, "Session 8:
-# per-task fine-tuning defaults" and "Session 9: MRPC recipes"; MRPC at 5e-5 beat 1e-4 by
+# recipes measured for all-MiniLM-L6-v2 over three seeds (docs/benchmarks.md: 2026-12-01,
+# commits e6a950d and dea8dc0; MRPC at 5e-5 beat 1e-4 by
 # 1.1 points of mean accuracy); any other TSV task: BERT's paper (3 epochs; 5e-5 is the
 # largest rate of the paper's grid, and the small models here train best at large rates).
 TASK_DEFAULTS = {
