@@ -208,23 +208,24 @@ def test_keras_recipe_on_sst2(minilm_dir, tmp_path):
 
 @pytest.mark.slow
 def test_readme_keras_snippets_run(minilm_dir, tmp_path):
-    """README's "In Python" snippets, run as written (MiniLM's path put in), in a fresh
-    interpreter in an empty folder."""
-    import os
-    import re
-    from tests.conftest import ROOT, run_python
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    section = readme[readme.index("## In Python"):readme.index("## The three parts of BERT")]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 3
-    code = "\n".join(blocks).replace("saved_models/minilm", minilm_dir)
+    """README's "In Python" snippets and the python blocks of the guides under docs/, run as
+    written (MiniLM's path put in), in a fresh interpreter in an empty folder."""
+    from tests.conftest import run_python
+    from tests.test_docs import python_snippets
+    code = python_snippets().replace("saved_models/minilm", minilm_dir)
     code = f"import os\nos.chdir({str(tmp_path)!r})\n{code}\n" \
         "print(sorted(n for n in os.listdir('saved_models/mine') if not n.startswith('.')), " \
         "clf.predict(['a wonderful film']).shape, tags.loss.name, sts.loss.name, " \
-        "sts.predict(('a cat sleeps', 'a cat is asleep')).shape, clf.optimizer.iterations.numpy())"
+        "sts.predict(('a cat sleeps', 'a cat is asleep')).shape, clf.optimizer.iterations.numpy())\n" \
+        "probs = serving(tf.constant(['a wonderful film']))['probabilities'].numpy()\n" \
+        "label = model.signatures['serving_default'](text=tf.constant(['a wonderful film']))" \
+        "['label'].numpy()[0].decode()\n" \
+        "print('docs:', pairs['pooled_output'].shape, pooled.shape.as_list(), probs.shape, " \
+        "abs(probs.sum() - 1) < 1e-5, label == ['negative', 'positive'][probs.argmax()])"
     out = run_python(code, timeout=600)
     # the second fit (2 batches) continued the first's optimizer (1 batch)
     assert "['encoder', 'preprocessor', 'serving'] (1, 2) binary_crossentropy " \
         "mean_squared_error (1, 1) 3" in out
+    # docs/serving.md on the export README's snippets wrote: the three ways to load it agree
+    assert "docs: (1, 384) [None, 384] (1, 2) True True" in out
     assert (tmp_path / "runs" / "mine" / "model" / "bert_model.ckpt.index").exists()
