@@ -197,13 +197,69 @@ def test_bad_files_name_article_and_question(tiny_model_dir, tmp_path, capsys):
                 str(missing), "--out", str(tmp_path / "run")]) == 2
     assert "question q7: missing field 'question'" in capsys.readouterr().err
     assert cli(["squad-eval", squad_file(), str(bad_json)]) == 2
-    assert "bad.json: Expecting value: line 1" in capsys.readouterr().err
+    assert "bad.json: not valid JSON (line 1, column 41: Expecting value)" in \
+        capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     assert cli(["squad", "--model", tiny_model_dir, "--train", squad_file(), "--predict",
                 squad_file(), "--out", str(tmp_path / "run"), "--max-seq-length", "128",
                 "--doc-stride", "100"]) == 2
     assert "--doc-stride 100 is longer than a window's context" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_shared_question_ids_are_refused_naming_both(tmp_path):
+    """Predictions are keyed by question id: a second question with the same id used to
+    lose its prediction (2026-12-07, commit 1691735: `squad --predict` exited 0 with one
+    of two such questions dropped)."""
+    def paragraph(context, qid, question):
+        return {"context": context, "qas": [{"id": qid, "question": question, "answers": [
+            {"text": context.split()[0], "answer_start": 0}]}]}
+    data = {"data": [{"title": "Oxygen", "paragraphs": [
+                          paragraph("Oxygen is an element.", "q1", "What is an element?"),
+                          paragraph("Water is wet.", "q2", "What is wet?")]},
+                     {"title": "Iron", "paragraphs": [
+                          paragraph("Iron rusts.", "q3", "What rusts?"),
+                          paragraph("Iron is a metal.", "q2", "What is a metal?")]}]}
+    path = tmp_path / "shared.json"
+    path.write_text(json.dumps(data))
+    for training in (False, True):
+        with pytest.raises(sd.SquadError) as e:
+            sd.read_squad(str(path), training=training)
+        assert str(e.value) == (f"{path}: question id 'q2' is used twice, in article 0 "
+                                "('Oxygen'), paragraph 1 and in article 1 ('Iron'), paragraph 1")
+    # the article range decides: each range alone has unique ids
+    assert [x.qas_id for x in sd.read_squad(str(path), "0:1")[0]] == ["q1", "q2"]
+    assert [x.qas_id for x in sd.read_squad(str(path), "1:2")[0]] == ["q3", "q2"]
+
+
+@pytest.mark.parametrize("context", ["", "  \n\t\u202f "])
+def test_contexts_without_words_are_refused(tmp_path, context):
+    """A context with no words has no window to answer from: an error naming it when
+    the file is read, not a crash after the run claimed its folder (2026-12-07, commit
+    1691735)."""
+    data = {"data": [{"title": "Oxygen", "paragraphs": [
+        {"context": "Oxygen is an element.", "qas": []},
+        {"context": context, "qas": [{"id": "q1", "question": "What?", "answers": []}]}]}]}
+    path = tmp_path / "empty.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(sd.SquadError) as e:
+        sd.read_squad(str(path))
+    assert str(e.value) == (f"{path}: article 0 ('Oxygen'), paragraph 1: the context has no "
+                            "words (it is empty or only whitespace)")
+
+
+@pytest.mark.parametrize("which", ["data", "predictions"])
+def test_json_nested_too_deep_is_one_error_naming_the_file(tmp_path, which):
+    """Python's json module cannot parse 100,000 nested lists (RecursionError, 2026-12-07,
+    commit 1691735): a SquadError naming the file instead."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"data": []}) if which == "predictions" else "{}")
+    data, predictions = (deep, good) if which == "data" else (good, deep)
+    with pytest.raises(sd.SquadError) as e:
+        sd.squad_eval(str(data), str(predictions))
+    assert str(e.value) == f"{deep}: JSON nested too deeply to read"
 
 
 def test_answers_not_at_answer_start_are_skipped_and_counted(tmp_path):

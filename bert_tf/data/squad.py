@@ -101,15 +101,23 @@ def parse_articles(spec: str | None) -> slice:
     return slice(a, b)
 
 
-def load_articles(path: str, articles: str | None = None) -> list[tuple[int, dict]]:
-    """`(index, article)` pairs of a SQuAD file's `data`, the range `articles` only."""
+def read_json(path: str):
+    """The JSON value in the file `path`; a missing file, invalid JSON or JSON nested too
+    deeply for Python's parser (a RecursionError) is a SquadError naming the file."""
     try:
-        data = json.loads(read_text(path))
+        return json.loads(read_text(path))
     except FileNotFoundError:
         raise SquadError(f"{path}: file not found") from None
     except json.JSONDecodeError as e:
         raise SquadError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: "
                          f"{e.msg})") from None
+    except RecursionError:
+        raise SquadError(f"{path}: JSON nested too deeply to read") from None
+
+
+def load_articles(path: str, articles: str | None = None) -> list[tuple[int, dict]]:
+    """`(index, article)` pairs of a SQuAD file's `data`, the range `articles` only."""
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise SquadError(f"{path}: expected a JSON object with a list 'data' (SQuAD format)")
     chosen = list(enumerate(data["data"]))[parse_articles(articles)]
@@ -135,6 +143,7 @@ def read_squad(path: str, articles: str | None = None, training: bool = False):
     whose words do not contain its text (a wrong `answer_start`) is skipped;
     `skipped` lists those question ids."""
     examples, skipped = [], []
+    places = {}  # question id -> its article and paragraph
     for index, article in load_articles(path, articles):
         title = article.get("title", "") if isinstance(article, dict) else ""
         where_article = f"{path}: article {index} ({title!r})"
@@ -142,8 +151,16 @@ def read_squad(path: str, articles: str | None = None, training: bool = False):
             where = f"{where_article}, paragraph {p}"
             context = _field(paragraph, "context", str, where)
             words, starts, char_to_word = split_context(context)
+            if not words:
+                raise SquadError(f"{where}: the context has no words (it is empty or only "
+                                 "whitespace)")
             for qa in _field(paragraph, "qas", list, where):
                 qas_id = _field(qa, "id", str, f"{where}, a question")
+                place = f"article {index} ({title!r}), paragraph {p}"
+                if qas_id in places:  # predictions are keyed by id: one would be lost
+                    raise SquadError(f"{path}: question id {qas_id!r} is used twice, in "
+                                     f"{places[qas_id]} and in {place}")
+                places[qas_id] = place
                 where_qa = f"{where_article}, question {qas_id}"
                 question = _field(qa, "question", str, where_qa)
                 answers = _field(qa, "answers", list, where_qa)
@@ -520,10 +537,7 @@ def evaluate_file(path: str, articles: str | None, predictions: dict) -> tuple[d
 def squad_eval(data_file: str, predictions_file: str,
                articles: str | None = None) -> tuple[dict, int]:
     """`evaluate_file` on a `predictions.json` file ({question id: answer text})."""
-    try:
-        predictions = json.loads(read_text(predictions_file))
-    except (FileNotFoundError, json.JSONDecodeError) as e:
-        raise SquadError(f"{predictions_file}: {e}") from None
+    predictions = read_json(predictions_file)
     if not isinstance(predictions, dict):
         raise SquadError(f"{predictions_file}: expected a JSON object {{question id: answer}}")
     return evaluate_file(data_file, articles, predictions)
