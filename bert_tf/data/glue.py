@@ -93,10 +93,11 @@ def label_map(train: Examples, dev: Examples | None = None,
               problem: str = "single_label") -> list[str]:
     """The labels, whose position is the class id (or the output, for regression).
 
-    `single_label`: the sorted training labels; `multi_label`: the sorted names in
-    the training rows' comma-separated lists; a dev label that training never saw is
-    an error naming its line. `regression`: one name per output, from the label
-    column's comma-separated numbers (`score`, or `score_0`, `score_1`, ...)."""
+    `single_label`: the sorted training labels (at least two); `multi_label`: the
+    sorted names in the training rows' comma-separated lists; a dev label that
+    training never saw is an error naming its line. `regression`: one name per
+    output, from the label column's comma-separated numbers (`score`, or `score_0`,
+    `score_1`, ...)."""
     if problem == "regression":
         width = len(regression_targets(train)[0])
         return ["score"] if width == 1 else [f"score_{i}" for i in range(width)]
@@ -105,6 +106,9 @@ def label_map(train: Examples, dev: Examples | None = None,
                     key=lambda x: (len(x), x))
     if not labels:
         raise DataError(f"{train.source}: no labels in any row")
+    if problem == "single_label" and len(labels) < 2:  # it would learn to answer it always
+        raise DataError(f"{train.source}: every row has the label {labels[0]!r}; a "
+                        "single_label classifier needs training data of at least two classes")
     if dev is not None:
         known = set(labels)
         for i, label in enumerate(dev.labels):
