@@ -40,7 +40,8 @@ from bert_tf.cli.training import (add_finetune_parser, add_pretrain_parser,  # n
                                   add_squad_parser)
 from bert_tf.data.pretraining import create_pretraining_data, prepare_text  # noqa: E402
 from bert_tf.data.squad import squad_eval  # noqa: E402
-from bert_tf.export import PRECISIONS, export_model, serving_instructions  # noqa: E402
+from bert_tf.export import PRECISIONS, check_export, export_model, \
+    serving_instructions  # noqa: E402
 from bert_tf.hardware import bfloat16_support  # noqa: E402
 from bert_tf.inference.embed import EMBED_POOLINGS, Embedder, check_output_name, \
     write_vectors  # noqa: E402
@@ -100,6 +101,7 @@ def _export(args):
         if not native:
             print(f"note: --precision bfloat16 exports anyway, but it will serve slower than "
                   f"float32 on this machine: {reason}", file=sys.stderr)
+    check_export(args.out, args.version, args.overwrite)
     model = load_model(args.model)
     preprocessor = None if hasattr(model, "preprocessor") else load_preprocessor(args.model)
     targets = export_model(model, args.out, args.version, args.seq_length, args.overwrite,

@@ -61,12 +61,12 @@ import tempfile
 
 from bert_tf.errors import ConfigError
 from bert_tf.export.savedmodel import EXPORTS, build_encoder_module, build_preprocessor_module, \
-    claim_version, save_to_temp, serving_instructions, write_warmup_requests
+    check_version, claim_version, save_to_temp, serving_instructions, write_warmup_requests
 from bert_tf.io.atomic import check_output, replace_dir
 from bert_tf.models.base import with_dtype_policy
 from bert_tf.training.strategy import policy_scope
 
-__all__ = ["export_model", "serving_instructions", "EXPORTS", "PRECISIONS"]
+__all__ = ["export_model", "check_export", "serving_instructions", "EXPORTS", "PRECISIONS"]
 
 # --precision -> the Keras dtype policy the encoder export computes under (its variables
 # stay float32: TF Hub users fine-tune them) ...
@@ -83,9 +83,10 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
     Args:
         model: a `BertEncoder`, `BertClassifier`, `BertSpanModel` or `BertPretrainer`.
         base: the export base folder (TF Serving's `--model_base_path` is `base/serving`).
-        version: integer version, at least 1 (default: one more than any under `base`).
+        version: integer version, 1 to 2**63 - 1 (default: one more than any under `base`).
         seq_length: longest input in tokens (default: the preprocessor's, else 128).
-        overwrite: replace an existing `version`.
+        overwrite: replace an existing `version` (only if its folders hold nothing but
+            SavedModels: a user's file there is never deleted).
         preprocessor: a `BertPreprocessor` giving the vocab and casing (default: the
             model's own; an encoder has none).
         precision: `float32`, or `bfloat16` to compute in bfloat16 (float32 inputs and
@@ -99,12 +100,10 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
     if preprocessor is None:
         raise ConfigError("export_model needs the vocabulary: pass preprocessor=, or build the "
                           "model with one")
-    if version is not None and version < 1:
-        raise ConfigError(f"version {version}: export versions are integers from 1")
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     base = os.path.abspath(base)
-    check_output(base, overwrite=True, kind="folder")
+    check_export(base, version, overwrite)
     tokenizer = preprocessor.tokenizer
     # Each copy (and the serving copy's skip_padding copy) is built under its own policy.
     with policy_scope(PRECISIONS[precision]):
@@ -121,6 +120,14 @@ def export_model(model, base: str, version: int | None = None, seq_length: int |
         _write(targets, encoder, tokenizer, seq_length, mlm_model,
                (serving, serving_signatures, warmup))
     return targets
+
+
+def check_export(base: str, version: int | None = None, overwrite: bool = False) -> None:
+    """Before any work (the `export` command calls it before it loads the model): `base`
+    is a folder we may write, and an explicit `version` is in range and free, or (with
+    `overwrite`) holds only SavedModels (`check_version`)."""
+    check_output(base, overwrite=True, kind="folder")
+    check_version(os.path.abspath(base), version, overwrite)
 
 
 def _write(targets: dict, encoder, tokenizer, seq_length: int, mlm_model, serving) -> None:

@@ -14,8 +14,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from bert_tf.config import INPUT_NAMES
-from bert_tf.errors import OutputError
-from bert_tf.io.atomic import alive, folder_lock, make_temp_dir, remove_stale_temps, temp_owner
+from bert_tf.errors import ConfigError, OutputError
+from bert_tf.io.atomic import alive, check_replaceable, disk_full_names, folder_lock, \
+    make_temp_dir, remove_stale_temps, temp_owner
 from bert_tf.models.serving import as_float32
 
 EXPORTS = ("encoder", "preprocessor", "serving")
@@ -164,6 +165,36 @@ def claimed_versions(base: str) -> dict[int, int]:
     return claims
 
 
+# The files a SavedModel export holds (relative paths): `--overwrite` replaces a version
+# folder only when it holds nothing else.
+SAVEDMODEL_FILES = (r"saved_model\.pb|fingerprint\.pb|variables|variables/variables\."
+                    r"(index|data-\d+-of-\d+)|assets|assets/[^/]+|assets\.extra|"
+                    r"assets\.extra/tf_serving_warmup_requests")
+# TF Serving reads version folder names as 64-bit integers.
+MAX_VERSION = 2 ** 63 - 1
+
+
+def check_version(base: str, version: int | None, overwrite: bool) -> None:
+    """An explicit `version` is an integer from 1 to `MAX_VERSION` and is free under
+    `base`, or (with `overwrite`) each of its folders holds only a SavedModel's files:
+    a user's file in `base/serving/1` is never deleted. Raises `ConfigError` or
+    `OutputError` naming the version or the file."""
+    if version is None:
+        return
+    if isinstance(version, bool) or not isinstance(version, int) or \
+            not 1 <= version <= MAX_VERSION:
+        raise ConfigError(f"version {version} (--version): export versions are integers from "
+                          f"1 to {MAX_VERSION} (TF Serving reads them as 64-bit integers)")
+    if version not in existing_versions(base):
+        return
+    if not overwrite:
+        raise OutputError(f"version {version} exists under {base}; pass overwrite "
+                          "(--overwrite) to replace it, or no version for the next free one")
+    for name in EXPORTS:
+        check_replaceable(os.path.join(base, name, str(version)), SAVEDMODEL_FILES,
+                          "a SavedModel export")
+
+
 def next_version(base: str) -> int:
     """One more than the highest version under `base`, written or being written."""
     return max(existing_versions(base) | set(claimed_versions(base)) | {0}) + 1
@@ -174,7 +205,8 @@ def claim_version(base: str, version: int | None, overwrite: bool):
     """Yields the version this export writes, claimed so that no other export on this
     machine takes it meanwhile (a claim file `.version-N.tmp-PID-...` in `base`, made
     under a lock on `base`). Without a `version`, the next free one; an explicit one
-    must not be claimed by another export, nor exist unless `overwrite`. Stale
+    must not be claimed by another export, nor exist unless `overwrite` (and then hold
+only a SavedModel's files: `check_version`). Stale
     temporary folders and claims of killed exports are removed first."""
     with folder_lock(base):
         for folder in [base] + [os.path.join(base, name) for name in EXPORTS]:
@@ -186,9 +218,8 @@ def claim_version(base: str, version: int | None, overwrite: bool):
         elif version in claims:
             raise OutputError(f"version {version} under {base} is being written by another "
                               f"export (process {claims[version]})")
-        elif version in existing_versions(base) and not overwrite:
-            raise OutputError(f"version {version} exists under {base}; pass overwrite "
-                              "(--overwrite) to replace it, or no version for the next free one")
+        else:
+            check_version(base, version, overwrite)
         claim = make_temp_dir(os.path.join(base, f"version-{version}"))
     try:
         yield version
@@ -202,9 +233,10 @@ def save_to_temp(target: str, root, signatures, after=None) -> str:
     files (warm-up requests). Returns the folder, to be renamed into place."""
     tmp = make_temp_dir(target)
     try:
-        tf.saved_model.save(root, tmp, signatures=signatures)
-        if after:
-            after(tmp)
+        with disk_full_names(target, {tmp: target}):
+            tf.saved_model.save(root, tmp, signatures=signatures)
+            if after:
+                after(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -7,11 +7,13 @@ has, and they end with the permissions the user's umask gives a new file or fold
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 from bert_tf.errors import OutputError
@@ -33,6 +35,40 @@ def _prefix(target: str) -> str:
     return f".{name}.tmp-{os.getpid()}-"
 
 
+class DiskFullError(OSError):
+    """The disk (or the user's quota) is full: `filename` is the user's output path."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """`error` is a writer's "the disk is full": an `OSError` ENOSPC or EDQUOT, numpy's
+    short write ("51200 requested and 10208 written") or TensorFlow's
+    `ResourceExhaustedError` (which its file writers raise for ENOSPC)."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT) or \
+            re.fullmatch(r"\d+ requested and \d+ written", str(error)) is not None
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.ResourceExhaustedError)
+
+
+@contextlib.contextmanager
+def disk_full_names(path: str, temps: dict[str, str] | None = None):
+    """Within the block, a full disk (`is_disk_full`) raises `DiskFullError` naming the
+    user's output: `temps[tmp]` for the temporary file or folder the error names,
+    else `path`."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        named = path
+        for tmp, target in (temps or {}).items():
+            if tmp in f"{getattr(e, 'filename', '')} {e}":
+                named = target
+        raise DiskFullError(errno.ENOSPC, os.strerror(errno.ENOSPC), named) from e
+
+
 def make_temp_dir(target: str) -> str:
     """A hidden empty folder beside `target`, with a new folder's usual permissions."""
     parent = os.path.dirname(os.path.abspath(target))
@@ -47,7 +83,8 @@ def temporary_dir(target: str):
     """Yields `make_temp_dir(target)`; removes it unless it was renamed away."""
     tmp = make_temp_dir(target)
     try:
-        yield tmp
+        with disk_full_names(target, {tmp: target}):
+            yield tmp
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -75,7 +112,8 @@ def atomic_file(path: str, mode: str = "w", encoding: str | None = "utf-8"):
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())
     try:
-        with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+        with disk_full_names(path, {tmp: path}), \
+                open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -99,7 +137,8 @@ def atomic_paths(paths: list[str]):
             os.close(fd)
             os.chmod(tmp, 0o666 & ~_umask())
             temps.append(tmp)
-        yield temps
+        with disk_full_names(paths[0], dict(zip(temps, paths))):
+            yield temps
         for tmp, path in zip(temps, paths):
             os.replace(tmp, path)
     finally:
@@ -110,15 +149,16 @@ def atomic_paths(paths: list[str]):
 
 @contextlib.contextmanager
 def folder_lock(folder: str):
-    """An exclusive lock on `folder` (a hidden `.lock` file in it) between processes on
-    this machine, held for the block."""
+    """An exclusive lock on `folder` itself between processes on this machine, held for
+    the block. It leaves no file behind (until 2026-12-07, commit 1691735, a `.lock`
+    file in `folder` took the lock and stayed)."""
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, ".lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def alive(pid: int) -> bool:
@@ -267,3 +307,22 @@ def check_own_folder(folder: str, marker: str, what: str, flag: str = "--out") -
             not os.path.exists(os.path.join(folder, marker)):
         raise OutputError(f"{flag} {folder} exists and is not {what} (no {marker} in it); "
                           f"choose another {flag}")
+
+
+def check_replaceable(folder: str, files: str, what: str) -> None:
+    """Before `folder` is replaced (overwrite): it holds only the files `what` writes,
+    the relative paths that the regular expression `files` matches (and temporary
+    names of ours), so replacing it loses none of the user's files. Raises
+    `OutputError` naming the first other file."""
+    if not os.path.lexists(folder):
+        return
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        raise OutputError(f"{folder} is not a folder {what} wrote; --overwrite replaces only "
+                          "those: move it away or choose another output")
+    for root, dirs, names in os.walk(folder):
+        for name in sorted(dirs + names):
+            rel = os.path.relpath(os.path.join(root, name), folder)
+            if not re.fullmatch(files, rel) and not temp_owner(name):
+                raise OutputError(f"{os.path.join(folder, rel)} is not a file of {what}, and "
+                                  f"--overwrite replaces {folder} only when it holds nothing "
+                                  "else: move the file away or choose another output")

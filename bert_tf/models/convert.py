@@ -13,18 +13,36 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 from safetensors.numpy import load_file
 
-from bert_tf.io.atomic import replace_dir, temporary_dir
-from bert_tf.io.checkpoint import (CKPT_NAME, CheckpointError, check_tensors, hf_tensors_to_google,
+from bert_tf.io.atomic import check_output, check_replaceable, replace_dir, temporary_dir
+from bert_tf.io.checkpoint import (CKPT_NAME, META_NAME, CheckpointError, check_tensors,
+                                hf_tensors_to_google,
                                 read_checkpoint, write_checkpoint, write_model_dir)
 from bert_tf.config import BertConfig
 from bert_tf.models.encoder import checkpoint_shapes
 from bert_tf.models.loading import check_model_dir
 from bert_tf.layers.heads import pretraining_head_shapes
+
+
+# What each conversion writes (relative paths): with overwrite, --out is replaced only
+# when it holds nothing else, so a user's folder given by mistake loses no file.
+_CHECKPOINT_FILES = (rf"bert_config\.json|vocab\.txt|"
+                     rf"{re.escape(CKPT_NAME)}\.(index|data-\d+-of-\d+)")
+MODEL_DIR_FILES = rf"{_CHECKPOINT_FILES}|{re.escape(META_NAME)}"
+GOOGLE_FILES = _CHECKPOINT_FILES
+
+
+def check_out(out_dir: str, overwrite: bool, files: str, what: str) -> None:
+    """Before any work: `out_dir` is free, or (with `overwrite`) a folder holding only
+    `files` (a regular expression of relative paths), the files of `what`."""
+    check_output(out_dir, overwrite, kind="folder")
+    if overwrite:
+        check_replaceable(os.path.abspath(out_dir), files, what)
 
 
 def expected_shapes(config: BertConfig) -> dict[str, tuple]:
@@ -49,6 +67,7 @@ def _complete_heads(tensors: dict, source: str, config: BertConfig) -> dict:
 
 
 def convert_hf(src_dir: str, out_dir: str, overwrite: bool = False) -> str:
+    check_out(out_dir, overwrite, MODEL_DIR_FILES, "a converted model dir")
     config = BertConfig.from_json_file(_require(os.path.join(src_dir, "config.json")))
     vocab = _require(os.path.join(src_dir, "vocab.txt"))
     weights = _require(os.path.join(src_dir, "model.safetensors"))
@@ -83,6 +102,7 @@ def find_checkpoint(src_dir: str) -> str:
 
 def convert_google(src_dir: str, out_dir: str, overwrite: bool = False,
                    do_lower_case: bool = True) -> str:
+    check_out(out_dir, overwrite, MODEL_DIR_FILES, "a converted model dir")
     config = BertConfig.from_json_file(_require(os.path.join(src_dir, "bert_config.json")))
     vocab = _require(os.path.join(src_dir, "vocab.txt"))
     prefix = find_checkpoint(src_dir)
@@ -100,8 +120,7 @@ def convert_google(src_dir: str, out_dir: str, overwrite: bool = False,
 def convert_to_google(model_dir: str, out_dir: str, overwrite: bool = False) -> str:
     """Writes `bert_config.json`, `vocab.txt` and `bert_model.ckpt.*` with Google's
     names, for google-research/bert's tools (`--init_checkpoint`)."""
-    if os.path.exists(out_dir) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists; pass overwrite to replace it")
+    check_out(out_dir, overwrite, GOOGLE_FILES, "Google's layout")
     check_model_dir(model_dir)  # a config, vocab and checkpoint that fit each other
     tensors = read_checkpoint(os.path.join(model_dir, CKPT_NAME))
     out_dir = os.path.abspath(out_dir)
