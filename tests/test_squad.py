@@ -248,6 +248,24 @@ def test_contexts_without_words_are_refused(tmp_path, context):
                             "words (it is empty or only whitespace)")
 
 
+def test_contexts_without_wordpieces_are_refused(tmp_path, tokenizer):
+    """A context of characters BERT's tokenizer drops (a no-break space, a zero-width
+    space, a control character) has words but no tokens: an error naming it, not a
+    ValueError from an empty window list (2026-12-07, commit 1691735)."""
+    data = {"data": [{"title": "Oxygen", "paragraphs": [
+        {"context": "Oxygen is an element.", "qas": [{"id": "q1", "question": "What?",
+                                                       "answers": []}]},
+        {"context": "\u00a0\u200b\x07", "qas": [{"id": "q2", "question": "What?",
+                                                  "answers": []}]}]}]}
+    path = tmp_path / "dropped.json"
+    path.write_text(json.dumps(data))
+    examples, _ = sd.read_squad(str(path))
+    with pytest.raises(sd.SquadError) as e:
+        sd.make_features(tokenizer, examples, 64, 32, 16)
+    assert str(e.value) == (f"{path}: article 0 ('Oxygen'), paragraph 1: the context has no "
+                            "WordPiece tokens (only characters BERT's tokenizer drops)")
+
+
 @pytest.mark.parametrize("which", ["data", "predictions"])
 def test_json_nested_too_deep_is_one_error_naming_the_file(tmp_path, which):
     """Python's json module cannot parse 100,000 nested lists (RecursionError, 2026-12-07,

@@ -64,6 +64,7 @@ class SquadExample:
     end_word: int = -1
     answer_text: str = ""
     article: int = 0
+    place: str = ""           # the file, article and paragraph, for messages
 
 
 def is_whitespace(c: str) -> bool:
@@ -167,7 +168,7 @@ def read_squad(path: str, articles: str | None = None, training: bool = False):
                 texts = [_field(a, "text", str, f"{where_qa}, answer {i}")
                          for i, a in enumerate(answers)]
                 example = SquadExample(qas_id, question, context, words, starts, texts,
-                                       article=index)
+                                       article=index, place=where)
                 if training:
                     if not answers:
                         raise SquadError(f"{where_qa}: a training question needs an answer")
@@ -304,6 +305,10 @@ def make_features(tokenizer: BertTokenizer, examples: list[SquadExample], max_se
                          else np.zeros([0], np.int32),
                          np.cumsum([0] + lengths),                       # word -> first token
                          np.repeat(np.arange(len(words)), lengths))      # token -> word
+    for example in examples:
+        if not len(docs[example.context][0]):  # no window to answer from
+            raise SquadError(f"{example.place or 'question ' + example.qas_id}: the context has "
+                             "no WordPiece tokens (only characters BERT's tokenizer drops)")
     questions = wordpieces(tokenizer, [e.question for e in examples])
     answers = wordpieces(tokenizer, [e.answer_text for e in examples]) if training else None
 

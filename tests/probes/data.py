@@ -110,7 +110,7 @@ def _shared_id(data):
 def _squad(fx, tmp, train=None, predict=None):
     return ["squad", "--model", fx.model, "--train", train or fx.squad, "--predict",
             predict or fx.squad, "--out", str(tmp / "out"), "--max-seq-length", "64",
-            "--no-export", "--quiet"]
+            "--max-query-length", "16", "--doc-stride", "32", "--no-export", "--quiet"]
 
 
 def _deep_json(tmp, name="deep.json"):
@@ -181,6 +181,10 @@ PROBES = {
         lambda fx, tmp: _squad(fx, tmp, predict=_squad_with(fx, tmp, "p.json",
                                                             _context(" \n\t "))),
         (lambda fx, tmp: str(tmp / "p.json"), "paragraph 0", "context")),
+    "data-squad-predict-untokenizable-context": (
+        lambda fx, tmp: _squad(fx, tmp, predict=_squad_with(fx, tmp, "p.json",
+                                                            _context("\u00a0\u200b\x07"))),
+        (lambda fx, tmp: str(tmp / "p.json"), "paragraph 0", "no WordPiece tokens")),
     "data-squad-predict-shared-id": (
         lambda fx, tmp: _squad(fx, tmp, predict=_squad_with(fx, tmp, "p.json", _shared_id)),
         (lambda fx, tmp: str(tmp / "p.json"), lambda fx, tmp: _first_id(fx), "paragraph 0",
