@@ -130,14 +130,14 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
     tokenizer = preprocessor.tokenizer
     state = run.check()
     strategy = prepare_training(config, seed=config.seed)
+    sizes = (config.max_seq_length, config.doc_stride, config.max_query_length)
+    train_features = make_features(tokenizer, train, *sizes, training=True)
+    predict_features = make_features(tokenizer, predict, *sizes)  # checks the contexts too
     run.start(state)
 
     if skipped:
         print(f"note: skipped {len(skipped)} training questions whose answer text is not at "
               f"answer_start (as BERT does), e.g. {skipped[:3]}")
-    sizes = (config.max_seq_length, config.doc_stride, config.max_query_length)
-    train_features = make_features(tokenizer, train, *sizes, training=True)
-    predict_features = make_features(tokenizer, predict, *sizes)
     labels = np.stack([train_features.start_positions, train_features.end_positions], axis=1)
     replicas = strategy.num_replicas_in_sync
     steps_per_epoch, epoch_data = training_epochs(train_features.inputs(), labels,
