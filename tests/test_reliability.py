@@ -244,3 +244,51 @@ def test_a_loss_that_is_not_a_number_stops_the_run(job, tiny_model_dir, vocab_fi
     else:
         assert meta["epoch"] == 0 and meta["step"] == step - 1
     assert sorted(os.listdir(out)) == ["backup", "logs", "run.json"]
+
+
+def test_overwrite_refuses_a_folder_that_no_run_of_the_command_wrote(tiny_model_dir, tmp_path,
+                                                                     capsys):
+    """A folder with an empty `run.json` and the user's files: `finetune --overwrite`
+    refuses it in one line naming the folder's run.json and changes nothing. Before
+    2026-12-07 (commit 1691735) the whole folder was deleted."""
+    mine = tmp_path / "mine"
+    (mine / "model").mkdir(parents=True)
+    (mine / "run.json").write_text("{}")
+    (mine / "notes.txt").write_text("my own work")
+    (mine / "model" / "weights.bin").write_bytes(b"mine too")
+    before = snapshot(tmp_path)
+    assert cli(["finetune", "--task", "sst2", "--model", tiny_model_dir, "--data-dir", DATA_DIR,
+                "--out", str(mine), "--train-limit", "8", "--max-seq-length", "16",
+                "--no-export", "--quiet", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(mine / "run.json") in err[0] and "finetune" in err[0], err
+    assert snapshot(tmp_path) == before
+
+
+def test_overwrite_replaces_only_what_the_command_wrote(tiny_model_dir, tmp_path, capsys):
+    """`finetune --overwrite --out LINK`, LINK a symlink to a finished run of the same
+    command beside the user's own file: the run is replaced through the link (new
+    metrics.json and model, the old ones gone), the user's file and the link stay.
+    Before 2026-12-07 (commit 1691735) this failed with "Cannot call rmtree on a
+    symbolic link", naming no path (and without the link the user's file was deleted)."""
+    from bert_tf.cli import build_parser
+    from bert_tf.cli.training import config_from_args
+    from bert_tf.training.finetune import FinetuneConfig
+    run, link = tmp_path / "run", tmp_path / "link"
+    argv = ["finetune", "--task", "sst2", "--model", tiny_model_dir, "--data-dir", DATA_DIR,
+            "--out", str(link), "--train-limit", "8", "--max-seq-length", "16", "--no-export",
+            "--quiet", "--overwrite"]
+    args = config_from_args(FinetuneConfig, build_parser().parse_args(argv)).run_args()
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "stale.txt").write_text("the old run's model")
+    (run / "run.json").write_text(json.dumps(args))
+    (run / "metrics.json").write_text('{"dev_accuracy": 0.25}')
+    (run / "notes.txt").write_text("my own work")
+    link.symlink_to(run, target_is_directory=True)
+    assert cli(argv) == 0, capsys.readouterr().err
+    assert link.is_symlink() and os.readlink(link) == str(run)
+    assert (run / "notes.txt").read_text() == "my own work"
+    assert not (run / "model" / "stale.txt").exists() and (run / "model" / "bert_tf.json").exists()
+    assert json.loads((run / "metrics.json").read_text())["train_examples"] == 8
+    assert sorted(os.listdir(run)) == ["logs", "metrics.json", "model", "notes.txt", "run.json",
+                                       "training_curve.png"]

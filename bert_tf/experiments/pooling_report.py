@@ -477,7 +477,9 @@ def finetune_cell(plan: Plan, model: str, task: str, strategy: str) -> dict:
     metrics = None
     if os.path.exists(metrics_file) and os.path.exists(run_file):
         with open(run_file) as f:
-            if json.load(f) == json.loads(json.dumps(config.run_args())):
+            # a run.json from before 2026-12-07 names no command
+            if {"command": "finetune", **json.load(f)} == json.loads(json.dumps(
+                    config.run_args())):
                 with open(metrics_file) as g:
                     metrics = json.load(g)
                 print(f"reused finished run {run_dir}")

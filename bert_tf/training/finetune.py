@@ -43,9 +43,16 @@ from bert_tf.training.metrics import PLOTTED, dev_metrics
 from bert_tf.training.micro_batch import use_micro_batches
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
-from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
+from bert_tf.training.strategy import RunOptions, check_seed, fit_under_multi_worker, \
+    prepare_training
 
 TASKS = ("sst2", "mrpc", "tsv")
+
+# What a run writes besides `RunDir`'s files: `--overwrite` replaces these and no others.
+OUTPUTS = ("model", "training_curve.png")
+
+# The settings of `task="tsv"` only (the GLUE tasks read their files from `data_dir`).
+TSV_FIELDS = ("train", "dev", "text_column", "text_b_column", "label_column")
 
 # Each task's recipe when `epochs` / `learning_rate` are not given. SST-2 and MRPC: the
 # recipes measured for all-MiniLM-L6-v2 over three seeds (docs/benchmarks.md: 2026-12-01,
@@ -114,6 +121,12 @@ class FinetuneConfig(RunOptions):
         super().__post_init__()
         if self.task not in TASKS:
             raise ConfigError(f"task {self.task!r}: choose one of {TASKS}")
+        tsv_only = [f"--{k.replace('_', '-')}" for k in TSV_FIELDS if getattr(self, k)]
+        if tsv_only and self.task != "tsv":
+            raise ConfigError(f"{', '.join(tsv_only)}: for --task tsv (the user's own TSV "
+                              f"files); --task {self.task} reads the GLUE files in the data dir "
+                              "(--data-dir)")
+        check_seed(self.seed)
         self.defaults_used = tuple(k for k in ("epochs", "learning_rate")
                                    if getattr(self, k) is None)
         for key in self.defaults_used:
@@ -135,7 +148,7 @@ class FinetuneConfig(RunOptions):
                 "label_column", "epochs", "learning_rate", "batch_size", "max_seq_length",
                 "warmup_proportion", "train_limit", "seed", "pooling", "mixed_precision",
                 "reinit_pooler", "problem", "threshold")
-        return {k: getattr(self, k) for k in keys}
+        return {"command": "finetune", **{k: getattr(self, k) for k in keys}}
 
 
 def load_examples(config: FinetuneConfig) -> tuple[Examples, Examples]:
@@ -222,7 +235,7 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
     interrupted run where it stopped (`RunDir`, `fit_resumable`). `callbacks`: more
     Keras callbacks for `fit`."""
     # Everything is checked before anything is written.
-    run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
+    run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker, OUTPUTS)
     bert_config = check_model_dir(config.model)
     bert_config.check_seq_length(config.max_seq_length, "max_seq_length")
     train, dev = load_examples(config)
@@ -285,7 +298,7 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
     dev_eval = DevEvaluation(dev_ds, y_dev, config.problem, config.threshold)
     callbacks = [dev_eval, TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
                  *callbacks]
-    backup = os.path.join(run.work_dir, "backup")
+    backup = run.backup
     start = time.time()
     history, steps_run = fit_resumable(model, epoch_data, config.epochs, backup,
                                        config.checkpoint_every, callbacks, verbose=config.verbose)

@@ -47,15 +47,22 @@ from matplotlib.figure import Figure
 from bert_tf.config import BertConfig, load_config
 from bert_tf.data.pretraining import MaskingVocab, check_records, pretraining_dataset
 from bert_tf.errors import ConfigError, DataError
-from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta, vocab_path, \
-    write_model_files
+from bert_tf.io.checkpoint import CKPT_NAME, META_NAME, read_checkpoint, read_meta, \
+    vocab_path, write_model_files
 from bert_tf.models import BertEncoder, BertPretrainer
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.preprocessing.tokenizer import load_vocab
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
-from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
+from bert_tf.training.strategy import RunOptions, check_seed, fit_under_multi_worker, \
+    prepare_training
+
+
+# What a run writes besides `RunDir`'s files (a model dir's files and the curves):
+# `--overwrite` replaces these and no others.
+OUTPUTS = ("bert_config.json", f"{CKPT_NAME}.data-00000-of-00001", f"{CKPT_NAME}.index",
+           META_NAME, "vocab.txt", "pretraining_curves.png")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -99,13 +106,14 @@ class PretrainConfig(RunOptions):
         if self.micro_batches != 1:
             raise ConfigError("pretrain does not take micro_batches (--micro-batches): its "
                               "loss is weighted by the masked positions of the whole batch")
+        check_seed(self.seed)
 
     def run_args(self) -> dict:
         """The settings that define a run (a resumed run must repeat them)."""
         keys = ("config", "init", "vocab", "train", "eval", "steps", "batch_size",
                 "learning_rate", "warmup_steps", "optimizer", "mixed_precision",
                 "dynamic_masking", "masked_lm_prob", "seed", "steps_per_epoch", "cased")
-        return {k: getattr(self, k) for k in keys}
+        return {"command": "pretrain", **{k: getattr(self, k) for k in keys}}
 
 
 def resolve_model(config: PretrainConfig) -> tuple[BertConfig, str, str | None, bool]:
@@ -171,7 +179,7 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
     """Pre-trains; returns the metrics (also in `OUT/metrics.json`, written last). A
     rerun of the same config resumes a killed run where it stopped. `callbacks`: more
     Keras callbacks for `fit`."""
-    run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
+    run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker, OUTPUTS)
     bert_config, vocab_file, init_dir, lower_case = resolve_model(config)
     if config.steps < 1 or config.batch_size < 1:
         raise ConfigError("steps and batch_size must be positive")
@@ -181,7 +189,7 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
     per_epoch = min(config.steps_per_epoch, config.steps)
     epochs = -(-config.steps // per_epoch)
     vocab = MaskingVocab.from_file(vocab_file)
-    backup = os.path.join(run.work_dir, "backup")
+    backup = run.backup
     check_records(config.train, bert_config)
 
     def epoch_data(epoch: int):

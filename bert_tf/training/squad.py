@@ -48,7 +48,12 @@ from bert_tf.optimizers import bert_optimizer
 from bert_tf.training.micro_batch import use_micro_batches
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
-from bert_tf.training.strategy import RunOptions, fit_under_multi_worker, prepare_training
+from bert_tf.training.strategy import RunOptions, check_seed, fit_under_multi_worker, \
+    prepare_training
+
+
+# What a run writes besides `RunDir`'s files: `--overwrite` replaces these and no others.
+OUTPUTS = ("model", "history.json", "predictions.json", "nbest_predictions.json")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -87,13 +92,17 @@ class SquadConfig(RunOptions):
     no_export: bool = False
     micro_batches: int = 16
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_seed(self.seed)
+
     def run_args(self) -> dict:
         """The settings that define a run (a resumed run must repeat them)."""
         keys = ("model", "train", "predict", "train_articles", "predict_articles",
                 "max_seq_length", "doc_stride", "max_query_length", "n_best_size",
                 "max_answer_length", "epochs", "learning_rate", "batch_size",
                 "warmup_proportion", "seed", "mixed_precision")
-        return {k: getattr(self, k) for k in keys}
+        return {"command": "squad", **{k: getattr(self, k) for k in keys}}
 
 
 def predict_logits(model: keras.Model, features, batch_size: int):
@@ -119,7 +128,7 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
     metrics (also in `OUT/metrics.json`, written last). A rerun of the same config
     resumes a killed run where it stopped. `callbacks`: more Keras callbacks for `fit`.
     See the module docstring."""
-    run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker)
+    run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker, OUTPUTS)
     train, skipped = read_squad(config.train, config.train_articles, training=True)
     predict, _ = read_squad(config.predict, config.predict_articles)
     if not train:
@@ -160,7 +169,7 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
     use_micro_batches(model, config.micro_batches)
     fit_under_multi_worker(model, strategy)
     callbacks = [TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50), *callbacks]
-    backup = os.path.join(run.work_dir, "backup")
+    backup = run.backup
     model_dir = run.file("model")
     trained = run.chief and os.path.exists(os.path.join(model_dir, "bert_tf.json"))
     start = time.time()

@@ -16,6 +16,13 @@ from bert_tf.training.micro_batch import check_micro_batches
 
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("none", "bfloat16", "float16")
+MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are unsigned 32-bit integers
+
+
+def check_seed(seed: int) -> None:
+    """Raises ConfigError unless `seed` can seed NumPy, TensorFlow and Keras."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed (--seed) {seed}: must be from 0 to 2**32 - 1 ({MAX_SEED})")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -54,6 +61,9 @@ class RunOptions:
             raise ConfigError(f"mixed precision {self.mixed_precision!r}: choose one of "
                               f"{PRECISIONS}")
         check_micro_batches(self.micro_batches, self.jit_compile)
+        if self.strategy == "tpu" and not (self.tpu or os.environ.get("TPU_NAME")):
+            raise ConfigError("strategy tpu (--strategy tpu) needs the TPU's name or address: "
+                              "pass --tpu NAME (--tpu local on a TPU VM) or set TPU_NAME")
 
     @property
     def multi_worker(self) -> bool:
