@@ -259,7 +259,7 @@ def test_interrupted_export_leaves_base_as_it_was(tiny_model_dir, tmp_path, monk
     for name in export.EXPORTS:
         (base / name / "1" / "variables").mkdir(parents=True)
         (base / name / "1" / "saved_model.pb").write_bytes(b"version 1")
-    (base / ".lock").touch()  # as every export leaves it (bert_tf.io.atomic.folder_lock)
+    (base / ".lock").touch()  # as exports before 2026-12-07 (commit 1691735) left it
     before = sorted(str(p.relative_to(base)) for p in base.rglob("*"))
 
     def fail(*args, **kwargs):
@@ -442,3 +442,17 @@ def test_bfloat16_support_reads_the_cpu_flags(monkeypatch):
     cpu("")
     native, why = hardware.bfloat16_support()
     assert not native and "Test CPU has no bfloat16 instructions" in why and "avx2 fma" in why
+
+
+@pytest.mark.parametrize("version", [0, -1, 2 ** 63, 10 ** 20, True])
+def test_export_versions_out_of_range_are_refused_before_any_work(version, tiny_model_dir,
+                                                                  tmp_path):
+    """TF Serving reads version folders as 64-bit integers: 1 to 2**63 - 1 (a bool is no
+    version). Refused before the model is copied or anything is written."""
+    import bert_tf
+    from bert_tf.errors import ConfigError
+    encoder = bert_tf.load_encoder(tiny_model_dir)
+    with pytest.raises(ConfigError, match=rf"version {version} \(--version\)"):
+        bert_tf.export_model(encoder, str(tmp_path / "e"), version=version,
+                             preprocessor=bert_tf.load_preprocessor(tiny_model_dir))
+    assert os.listdir(tmp_path) == []
