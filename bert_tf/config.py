@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
 from bert_tf.errors import ConfigError
@@ -35,6 +36,11 @@ PRESETS = {
     "base": (12, 768),
     "large": (24, 1024),
 }
+
+# The most parameters a config may describe: 5 times the largest BERT published
+# (Megatron-BERT, 3.9 billion). More is a typo (`num_hidden_layers: 10**9`), which
+# would otherwise end in a MemoryError after minutes of building.
+MAX_PARAMETERS = 20_000_000_000
 
 
 @dataclasses.dataclass
@@ -65,8 +71,9 @@ class BertConfig:
                 raise ConfigError(f"{name}={value!r}: must be a rate in [0, 1)")
         for name in ("initializer_range", "layer_norm_eps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"{name}={value!r}: must be a positive number")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name}={value!r}: must be a positive finite number")
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(
                 f"hidden_act={self.hidden_act!r} is not supported; choose one of {ACTIVATIONS}")
@@ -74,6 +81,20 @@ class BertConfig:
             raise ConfigError(
                 f"hidden_size={self.hidden_size} is not a multiple of "
                 f"num_attention_heads={self.num_attention_heads}")
+        if self.num_parameters > MAX_PARAMETERS:
+            sizes = ", ".join(f"{name}={getattr(self, name)}" for name in (
+                "num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size",
+                "max_position_embeddings", "type_vocab_size"))
+            raise ConfigError(f"{sizes}: {self.num_parameters:.3g} parameters, more than the "
+                              f"{MAX_PARAMETERS:.0e} bert-tf builds (BERT-large has 3.4e8)")
+
+    @property
+    def num_parameters(self) -> int:
+        """The encoder's parameters (embeddings, layers, pooler; no heads)."""
+        h, i = self.hidden_size, self.intermediate_size
+        embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h
+        layer = 4 * (h * h + h) + 2 * h * i + i + h + 2 * 2 * h  # attention, FFN, LayerNorms
+        return embeddings + 2 * h + self.num_hidden_layers * layer + h * h + h
 
     def check_seq_length(self, seq_length: int, setting: str = "seq_length") -> int:
         """`seq_length` if the model has position embeddings for it, else a `ConfigError`
@@ -141,14 +162,7 @@ class BertConfig:
     @classmethod
     def from_json_file(cls, path: str) -> "BertConfig":
         """Reads either format: HF files carry `model_type`, Google's do not."""
-        with open(path, encoding="utf-8") as f:
-            try:
-                d = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ConfigError(f"{path}: not valid JSON ({e})") from e
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: expected a JSON object of config keys, got "
-                              f"{type(d).__name__}")
+        d = read_json_object(path, "config keys")
         try:
             if "model_type" in d:
                 return cls.from_hf_dict(d)
@@ -160,6 +174,19 @@ class BertConfig:
         with open(path, "w") as f:
             json.dump(self.to_google_dict(), f, indent=2, sort_keys=True)
             f.write("\n")
+
+
+def read_json_object(path: str, what: str, error=ConfigError) -> dict:
+    """The JSON object in the file at `path` (of `what`, for the message), else an
+    `error` naming the file: not UTF-8, not JSON, or JSON of another kind."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(d, dict):
+        raise error(f"{path}: expected a JSON object of {what}, got {type(d).__name__}")
+    return d
 
 
 def _known_fields(d: dict, cls) -> dict:
