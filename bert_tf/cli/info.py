@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from bert_tf.io.checkpoint import CKPT_NAME, read_checkpoint, read_meta
-from bert_tf.config import load_config
+from bert_tf.io.checkpoint import CKPT_NAME, checkpoint_shapes, read_meta
+from bert_tf.models.loading import check_model_dir
 
 PARTS = (("embeddings", "bert/embeddings/"), ("encoder", "bert/encoder/"),
          ("pooler", "bert/pooler/"), ("mlm head", "cls/predictions/"),
@@ -15,17 +15,19 @@ PARTS = (("embeddings", "bert/embeddings/"), ("encoder", "bert/encoder/"),
 
 
 def parameter_counts(model_dir: str) -> dict[str, int]:
-    tensors = read_checkpoint(os.path.join(model_dir, CKPT_NAME))
+    shapes = checkpoint_shapes(os.path.join(model_dir, CKPT_NAME))
     counts = {part: 0 for part, _ in PARTS}
-    for name, t in tensors.items():
+    for name, shape in shapes.items():
         for part, prefix in PARTS:
             if name.startswith(prefix):
-                counts[part] += int(np.prod(t.shape))
+                counts[part] += int(np.prod(shape))
     return counts
 
 
 def model_info(model_dir: str) -> str:
-    config = load_config(model_dir)
+    """The report of `bert-tf info`, once the whole model dir is known to load
+    (`check_model_dir`: a checkpoint that does not fit its config is an error)."""
+    config = check_model_dir(model_dir)
     meta = read_meta(model_dir)
     counts = parameter_counts(model_dir)
     lines = [f"model dir: {os.path.abspath(model_dir)}", "config:"]

@@ -25,13 +25,15 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.config import BertConfig
+from bert_tf.config import BertConfig, read_json_object
 from bert_tf.errors import CheckpointError
 from bert_tf.io.atomic import replace_dir, temporary_dir
 
 CKPT_NAME = "bert_model.ckpt"
 META_NAME = "bert_tf.json"
 FORMAT_VERSION = 1
+# The heads a `bert_tf.json` task may describe (`BertClassifier`, `BertSpanModel`).
+TASK_TYPES = ("classification", "squad")
 
 
 # -- reading and writing name-based checkpoints -----------------------------------
@@ -56,6 +58,17 @@ def checkpoint_shapes(prefix: str) -> dict[str, tuple]:
                 tf.train.load_checkpoint(prefix).get_variable_to_shape_map().items()}
     except _READ_ERRORS as e:
         raise CheckpointError(f"cannot read checkpoint {prefix}: {_first_line(e)}") from e
+
+
+def read_safetensors(path: str) -> dict[str, np.ndarray]:
+    """All tensors of a safetensors file (Hugging Face's weights), by name; a file
+    cut short, empty, or with a broken header is a `CheckpointError` naming it."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+    try:
+        return load_file(path)
+    except (SafetensorError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path} as safetensors: {_first_line(e)}") from e
 
 
 def _first_line(error: Exception) -> str:
@@ -127,20 +140,67 @@ def check_tensors(tensors: dict[str, np.ndarray], expected: dict[str, tuple],
 
 
 def read_meta(model_dir: str) -> dict:
-    """`bert_tf.json` of a model dir (defaults for a dir without one: Google's layout)."""
+    """`bert_tf.json` of a model dir (defaults for a dir without one: Google's layout),
+    checked: a format this bert-tf reads, and a task that it can build a head for."""
     path = os.path.join(model_dir, META_NAME)
     if not os.path.exists(path):
         return {"format_version": FORMAT_VERSION, "do_lower_case": True}
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(meta, dict) or not isinstance(meta.get("do_lower_case", True), bool) \
-            or not isinstance(meta.get("task") or {}, dict):
-        raise CheckpointError(f"{path}: expected a JSON object with do_lower_case (true or "
-                              "false) and an optional task object")
+    meta = read_json_object(path, "model metadata", CheckpointError)
+    version = meta.get("format_version", FORMAT_VERSION)
+    if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version!r} is not one this bert-tf "
+                              f"reads (1 to {FORMAT_VERSION}); a newer bert-tf wrote it?")
+    if not isinstance(meta.get("do_lower_case", True), bool):
+        raise CheckpointError(f"{path}: do_lower_case {meta['do_lower_case']!r} must be true "
+                              "or false")
+    if meta.get("task"):
+        _check_task(meta["task"], path)
     return {"format_version": FORMAT_VERSION, "do_lower_case": True, **meta}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_task(task, path: str) -> None:
+    """The `task` of `bert_tf.json`: a head bert-tf builds, each key of the kind
+    `BertClassifier` or `BertSpanModel` writes."""
+    # Imported here: the models import this module.
+    from bert_tf.layers.pooling import STRATEGIES
+    from bert_tf.models.classifier import PROBLEMS
+
+    def bad(key, why):
+        raise CheckpointError(f"{path}: task {key} {task.get(key)!r}: {why}")
+
+    if not isinstance(task, dict):
+        raise CheckpointError(f"{path}: task {task!r} must be a JSON object")
+    kind = task.get("type")
+    if kind not in TASK_TYPES:
+        bad("type", f"bert-tf has heads for {list(TASK_TYPES)}")
+    lengths = ("max_seq_length",) if kind == "classification" else (
+        "max_seq_length", "max_query_length", "max_answer_length")
+    for key in lengths:
+        if key in task and (not _is_int(task[key]) or task[key] < 1):
+            bad(key, "must be a positive integer")
+    if kind != "classification":
+        return
+    labels = task.get("labels")
+    if not isinstance(labels, list) or not labels \
+            or not all(isinstance(label, str) for label in labels):
+        bad("labels", "must be a non-empty list of label names (strings)")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        bad("labels", f"names {repeated} more than once")
+    if task.get("pooling") not in STRATEGIES:
+        bad("pooling", f"choose one of {list(STRATEGIES)}")
+    if not isinstance(task.get("pair", False), bool):
+        bad("pair", "must be true or false")
+    if task.get("problem", "single_label") not in PROBLEMS:
+        bad("problem", f"choose one of {list(PROBLEMS)}")
+    threshold = task.get("threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+            or not 0 < threshold < 1:
+        bad("threshold", "must be a probability strictly between 0 and 1")
 
 
 def write_model_dir(out_dir: str, config: BertConfig, vocab, tensors: dict[str, np.ndarray],
@@ -180,15 +240,17 @@ def write_model_files(out_dir: str, config: BertConfig, vocab, tensors: dict[str
 
 
 def check_vocab(vocab, config: BertConfig) -> None:
-    """The vocab (a `vocab.txt` path or the tokens) has `config.vocab_size` tokens."""
-    if isinstance(vocab, str):
-        with open(vocab, encoding="utf-8") as f:
-            n = sum(1 for _ in f)
-    else:
-        n = len(vocab)
-    if n != config.vocab_size:
-        raise CheckpointError(f"{vocab if isinstance(vocab, str) else 'the vocabulary'} has {n} "
-                              f"tokens but the config says vocab_size={config.vocab_size}")
+    """The vocab (a `vocab.txt` path or the tokens) is one BERT can use (UTF-8,
+    each token once, the special tokens; `bert_tf.preprocessing.tokenizer`) and has
+    `config.vocab_size` tokens."""
+    # Imported here: the preprocessing package imports this module.
+    from bert_tf.preprocessing.tokenizer import check_vocab as check_tokens, load_vocab
+    tokens = load_vocab(vocab) if isinstance(vocab, str) else check_tokens(list(vocab),
+                                                                            "vocabulary")
+    if len(tokens) != config.vocab_size:
+        raise CheckpointError(f"{vocab if isinstance(vocab, str) else 'the vocabulary'} has "
+                              f"{len(tokens)} tokens but the config says "
+                              f"vocab_size={config.vocab_size}")
 
 
 def vocab_path(model_dir: str) -> str:

@@ -14,8 +14,8 @@ import os
 import keras
 
 from bert_tf.config import BertConfig, load_config
-from bert_tf.io.checkpoint import CKPT_NAME, check_tensors, check_vocab, checkpoint_shapes, \
-    read_checkpoint, read_meta, vocab_path
+from bert_tf.io.checkpoint import CKPT_NAME, META_NAME, check_tensors, check_vocab, \
+    checkpoint_shapes, read_checkpoint, read_meta, vocab_path
 from bert_tf.models.classifier import BertClassifier
 from bert_tf.models.encoder import BertEncoder, checkpoint_shapes as encoder_shapes
 from bert_tf.models.pretrainer import BertPretrainer
@@ -62,16 +62,37 @@ def load_model(model_dir: str) -> keras.Model:
 
 
 def check_model_dir(model_dir: str) -> BertConfig:
-    """Reads everything loading `model_dir` will need, config, vocab and every
-    checkpoint tensor (names and shapes against the config), without building a
-    model: jobs call it before they write anything. Returns the config; raises the
-    project's errors (`CheckpointError`, `FileNotFoundError`, `ValueError`) naming
-    the file."""
+    """Reads everything loading `model_dir` will need, config, vocab, `bert_tf.json`
+    and every checkpoint tensor (names and shapes against the config and the task's
+    head), without building a model: jobs call it before they write anything.
+    Returns the config; raises the project's errors (`CheckpointError`,
+    `ConfigError`, `FileNotFoundError`) naming the file."""
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir}: no such model dir")
     config = load_config(model_dir)
     check_vocab(vocab_path(model_dir), config)
-    read_meta(model_dir)
+    task = read_meta(model_dir).get("task") or {}
+    if "max_seq_length" in task:
+        config.check_seq_length(task["max_seq_length"],
+                                f"{os.path.join(model_dir, META_NAME)}: task max_seq_length")
     prefix = os.path.join(model_dir, CKPT_NAME)
-    check_tensors(read_checkpoint(prefix), encoder_shapes(config), prefix)
+    tensors = read_checkpoint(prefix)
+    check_tensors(tensors, encoder_shapes(config), prefix)
+    check_tensors(tensors, task_head_shapes(task, config), prefix, optional_prefixes=())
     return config
+
+
+def task_head_shapes(task: dict, config: BertConfig) -> dict[str, tuple]:
+    """Google name -> shape of each tensor the head of a `bert_tf.json` task has
+    (`read_meta` has checked the task): a classifier's `output_weights`, `output_bias`
+    (one row per label) and attention pooling's query, or the SQuAD span head."""
+    h = config.hidden_size
+    if task.get("type") == "classification":
+        n = len(task["labels"])
+        shapes = {"output_weights": (n, h), "output_bias": (n,)}
+        if task["pooling"] == "attention":
+            shapes["pooling/attention/query"] = (h,)
+        return shapes
+    if task.get("type") == "squad":
+        return {"cls/squad/output_weights": (2, h), "cls/squad/output_bias": (2,)}
+    return {}

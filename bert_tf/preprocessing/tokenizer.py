@@ -61,9 +61,17 @@ def load_vocab(vocab_file: str) -> list[str]:
 
 
 def check_vocab(vocab: list[str], source: str) -> list[str]:
-    """`vocab` itself, once it is known to hold BERT's special tokens."""
+    """`vocab` itself, once it is known to hold each token once (the line number
+    is the id, and a token of two ids would map to either) and BERT's special tokens."""
     if not vocab:
         raise ConfigError(f"{source}: vocab is empty")
+    if len(set(vocab)) != len(vocab):
+        first = {}
+        for line, token in enumerate(vocab, 1):
+            if token in first:
+                raise ConfigError(f"{source}: line {line} repeats token {token!r} of line "
+                                  f"{first[token]}; each token needs one id")
+            first[token] = line
     missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in vocab]
     if missing:
         raise ConfigError(f"{source}: vocab lacks the special tokens {missing}")
