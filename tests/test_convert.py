@@ -1,6 +1,7 @@
 """Conversions: HF safetensors and Google TF1 checkpoints into model dirs, and back."""
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -171,3 +172,42 @@ def test_google_tf1_checkpoint_reproduces_googles_modeling_py(tmp_path):
         write_checkpoint(str(bad / "bert_model.ckpt"), {**src, **tensors})
         out = _google_tf1_outputs(convert_google(str(bad), str(tmp_path / f"m{i}")), ref)
         assert np.abs(out["sequence_output"] - ref["sequence_output"]).max() > 1e-4, mistake
+
+
+def test_tiny_hf_source_converts(tmp_path):
+    """The tiny HF dir the `models-hf-*` probes of tests/test_errors.py break converts
+    whole when it is good, its tensors renamed and transposed as HF's `BertModel` has
+    them, and its tokenizer_config.json's casing kept."""
+    from safetensors.numpy import load_file
+    from tests.probes.models import hf_source
+    src = hf_source(tmp_path / "hf")
+    (tmp_path / "hf" / "tokenizer_config.json").write_text('{"do_lower_case": false}')
+    assert cli(["convert", "--from", "hf", src, "--out", str(tmp_path / "m")]) == 0
+    hf, got = load_file(os.path.join(src, "model.safetensors")), _ckpt(str(tmp_path / "m"))
+    np.testing.assert_array_equal(got["bert/encoder/layer_0/intermediate/dense/kernel"],
+                                  hf["encoder.layer.0.intermediate.dense.weight"].T)
+    np.testing.assert_array_equal(got["cls/predictions/output_bias"], hf["cls.predictions.bias"])
+    with open(tmp_path / "m" / "bert_tf.json") as f:
+        assert json.load(f)["do_lower_case"] is False
+
+
+def test_info_checks_the_task_head_against_bert_tf_json(tiny_model_dir, tmp_path, capsys):
+    """`info` counts a classifier's head (attention pooling's query too), and refuses
+    a dir whose `bert_tf.json` names more labels than the checkpoint's head has rows."""
+    import bert_tf
+    clf = bert_tf.BertClassifier(bert_tf.load_encoder(tiny_model_dir), 2, pooling="attention",
+                                 preprocessor=bert_tf.load_preprocessor(tiny_model_dir, 16))
+    model_dir = clf.save_model_dir(str(tmp_path / "clf"))
+    capsys.readouterr()
+    assert cli(["info", model_dir]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"task head +386\n  total +4,386,306\n", out), out  # 2 x 128 + 2 + 128
+    meta_path = os.path.join(model_dir, "bert_tf.json")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    meta["task"]["labels"] = ["a", "b", "c"]
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+    assert cli(["info", model_dir]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "tensor output_weights has shape (2, 128), the config needs (3, 128)")

@@ -11,19 +11,19 @@ Every conversion checks each tensor against the config before writing anything.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 import shutil
 
 import numpy as np
-from safetensors.numpy import load_file
 
 from bert_tf.io.atomic import check_output, check_replaceable, replace_dir, temporary_dir
 from bert_tf.io.checkpoint import (CKPT_NAME, META_NAME, CheckpointError, check_tensors,
                                 hf_tensors_to_google,
-                                read_checkpoint, write_checkpoint, write_model_dir)
-from bert_tf.config import BertConfig
+                                read_checkpoint, read_safetensors, write_checkpoint,
+                                write_model_dir)
+from bert_tf.config import BertConfig, read_json_object
+from bert_tf.errors import ConfigError
 from bert_tf.models.encoder import checkpoint_shapes
 from bert_tf.models.loading import check_model_dir
 from bert_tf.layers.heads import pretraining_head_shapes
@@ -72,7 +72,7 @@ def convert_hf(src_dir: str, out_dir: str, overwrite: bool = False) -> str:
     vocab = _require(os.path.join(src_dir, "vocab.txt"))
     weights = _require(os.path.join(src_dir, "model.safetensors"))
     expected = expected_shapes(config)
-    tensors = hf_tensors_to_google(load_file(weights), expected)
+    tensors = hf_tensors_to_google(read_safetensors(weights), expected)
     check_tensors(tensors, expected, weights)
     tensors = _complete_heads(tensors, weights, config)
     lower = _hf_do_lower_case(src_dir)
@@ -83,10 +83,12 @@ def convert_hf(src_dir: str, out_dir: str, overwrite: bool = False) -> str:
 
 def _hf_do_lower_case(src_dir: str) -> bool:
     path = os.path.join(src_dir, "tokenizer_config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return bool(json.load(f).get("do_lower_case", True))
-    return True
+    if not os.path.exists(path):
+        return True
+    lower = read_json_object(path, "tokenizer settings").get("do_lower_case", True)
+    if not isinstance(lower, bool):
+        raise ConfigError(f"{path}: do_lower_case {lower!r} must be true or false")
+    return lower
 
 
 def find_checkpoint(src_dir: str) -> str:
