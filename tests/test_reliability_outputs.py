@@ -158,6 +158,38 @@ def test_embed_npy_disk_full(tiny_model_dir, tmp_path, capsys, monkeypatch):
     assert os.strerror(errno.ENOSPC) in line
 
 
+def test_prepare_text_disk_full_names_the_output_not_the_temporary(tmp_path, capsys,
+                                                                   monkeypatch):
+    """An ENOSPC from the file being written (which is the hidden temporary) is reported
+    under the user's --out."""
+    corpus = user_folder(tmp_path, {"corpus.txt": CORPUS, "c.txt": "earlier output\n"})
+    out = os.path.join(corpus, "c.txt")
+
+    class FullFile:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.f.name)
+
+    import bert_tf.data.pretraining as pretraining
+    real = pretraining.atomic_file
+
+    def atomic_file(path, *args, **kwargs):
+        class Full:
+            def __enter__(self):
+                self.context = real(path, *args, **kwargs)
+                return FullFile(self.context.__enter__())
+
+            def __exit__(self, *exc):
+                return self.context.__exit__(*exc)
+        return Full()
+    monkeypatch.setattr(pretraining, "atomic_file", atomic_file)
+    line = refused(["prepare-text", os.path.join(corpus, "corpus.txt"), "--out", out,
+                    "--overwrite"], corpus, capsys, (f"error: {out}: ", "disk is full"))
+    assert ".tmp-" not in line
+
+
 # ---- names ---------------------------------------------------------------------------------
 
 def test_output_name_of_250_characters(tmp_path, capsys):
