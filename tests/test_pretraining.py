@@ -256,6 +256,49 @@ def test_bad_pretraining_input(vocab_file, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_check_records_names_the_first_bad_record_of_its_file(corpus, vocab_file, tmp_path,
+                                                             monkeypatch):
+    """Every record is checked against the model before pre-training claims its folder
+    (2026-12-07, commit 1691735: ids past the vocab, positions past the record, NSP labels
+    other than 0/1 trained with exit 0 or crashed mid-run): the error names the file and
+    the first bad record, counted from 0 in that file, whatever the batch it is read in."""
+    from bert_tf.config import BertConfig
+    from bert_tf.data import pretraining
+    from bert_tf.errors import DataError
+    out = str(tmp_path / "r.tfrecord")
+    pretraining.create_pretraining_data([str(corpus)], vocab_file, out, max_seq_length=32,
+                                        max_predictions=4, dupe_factor=1, shards=2,
+                                        progress=False)
+    tiny = BertConfig.preset("tiny")
+    shards = pretraining.check_records(out + "-*", tiny)
+    assert shards == [f"{out}-00000-of-00002", f"{out}-00001-of-00002"]
+    raws = [raw.numpy() for raw in tf.data.TFRecordDataset(shards[1])]
+    bad = []
+    for i, raw in enumerate(raws):
+        example = tf.train.Example.FromString(raw)
+        feature = example.features.feature
+        if i == 3:
+            feature["masked_lm_positions"].int64_list.value[1] = 99
+        if i == 4:  # a later record, bad in a feature checked first
+            feature["input_ids"].int64_list.value[0] = -1
+        bad.append(example.SerializeToString())
+    with tf.io.TFRecordWriter(shards[1]) as writer:
+        for raw in bad:
+            writer.write(raw)
+    expected = (f"{shards[1]}, record 3: masked_lm_positions has 99, outside 0..31 (the "
+                "records are 32 long)")
+    for batch in (pretraining.RECORD_BATCH, 2, 3):  # the record in the first, second batch
+        monkeypatch.setattr(pretraining, "RECORD_BATCH", batch)
+        with pytest.raises(DataError) as e:
+            pretraining.check_records(out + "-*", tiny)
+        assert str(e.value) == expected, batch
+    # the model decides: a vocab of 100 ids makes record 0's ids the first fault
+    small = BertConfig.preset("tiny", vocab_size=100)
+    with pytest.raises(DataError, match=r"-00000-of-00002, record 0: input_ids has \d+, "
+                                        r"outside 0..99 \(the model's vocab_size is 100\)"):
+        pretraining.check_records(out + "-*", small)
+
+
 def test_prepare_text_holds_out_whole_documents(corpus, tmp_path):
     from bert_tf.data.pretraining import prepare_text, read_documents
     summary = prepare_text([str(corpus)], str(tmp_path / "train.txt"), "plain",
