@@ -254,3 +254,41 @@ def test_resumed_epoch_has_the_history_of_a_run_never_stopped(tmp_path, capsys, 
     diff = max(float(np.abs(a - b).max()) for a, b in zip(resumed.get_weights(),
                                                           whole.get_weights()))
     assert diff <= 1e-6
+
+
+def test_pretrain_stopped_in_its_evaluation_resumes_with_that_epochs_end(
+        tiny_model_dir, vocab_file, tmp_path, capsys):
+    """`pretrain --eval` stopped during epoch 1's evaluation (its checkpoint after the
+    epoch's 2nd and last batch) resumes with epoch 1's end, the evaluation and its
+    TensorBoard logs included, and ends with the history and weights of a run never
+    stopped. Before 2026-12-07 (commit 1691735) the rerun trained an empty rest of
+    the epoch and failed."""
+    import keras
+    from bert_tf.data.pretraining import create_pretraining_data
+    from bert_tf.training.pretrain import PretrainConfig, pretrain
+    from tests.test_errors import CORPUS
+    (tmp_path / "corpus.txt").write_text(CORPUS)
+    records = str(tmp_path / "train.tfrecord")
+    create_pretraining_data([str(tmp_path / "corpus.txt")], vocab_file, records,
+                            max_seq_length=32, max_predictions=4, dupe_factor=2,
+                            progress=False)
+    settings = dict(init=tiny_model_dir, train=records, eval=records, steps=4,
+                    steps_per_epoch=2, batch_size=4, learning_rate=1e-3, warmup_steps=1,
+                    checkpoint_every=2, seed=3, quiet=True)
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):  # after the evaluation, before the save
+            if epoch == 0:
+                raise _Killed
+
+    want = pretrain(PretrainConfig(out=str(tmp_path / "whole"), **settings))
+    with pytest.raises(_Killed):
+        pretrain(PretrainConfig(out=str(tmp_path / "run"), **settings), callbacks=[Stop()])
+    capsys.readouterr()
+    got = pretrain(PretrainConfig(out=str(tmp_path / "run"), **settings))
+    assert "note: resuming at epoch 1, after 2 of its batches" in capsys.readouterr().out
+    assert len(want["history"]["val_loss"]) == 2 and got["history"] == want["history"]
+    mine = read_checkpoint(str(tmp_path / "run" / "bert_model.ckpt"))
+    theirs = read_checkpoint(str(tmp_path / "whole" / "bert_model.ckpt"))
+    assert max(float(np.abs(mine[k] - theirs[k]).max()) for k in theirs) <= 1e-6
+    assert len(os.listdir(tmp_path / "run" / "logs" / "validation")) >= 1
