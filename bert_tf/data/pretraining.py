@@ -430,6 +430,10 @@ def value_limits(seq_length: int, config) -> dict:
             "next_sentence_labels": (0, 1, "a next-sentence label is 0 or 1")}
 
 
+_KINDS = {"int64_list": "integers (int64)", "float_list": "floats", "bytes_list": "bytes",
+          None: "nothing"}
+
+
 def record_problem(raw: bytes, seq_length: int, max_predictions: int) -> str | None:
     """Why one serialized record is not a BERT instance of these lengths (not a
     `tf.train.Example`, a feature missing, of the wrong type or count), or None."""
@@ -444,8 +448,7 @@ def record_problem(raw: bytes, seq_length: int, max_predictions: int) -> str | N
         has = feature[name].WhichOneof("kind")
         want = "float_list" if kind == "float" else "int64_list"
         if has != want:
-            return (f"{name} holds {'floats' if has == 'float_list' else has or 'nothing'}, "
-                    f"not {'floats' if kind == 'float' else 'int64 ids'}")
+            return f"{name} holds {_KINDS[has]}, not {_KINDS[want]}"
         count = len(getattr(feature[name], want).value)
         if count != expected[name].shape[0]:
             return (f"{name} has {count} values where the first record has "
