@@ -47,8 +47,8 @@ from matplotlib.figure import Figure
 from bert_tf.config import BertConfig, load_config
 from bert_tf.data.pretraining import MaskingVocab, check_records, pretraining_dataset
 from bert_tf.errors import ConfigError, DataError
-from bert_tf.io.checkpoint import CKPT_NAME, META_NAME, read_checkpoint, read_meta, \
-    vocab_path, write_model_files
+from bert_tf.io.checkpoint import CKPT_NAME, META_NAME, check_vocab, read_checkpoint, \
+    read_meta, vocab_path, write_model_files
 from bert_tf.models import BertEncoder, BertPretrainer
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
@@ -181,6 +181,7 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
     Keras callbacks for `fit`."""
     run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker, OUTPUTS)
     bert_config, vocab_file, init_dir, lower_case = resolve_model(config)
+    check_vocab(vocab_file, bert_config)  # as write_model_files will, after training
     if config.steps < 1 or config.batch_size < 1:
         raise ConfigError("steps and batch_size must be positive")
     state = run.check()

@@ -80,6 +80,19 @@ def _bad_eval(fx, tmp):
     return _pretrain(fx, tmp, fx.records, "--eval", bad)
 
 
+def _other_vocab(extra):
+    """A build: pretrain --init the tiny model with a vocab of `extra` more tokens."""
+    def build(fx, tmp):
+        with open(fx.vocab, encoding="utf-8") as f:
+            tokens = f.read().split()
+        path = tmp / "vocab.txt"
+        path.write_text("\n".join(tokens + [f"[unused-extra-{i}]" for i in range(extra)]) + "\n",
+                        encoding="utf-8")
+        return _pretrain(fx, tmp, fx.records, "--vocab", str(path), "--dynamic-masking")
+    return build, (lambda fx, tmp: str(tmp / "vocab.txt"), str(30522 + extra), "30522",
+                   "vocab_size")
+
+
 # ---- SQuAD files --------------------------------------------------------------------------
 
 def _squad_with(fx, tmp, name, change):
@@ -173,6 +186,8 @@ PROBES = {
     "data-records-bad-eval": (
         _bad_eval, (lambda fx, tmp: str(tmp / "eval.tfrecord"), "record 2",
                     "next_sentence_labels")),
+    # a vocab that is not the model's: dynamic masking draws ids past its embeddings
+    "data-pretrain-init-larger-vocab": _other_vocab(100),
     # SQuAD
     "data-squad-predict-empty-context": (
         lambda fx, tmp: _squad(fx, tmp, predict=_squad_with(fx, tmp, "p.json", _context(""))),
