@@ -85,7 +85,7 @@ def test_wrong_shape_names_both_shapes(tmp_path, minilm_dir):
 def test_vocab_config_mismatch_and_existing_out(tmp_path, minilm_dir, minilm_source):
     src = _google_dir(tmp_path, minilm_dir)
     with open(os.path.join(src, "vocab.txt"), "a") as f:
-        f.write("extra\n")
+        f.write("[an extra token]\n")  # "extra" is one already
     with pytest.raises(CheckpointError, match="30523 tokens but the config says vocab_size=30522"):
         convert_google(src, str(tmp_path / "m"))
     with pytest.raises(FileExistsError):

@@ -50,7 +50,9 @@ def load_model(model_dir: str) -> keras.Model:
     a `BertClassifier` (fine-tuned by `bert-tf finetune`), a `BertSpanModel`
     (`bert-tf squad`), a `BertPretrainer` (a masked-LM head, as Google's checkpoints
     and `bert-tf pretrain` have), else a `BertEncoder`. Task models come with their
-    preprocessor."""
+    preprocessor. The whole dir is checked first (`check_model_dir`), before a model
+    is built."""
+    check_model_dir(model_dir)
     task = (read_meta(model_dir).get("task") or {}).get("type")
     if task == "classification":
         return BertClassifier.from_model_dir(model_dir)
