@@ -147,11 +147,14 @@ def check_state(folder: str) -> None:
 
 
 def diverged(model: keras.Model, what: str, checkpoint: str) -> TrainingError:
+    """The error of a run whose loss or weights are no longer numbers: it names the
+    step and what became of the last good checkpoint (`checkpoint`)."""
     step = int(model.optimizer.iterations.numpy())
-    return TrainingError(
-        f"training diverged at step {step}: {what}; the last good checkpoint, if any, is "
-        f"kept in {checkpoint} (rerun the same command to resume from it, or start again "
-        "with --overwrite and a smaller --learning-rate)")
+    kept = (f"the last good checkpoint is kept in {checkpoint} (rerun the same command to "
+            "resume from it)" if os.path.exists(checkpoint) else
+            "no checkpoint was written before it")
+    return TrainingError(f"training diverged at step {step}: {what}; {kept}; or start again "
+                         "with --overwrite and a smaller --learning-rate")
 
 
 class _Checkpoint(keras.callbacks.Callback):
@@ -249,7 +252,7 @@ def fit_resumable(model: keras.Model, epoch_data, epochs: int, backup_dir: str,
                             metrics if resumed else ())
         if resumed:
             build_metrics(model, data)
-            if skip >= int(data.cardinality()):  # killed after its last batch
+            if 0 <= int(data.cardinality()) <= skip:  # killed after its last batch
                 finish_epoch(model, epoch, [*callbacks, saver], validation_data)
                 history = saver.history
                 continue
