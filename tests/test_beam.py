@@ -436,3 +436,52 @@ def test_multi_label_and_regression_exports(tiny_model_dir, tmp_path):
                 assert len({tuple(w) for w in want}) > 1   # the labels differ by text
                 np.testing.assert_allclose([r["probabilities"] for r in rows],
                                            served["probabilities"].numpy(), atol=1e-5)
+
+
+def test_beam_reads_the_lines_that_embed_reads(sst2_export, tiny_model_dir, tmp_path):
+    """The file of tests/test_lines.py (two lines holding U+2028, \\x0b, ... that
+    `str.splitlines` breaks at, CRLF ends) gives the same 2 rows from Beam `predict` and
+    `embed` as from single-process `embed`; a binary line and a line past MAX_LINE_BYTES
+    are dead letters, read without holding the long line."""
+    from bert_tf.inference.embed import Embedder
+    from bert_tf.io.text import MAX_LINE_BYTES
+    from tests.test_lines import DATA, LINES
+    source = tmp_path / "lines.txt"
+    source.write_bytes(DATA + b"bin\x00ary\n" + b"x" * (MAX_LINE_BYTES + 1) + b"\n")
+    predicted = beam_lib.predict_files(sst2_export, str(source), str(tmp_path / "p"))
+    embedded = beam_lib.embed_files(tiny_model_dir, str(source), str(tmp_path / "v"),
+                                    pooling="mean")
+    for result, name in ((predicted, "p"), (embedded, "v")):
+        assert (result.rows, result.errors) == (2, 2), name
+        rows = sorted(_rows(str(tmp_path / name) + "-*-of-*.jsonl"), key=lambda r: r["line"])
+        assert [r["line"] for r in rows] == [1, 2], name
+        errors = sorted(_rows(str(tmp_path / name) + ".errors-*.jsonl"),
+                        key=lambda r: r["line"])
+        assert [(e["line"], e["error"], e["record"]) for e in errors] == [
+            (3, "a NUL byte (byte 3): binary data, not text (UTF-16 text? save it as UTF-8)",
+             "bin\x00ary"),
+            (4, f"longer than {MAX_LINE_BYTES} bytes (binary data, or no line ends?)", "")], name
+    served = _serve(sst2_export, LINES)
+    np.testing.assert_allclose([r["probabilities"] for r in _rows(str(tmp_path / "p-*.jsonl"))
+                                if r["line"] == 1], served["probabilities"][:1], atol=1e-5)
+    np.testing.assert_allclose(beam_lib.numpy_vectors(_rows(str(tmp_path / "v-*-of-*.jsonl"))),
+                               Embedder(tiny_model_dir, "mean").embed(LINES), atol=1e-5)
+
+
+def test_a_successful_run_removes_the_temp_folders_of_killed_runs(sst2_export, tmp_path):
+    """`beam-temp-*` folders that a killed run of the same output left (SIGKILL gives
+    it no chance to remove them; before 2026-12-07, commit 1691735, they stayed for
+    good) are removed by the next run that succeeds; another output's stay."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one\ntwo\n")
+    killed = [tmp_path / f"beam-temp-preds-{'1' * 32}", tmp_path / f"beam-temp-preds.errors-"
+              f"{'2' * 32}"]
+    other = tmp_path / f"beam-temp-preds-v2-{'3' * 32}"
+    for folder in (*killed, other):
+        folder.mkdir()
+        (folder / "part").write_text("a killed run's rows\n")
+    result = beam_lib.predict_files(sst2_export, str(texts), str(tmp_path / "preds"))
+    assert (result.rows, result.errors) == (2, 0)
+    assert sorted(os.listdir(tmp_path)) == sorted([
+        "texts.txt", "preds-00000-of-00001.jsonl", "preds.errors-00000-of-00001.jsonl",
+        other.name])

@@ -53,6 +53,8 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from bert_tf.errors import ConfigError, DataError, OutputError  # noqa: E402
 from bert_tf.io.atomic import check_parent_writable  # noqa: E402
+from bert_tf.io.text import LineError, check_readable_kind, decode_line, \
+    iter_lines  # noqa: E402
 
 # --runner NAME -> Beam's runner. `direct` is the portable FnApiRunner (what Beam's
 # DirectRunner falls back to offline; it runs --num-workers processes).
@@ -65,6 +67,7 @@ PROBLEM_OUTPUTS = {"single_label": PREDICT_OUTPUTS,
                    "multi_label": ("labels", "probabilities", "logits"),
                    "regression": ("predictions",)}
 COUNTERS = "bert_tf"
+GLOB_CHARS = ("*", "?", "[")   # what Beam's FileSystems.match expands
 
 
 @dataclasses.dataclass
@@ -95,8 +98,9 @@ class _RecordError(ValueError):
 class ReadRecords(beam.DoFn):
     """A matched file -> `((file, line), text)` or `((file, line), (text, text_b))`
     for each good record, and `{"file", "line", "error", "record"}` on the `errors`
-    output for each bad one. Lines are split on `\\n` only (a `\\r` before it is
-    dropped), so line numbers are the file's physical lines."""
+    output for each bad one. Lines are split as everywhere in bert-tf
+    (`bert_tf.io.text.iter_lines`: on `\\n` only, at most `MAX_LINE_BYTES` of a line
+    held), so line numbers are the file's physical lines."""
 
     def __init__(self, text_column: str | None = None, text_b_column: str | None = None):
         self.text_column = text_column
@@ -108,11 +112,8 @@ class ReadRecords(beam.DoFn):
         path = readable_file.metadata.path
         kind = record_format(path, self.text_column)
         header = None
-        with readable_file.open() as f:   # compressed files (.gz) too: no __iter__ there
-            for number, raw in enumerate(iter(f.readline, b""), start=1):
-                raw = raw.rstrip(b"\n").rstrip(b"\r")
-                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]     # a UTF-8 byte-order mark
+        with readable_file.open() as f:   # compressed files (.gz) too
+            for number, raw in iter_lines(f):
                 try:
                     if kind == "tsv" and number == 1:
                         header = self._header(raw)   # a list, or what is wrong with it
@@ -122,7 +123,8 @@ class ReadRecords(beam.DoFn):
                     self.bad.inc()
                     yield beam.pvalue.TaggedOutput("errors", {
                         "file": path, "line": number, "error": str(e),
-                        "record": raw.decode("utf-8", "backslashreplace")})
+                        "record": "" if raw is None else raw.decode("utf-8",
+                                                                    "backslashreplace")})
                     continue
                 self.records.inc()
                 yield (path, number), value
@@ -168,12 +170,11 @@ class ReadRecords(beam.DoFn):
         return texts[0] if len(texts) == 1 else tuple(texts)
 
 
-def _decode(raw: bytes) -> str:
+def _decode(raw: bytes | None) -> str:
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise _RecordError(f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})") \
-            from None
+        return decode_line(raw)
+    except LineError as e:
+        raise _RecordError(str(e)) from None
 
 
 def _text(value: str, what: str) -> str:
@@ -197,16 +198,18 @@ def read_records(pipeline, patterns: list[str], text_column=None, text_b_column=
 
 
 def match_inputs(patterns: list[str]) -> list[str]:
-    """The files the patterns match; a pattern that matches nothing, or a folder, is a
-    `DataError`."""
+    """The files the patterns match; a pattern that matches nothing, a folder or a
+    device (`/dev/zero`: a line that never ends) is a `DataError`."""
     files = []
     for pattern, result in zip(patterns, FileSystems.match(list(patterns))):
         if not result.metadata_list:
             raise DataError(f"{pattern}: no file matches")
         for m in result.metadata_list:
-            if "://" not in m.path and os.path.isdir(m.path):
-                raise DataError(f"{m.path}: is a folder (give files or a glob: "
-                                f"{os.path.join(m.path, '*.txt')})")
+            if "://" not in m.path:
+                if os.path.isdir(m.path):
+                    raise DataError(f"{m.path}: is a folder (give files or a glob: "
+                                    f"{os.path.join(m.path, '*.txt')})")
+                check_readable_kind(m.path)
             files.append(m.path)
     return files
 
@@ -224,8 +227,14 @@ def check_inputs_and_outputs(patterns, output: str, overwrite: bool) -> list[str
 
 
 def check_output_prefix(output: str) -> None:
-    """`output` names files (`OUTPUT-SSSSS-of-NNNNN...`), not a folder; a local one
-    must be writable (its nearest existing folder)."""
+    """`output` names files (`OUTPUT-SSSSS-of-NNNNN...`), not a folder, and has no glob
+    characters (Beam finds its temporary and output files by pattern: `bp-[x]*` would
+    match none of them); a local one must be writable (its nearest existing folder)."""
+    found = [c for c in GLOB_CHARS if c in output]
+    if found:
+        raise OutputError(f"output {output}: {' '.join(found)} would be read as glob "
+                          "characters (Beam finds its files by pattern): choose a prefix "
+                          f"without {', '.join(GLOB_CHARS)}")
     if "://" in output:
         return
     if os.path.isdir(output) or output.endswith(os.sep):
@@ -438,7 +447,10 @@ def run_batch_inference(handler: ModelHandler, row_fn, columns: list[str], patte
     `row_fn(((file, line), PredictionResult))` rows to `output`, the bad records to
     `output + ".errors"`. Old shards of `output` are replaced only when the pipeline
     succeeds; a failed pipeline leaves no files under the final names (and its
-    temporary files are removed)."""
+    temporary files are removed). A run that succeeds also removes the temporary
+    folders of `output` that were there when it started: those of runs that were
+    killed (SIGKILL leaves them), or of a run writing the same output now, whose
+    shards this run has replaced anyway."""
     if fmt not in FORMATS:
         raise ConfigError(f"format {fmt!r}: choose one of {FORMATS}")
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
@@ -465,6 +477,7 @@ def run_batch_inference(handler: ModelHandler, row_fn, columns: list[str], patte
         _remove_temp_dirs(temp_dirs(output) - before)
         raise
     _remove_stale(old, start)
+    _remove_temp_dirs(before)
     counts = _counters(result)
     return BatchResult(rows=counts.get("rows", 0), errors=counts.get("errors", 0),
                        trimmed=counts.get("trimmed", 0), files=output_files(output, fmt),
