@@ -5,6 +5,7 @@ takes a batch of texts (rank 1), nothing else."""
 import io
 import json
 import os
+import re
 import sys
 import threading
 
@@ -82,3 +83,31 @@ def test_a_long_line_is_refused_without_holding_it(tmp_path):
     with pytest.raises(text.DataError, match=f"long.txt, line 2: longer than "
                        f"{text.MAX_LINE_BYTES} bytes"):
         text.read_lines(str(path))
+
+
+@pytest.mark.parametrize("pairs", [False, True], ids=["single", "pair"])
+def test_the_serving_signature_takes_a_batch_of_texts_only(tiny_model_dir, tmp_path, pairs):
+    """A SavedModel does not enforce its signature's `[None]` input shape: before
+    2026-12-07 (commit 1691735) a `[2, 2]` `text` gave 4 rows. `text` and `text_b` of
+    any rank but 1 are refused, naming the input and its shape."""
+    import keras
+    import bert_tf
+    keras.utils.set_random_seed(3)
+    clf = bert_tf.BertClassifier(bert_tf.load_encoder(tiny_model_dir), 2, text_pairs=pairs,
+                                 preprocessor=bert_tf.load_preprocessor(tiny_model_dir,
+                                                                        seq_length=16),
+                                 labels=["negative", "positive"])
+    export = bert_tf.export_model(clf, str(tmp_path / "export"), seq_length=16)["serving"]
+    serve = tf.saved_model.load(export).signatures["serving_default"]
+    names = ("text", "text_b") if pairs else ("text",)
+    good = {name: tf.constant([f"{name} one", f"{name} two, longer"]) for name in names}
+    one_by_one = [serve(**{n: t[i:i + 1] for n, t in good.items()})["logits"][0]
+                  for i in range(2)]
+    np.testing.assert_allclose(serve(**good)["logits"].numpy(), one_by_one, atol=1e-5)
+    for name in names:
+        for bad, shape in (([["a", "b"], ["c", "d"]], "[2,2]"), ("a", "[]"),
+                           ([["a"]], "[1,1]")):
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match=rf"tensor {name} {re.escape(shape)} is not compatible "
+                                     r"with expected shape \[\?\]"):
+                serve(**{**good, name: tf.constant(bad)})

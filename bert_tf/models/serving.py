@@ -47,6 +47,15 @@ def head_outputs(logits, problem: str, labels, threshold: float = 0.5) -> dict:
             "label": tf.gather(names, tf.argmax(probs, axis=-1))}
 
 
+def batch_of_texts(texts: tf.Tensor, name: str) -> tf.Tensor:
+    """`texts`, checked when the signature runs to be a batch `[N]` of strings. A
+    SavedModel does not enforce its signature's `[None]` input shape (before 2026-12-07,
+    commit 1691735, a `[2, 2]` `text` gave 4 rows); another rank is an
+    `InvalidArgumentError` naming the input: "Shape of tensor text [2,2] is not
+    compatible with expected shape [?]"."""
+    return tf.ensure_shape(texts, [None], name=name)
+
+
 def text_serving_module(tokenizer, model: keras.Model, seq_length: int, pair: bool,
                         labels: list[str] | None = None, problem: str = "single_label",
                         threshold: float = 0.5):
@@ -63,7 +72,10 @@ def text_serving_module(tokenizer, model: keras.Model, seq_length: int, pair: bo
     root.tokenizer = tokenizer
     root.model = model
 
-    def run(texts):
+    def run(text, text_b=None):
+        texts = batch_of_texts(text, "text")
+        if text_b is not None:
+            texts = [texts, batch_of_texts(text_b, "text_b")]
         inputs = tokenizer.preprocess(texts, seq_length, pad_to_longest=True)
         out = as_float32(model(inputs, training=False))
         result = {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"],
@@ -77,14 +89,12 @@ def text_serving_module(tokenizer, model: keras.Model, seq_length: int, pair: bo
     signatures = {}
     warmup = {"text": WARMUP_TEXTS}
     if pair and labels:  # a model fine-tuned on pairs needs both texts
-        root.serve = tf.function(lambda text, text_b: run([text, text_b]),
-                                 input_signature=[text, text_b])
+        root.serve = tf.function(run, input_signature=[text, text_b])
         warmup["text_b"] = list(reversed(WARMUP_TEXTS))
     else:
         root.serve = tf.function(lambda text: run(text), input_signature=[text])
         if not labels:  # a pair encoder without a head can also encode pairs
-            root.encode_pair = tf.function(lambda text, text_b: run([text, text_b]),
-                                           input_signature=[text, text_b])
+            root.encode_pair = tf.function(run, input_signature=[text, text_b])
             signatures["encode_pair"] = root.encode_pair.get_concrete_function()
     signatures["serving_default"] = root.serve.get_concrete_function()
     return root, signatures, warmup
