@@ -1,6 +1,6 @@
 """A killed job resumes exactly: killed with SIGKILL between checkpoints (and, for
 fine-tuning, after an epoch's dev evaluation and during the export), the rerun of
-the same job ends with the weights and metrics of a run never killed."""
+the same job ends with the weights, metrics and history of a run never killed."""
 import json
 import os
 import signal
@@ -87,6 +87,7 @@ def check_resumes(job, settings, model_subdir, kills, tmp_path, start_dir, compa
         assert diff <= 1e-6, where
         for key in compare:
             assert got[key] == want[key], key
+        assert got["history"] == want["history"]  # the killed epoch's training loss too
         assert not (out / "backup").exists()
 
 
