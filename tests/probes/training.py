@@ -3,11 +3,10 @@
 The run dir of `finetune`, `squad` and `pretrain` left broken (a truncated
 `backup/state.npz`, a `run.json` that is not JSON), seeds outside NumPy's range,
 `--strategy tpu` with no TPU named, and `--task tsv`'s flags given to a GLUE task.
-Before 2026-12-07 (commit 1691735) the broken run dirs and seeds ended in tracebacks
-(BadZipFile after the model was built, JSONDecodeError, "Seed must be between 0 and
-2**32 - 1") and `--train` was silently ignored."""
+Before 2026-12-07 (commit 1691735) all but the last ended in tracebacks (BadZipFile
+after the model was built, JSONDecodeError, "Seed must be between 0 and 2**32 - 1",
+"Please provide a TPU Name to connect to.") and `--train` was silently ignored."""
 import io
-import os
 
 import numpy as np
 
