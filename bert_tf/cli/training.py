@@ -36,7 +36,8 @@ def add_run_arguments(p, micro_batches: int = 1) -> None:
     p.add_argument("--micro-batches", type=positive_int, default=micro_batches,
                    help="compute each batch in N slices, one after another (the same step, "
                    f"about 1/N of the activation memory; default {micro_batches})")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished or other run")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished or other run of this command (only its files)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
 
 

@@ -40,7 +40,8 @@ class RunOptions:
         micro_batches: compute each batch in this many slices, one after another, and
             apply their summed gradients once (`bert_tf.training.micro_batch`): the
             same step with about 1/N of the activation memory.
-        overwrite: replace a finished run, or a folder that is not this run.
+        overwrite: replace a finished run, or a run of the same command with other
+            settings (only the files the command writes; never another folder).
         quiet: one line per epoch instead of a progress bar.
     """
     strategy: str = "auto"
