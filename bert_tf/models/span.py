@@ -26,6 +26,7 @@ from bert_tf.errors import ConfigError
 from bert_tf.layers import SpanLogits
 from bert_tf.models.base import CheckpointNames, LeavesOutUnused, WrapsEncoder, read_task
 from bert_tf.models.encoder import BertEncoder, encoder_inputs
+from bert_tf.models.serving import batch_of_texts
 from bert_tf.preprocessing.preprocessor import BertPreprocessor
 
 HEAD_NAMES = ("cls/squad/output_weights", "cls/squad/output_bias")
@@ -125,6 +126,8 @@ def squad_serving_module(tokenizer, model: keras.Model, seq_length: int,
     sep = tokenizer.special_ids["end_of_segment_id"]
 
     def serve(question, context):
+        question = batch_of_texts(question, "question")
+        context = batch_of_texts(context, "context")
         words, begin, _ = tf_text.regex_split_with_offsets(context, WHITESPACE)
         # Byte offsets -> character offsets (clients index Python strings): each word
         # starts at a character, found among the characters' byte offsets.
