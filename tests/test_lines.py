@@ -111,3 +111,22 @@ def test_the_serving_signature_takes_a_batch_of_texts_only(tiny_model_dir, tmp_p
                                match=rf"tensor {name} {re.escape(shape)} is not compatible "
                                      r"with expected shape \[\?\]"):
                 serve(**{**good, name: tf.constant(bad)})
+
+
+def test_the_squad_signature_takes_a_batch_of_questions_and_contexts_only(tiny_model_dir,
+                                                                          tmp_path):
+    """The SQuAD serving signature: `question` and `context` of any rank but 1 are
+    refused, naming the input and its shape (a `[2, 2]` context gave 4 rows before
+    2026-12-07, commit 1691735)."""
+    import bert_tf
+    model = bert_tf.BertSpanModel(bert_tf.load_encoder(tiny_model_dir),
+                                  bert_tf.load_preprocessor(tiny_model_dir, seq_length=96))
+    export = bert_tf.export_model(model, str(tmp_path / "export"), seq_length=96)["serving"]
+    serve = tf.saved_model.load(export).signatures["serving_default"]
+    good = {"question": tf.constant(["Who?", "When?"]),
+            "context": tf.constant(["Ann did it.", "It was in 1901."])}
+    assert serve(**good)["start_logits"].shape[0] == 2
+    for name in good:
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"tensor {name} \[2,2\] is not compatible"):
+            serve(**{**good, name: tf.constant([["a", "b"], ["c", "d"]])})
