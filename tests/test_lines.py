@@ -85,6 +85,32 @@ def test_a_long_line_is_refused_without_holding_it(tmp_path):
         text.read_lines(str(path))
 
 
+class _Zeros:
+    """`cat /dev/zero |` as stdin: a line that never ends. Reading more than 4 MiB of
+    it fails the test (before 2026-12-07, commit 04b64b1, `embed -` read it forever)."""
+
+    def __init__(self):
+        self.buffer, self.bytes_read = self, 0
+
+    def read(self, n=-1):
+        assert n > 0 and self.bytes_read + n <= 4 << 20, "read on past the line's limit"
+        self.bytes_read += n
+        return b"\0" * n
+
+
+def test_a_line_that_never_ends_is_refused_at_the_limit(tiny_model_dir, tmp_path, monkeypatch,
+                                                        capsys):
+    from bert_tf.io.text import MAX_LINE_BYTES
+    monkeypatch.setattr(sys, "stdin", _Zeros())
+    assert cli(["embed", "--model", tiny_model_dir, "-", "--output",
+                str(tmp_path / "v.npy")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"bert-tf embed: error: <stdin>, line 1: longer than {MAX_LINE_BYTES} bytes "
+        "(binary data, or no line ends?)")
+    assert sys.stdin.bytes_read <= MAX_LINE_BYTES + (128 << 10)
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("pairs", [False, True], ids=["single", "pair"])
 def test_the_serving_signature_takes_a_batch_of_texts_only(tiny_model_dir, tmp_path, pairs):
     """A SavedModel does not enforce its signature's `[None]` input shape: before

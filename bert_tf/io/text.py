@@ -57,37 +57,42 @@ def check_readable_kind(path: str) -> None:
 def iter_lines(f):
     """`(number, line)` for each line of the binary file object `f`: `line` is its
     bytes without the `\\n` (or `\\r\\n`) and, on line 1, without a UTF-8 byte-order
-    mark; or None for a line longer than `MAX_LINE_BYTES`, whose bytes are skipped,
-    never held. Numbers are the file's physical lines, from 1; a final line without
-    `\\n` counts, an empty file has none."""
-    number, pending, too_long = 0, bytearray(), False
+    mark; or None for a line longer than `MAX_LINE_BYTES`, given as soon as it is
+    that long (a stream with no line end, such as `/dev/zero`, is read no further by
+    a caller that stops there), its bytes skipped to its end, never held. Numbers are
+    the file's physical lines, from 1; a final line without `\\n` counts, an empty
+    file has none."""
+    number, pending, skipping = 0, bytearray(), False
     while True:
         chunk = f.read(_CHUNK)
         if not chunk:
-            if pending or too_long:
-                yield number + 1, _line(pending, number + 1, too_long)
+            if pending and not skipping:
+                yield number + 1, _line(pending, number + 1)
             return
         pending += chunk
         start, end = 0, pending.find(b"\n")
         while end >= 0:
-            number += 1
-            yield number, _line(pending[start:end], number, too_long)
-            too_long, start = False, end + 1
-            end = pending.find(b"\n", start)
+            if skipping:   # the end of the line given as too long
+                skipping = False
+            else:
+                number += 1
+                yield number, _line(pending[start:end], number)
+            start, end = end + 1, pending.find(b"\n", end + 1)
         del pending[:start]
-        if len(pending) > MAX_LINE_BYTES + 1:   # room for a "\r"
-            too_long = True
+        if len(pending) > MAX_LINE_BYTES + 1 and not skipping:   # room for a "\r"
+            number += 1
+            yield number, None
+            skipping = True
+        if skipping:
             pending.clear()
 
 
-def _line(raw: bytearray, number: int, too_long: bool) -> bytes | None:
+def _line(raw: bytearray, number: int) -> bytes | None:
     if raw.endswith(b"\r"):
         raw = raw[:-1]
     if number == 1 and raw.startswith(_BOM):
         raw = raw[len(_BOM):]
-    if too_long or len(raw) > MAX_LINE_BYTES:
-        return None
-    return bytes(raw)
+    return None if len(raw) > MAX_LINE_BYTES else bytes(raw)
 
 
 def decode_line(raw: bytes | None) -> str:
