@@ -179,11 +179,8 @@ class BertConfig:
 def read_json_object(path: str, what: str, error=ConfigError) -> dict:
     """The JSON object in the file at `path` (of `what`, for the message), else an
     `error` naming the file: not UTF-8, not JSON, or JSON of another kind."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise error(f"{path}: not valid JSON ({e})") from e
+    from bert_tf.io.text import read_json
+    d = read_json(path, error)
     if not isinstance(d, dict):
         raise error(f"{path}: expected a JSON object of {what}, got {type(d).__name__}")
     return d

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import math
 import re
 import string
@@ -44,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.errors import ConfigError, DataError
-from bert_tf.io.text import read_text
+from bert_tf.io import text as text_io
 from bert_tf.preprocessing.tokenizer import BertTokenizer, normalize, split_words
 
 
@@ -104,16 +103,11 @@ def parse_articles(spec: str | None) -> slice:
 
 def read_json(path: str):
     """The JSON value in the file `path`; a missing file, invalid JSON or JSON nested too
-    deeply for Python's parser (a RecursionError) is a SquadError naming the file."""
+    deeply for Python's parser is a SquadError naming the file."""
     try:
-        return json.loads(read_text(path))
+        return text_io.read_json(path, SquadError)
     except FileNotFoundError:
         raise SquadError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise SquadError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: "
-                         f"{e.msg})") from None
-    except RecursionError:
-        raise SquadError(f"{path}: JSON nested too deeply to read") from None
 
 
 def load_articles(path: str, articles: str | None = None) -> list[tuple[int, dict]]:

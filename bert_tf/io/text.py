@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import stat
 import sys
@@ -155,6 +156,27 @@ def read_text(path: str, encoding: str = "utf-8") -> str:
         line = data.count(b"\n", 0, e.start) + 1
         raise DataError(f"{path}, line {line}: not valid UTF-8 (byte {e.start}: "
                         f"{data[e.start:e.start + 1]!r})") from None
+
+
+def read_json(path: str, error=DataError):
+    """The JSON value in the file at `path`. Invalid JSON, or JSON nested too deeply
+    for Python's parser (a `RecursionError`), is an `error` naming the file (and the
+    line); invalid UTF-8 a `DataError` naming the line.
+
+    >>> import json
+    >>> _ = open("deep.json", "w").write("[" * 100000 + "]" * 100000)
+    >>> read_json("deep.json")
+    Traceback (most recent call last):
+    bert_tf.errors.DataError: deep.json: JSON nested too deeply to read
+    """
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: "
+                    f"{e.msg})") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply to read") from None
 
 
 class _Unclosed:

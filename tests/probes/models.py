@@ -114,6 +114,8 @@ BROKEN = {
                        ("bert_config.json", "layer_norm_eps", "inf")),
     "config-layers-1e9": (lambda fx: {"bert_config.json": _config(fx, num_hidden_layers=10**9)},
                           ("bert_config.json", "num_hidden_layers=1000000000")),
+    "config-deep": (lambda fx: {"bert_config.json": "[" * 100000 + "]" * 100000},
+                    ("bert_config.json", "nested too deeply")),
     # a checkpoint that does not fit its config
     "config-not-checkpoint": (
         lambda fx: {"bert_config.json": _config(fx, intermediate_size=256)},
