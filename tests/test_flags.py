@@ -216,3 +216,12 @@ def test_embed_jsonl_equals_npy(tiny_model_dir, tmp_path):
     assert [r["text"] for r in rows] == texts
     np.testing.assert_allclose(np.array([r["vector"] for r in rows]), array, atol=1e-6)
     assert array.shape == (4, 128) and np.abs(array).max() > 0
+
+
+def test_version_names_the_installed_distribution(capsys):
+    """`bert-tf --version` prints the version pip installed (setup.cfg's), exit 0."""
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as exit:
+        cli(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.strip() == f"bert-tf {version('bert-tf')}"

@@ -148,9 +148,20 @@ def _squad_answer(args):
               file=sys.stderr)
 
 
+def _version() -> str:
+    """The installed distribution's version (the source tree's, if not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("bert-tf")
+    except PackageNotFoundError:
+        from bert_tf import __version__
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bert-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bert-tf {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="convert pretrained weights into a model dir")
