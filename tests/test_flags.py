@@ -225,3 +225,21 @@ def test_version_names_the_installed_distribution(capsys):
         cli(["--version"])
     assert exit.value.code == 0
     assert capsys.readouterr().out.strip() == f"bert-tf {version('bert-tf')}"
+
+
+def test_embed_normalize_gives_unit_vectors_of_the_same_direction(tiny_model_dir, tmp_path):
+    """`embed --normalize`: each vector is the plain one divided by its L2 norm (the plain
+    ones are not of norm 1, so an ignored flag fails); Beam's handler does the same."""
+    from bert_tf.inference.beam import EmbedderHandler
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a cat sat on the mat\nthe weather is fine today\n")
+    for name, flags in (("plain", []), ("unit", ["--normalize"])):
+        assert cli(["embed", "--model", tiny_model_dir, "--pooling", "mean", str(texts),
+                    "--output", str(tmp_path / f"{name}.npy"), *flags]) == 0
+    plain, unit = np.load(tmp_path / "plain.npy"), np.load(tmp_path / "unit.npy")
+    norms = np.linalg.norm(plain, axis=1, keepdims=True)
+    assert np.abs(norms - 1).min() > 0.1
+    np.testing.assert_allclose(unit, plain / norms, atol=1e-6)
+    handler = EmbedderHandler(tiny_model_dir, "mean", normalize=True)
+    vectors, _ = handler.load_model().embed_batch(["a cat sat on the mat"])
+    np.testing.assert_allclose(vectors, unit[:1], atol=1e-6)

@@ -86,7 +86,8 @@ def _embed(args):
     check_output_name(args.output)
     check_output(args.output, args.overwrite)
     lines = read_lines(args.input)   # a file, a pipe or "-" (stdin); split on "\n" only
-    embedder = Embedder(args.model, args.pooling, args.max_seq_length, args.batch_size)
+    embedder = Embedder(args.model, args.pooling, args.max_seq_length, args.batch_size,
+                        args.normalize)
     vectors = embedder.embed(lines, progress=len(lines) > 2 * args.batch_size)
     write_vectors(args.output, vectors, lines)
     print(f"wrote {len(lines)} vectors of size {vectors.shape[1]} to {args.output}")
@@ -181,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model dir")
     p.add_argument("--pooling", default="pooled_output",
                    choices=EMBED_POOLINGS)
+    p.add_argument("--normalize", action="store_true",
+                   help="divide each vector by its L2 norm (dot products are then cosines)")
     p.add_argument("--max-seq-length", type=positive_int, default=128)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("input", nargs="+", help="text file, one text per line, or - for stdin; "

@@ -64,7 +64,7 @@ def embed_with_beam(args):
     beam = beam_module()
     result = beam.embed_files(args.model, args.input, args.output, pooling=args.pooling,
                               max_seq_length=args.max_seq_length, batch_size=args.batch_size,
-                              **beam_options(args))
+                              normalize=args.normalize, **beam_options(args))
     print_result(result, args.output, "vectors", args.max_seq_length)
 
 

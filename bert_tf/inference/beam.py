@@ -286,17 +286,19 @@ class EmbedderHandler(ModelHandler):
     (`bert_tf.inference.embed.Embedder`, the same code as single-process `embed`)."""
 
     def __init__(self, model_dir: str, pooling: str = "pooled_output",
-                 max_seq_length: int = 128, batch_size: int = 64):
+                 max_seq_length: int = 128, batch_size: int = 64, normalize: bool = False):
         super().__init__()
         self.model_dir = model_dir
         self.pooling = pooling
+        self.normalize = normalize
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
         self.trimmed = Metrics.counter(COUNTERS, "trimmed")
 
     def load_model(self):
         from bert_tf.inference.embed import Embedder
-        return Embedder(self.model_dir, self.pooling, self.max_seq_length, self.batch_size)
+        return Embedder(self.model_dir, self.pooling, self.max_seq_length, self.batch_size,
+                        self.normalize)
 
     def run_inference(self, batch, model, inference_args=None):
         vectors, trimmed = model.embed_batch(list(batch))
@@ -561,9 +563,10 @@ def predict_files(export: str, patterns, output: str, *, batch_size: int = 64,
 
 
 def embed_files(model_dir: str, patterns, output: str, *, pooling: str = "pooled_output",
-                max_seq_length: int = 128, batch_size: int = 64, **options) -> BatchResult:
+                max_seq_length: int = 128, batch_size: int = 64, normalize: bool = False,
+                **options) -> BatchResult:
     """Sentence vectors of text files: one row `{"file", "line", "vector"}` per record,
-    equal to `Embedder(model_dir, pooling).embed(texts)`."""
+    equal to `Embedder(model_dir, pooling, normalize=normalize).embed(texts)`."""
     from bert_tf.inference.embed import EMBED_POOLINGS
     from bert_tf.models.loading import check_model_dir
     if pooling not in EMBED_POOLINGS:
@@ -572,7 +575,7 @@ def embed_files(model_dir: str, patterns, output: str, *, pooling: str = "pooled
         raise ConfigError("embed encodes one text a record: --text-b-column has no use here")
     check_inputs_and_outputs(patterns, output, options.get("overwrite", False))
     check_model_dir(model_dir).check_seq_length(max_seq_length, "max_seq_length")
-    handler = EmbedderHandler(model_dir, pooling, max_seq_length, batch_size)
+    handler = EmbedderHandler(model_dir, pooling, max_seq_length, batch_size, normalize)
     return run_batch_inference(handler, vector_row, ["file", "line", "vector"], patterns,
                                output, **options)
 

@@ -4,6 +4,9 @@ Example:
     >>> embedder = Embedder(model_dir, pooling="mean")    # e.g. "saved_models/minilm"
     >>> embedder.embed(["a cat", "a dog"]).shape           # [N, hidden size]
     (2, 128)
+    >>> unit = Embedder(model_dir, pooling="mean", normalize=True)   # cosine-ready
+    >>> [round(float(n), 5) for n in np.linalg.norm(unit.embed(["a cat", "a dog"]), axis=1)]
+    [1.0, 1.0]
 """
 from __future__ import annotations
 
@@ -24,10 +27,11 @@ EMBED_POOLINGS = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len")
 
 class Embedder:
     """Text -> `[N, H]` vectors with a pooling strategy; batches are padded to their
-    own longest text (at most `max_seq_length`, longer texts trimmed and counted)."""
+    own longest text (at most `max_seq_length`, longer texts trimmed and counted).
+    `normalize`: each vector divided by its L2 norm (dot products are then cosines)."""
 
     def __init__(self, model_dir: str, pooling: str = "pooled_output", max_seq_length: int = 128,
-                 batch_size: int = 64):
+                 batch_size: int = 64, normalize: bool = False):
         if pooling not in EMBED_POOLINGS:
             raise ConfigError(f"pooling {pooling!r}: choose one of {EMBED_POOLINGS} "
                               "(attention pooling has weights only in a fine-tuned model)")
@@ -38,6 +42,8 @@ class Embedder:
         encoder = load_encoder(model_dir)
         inputs = encoder_inputs()
         vector = pool(pooling, encoder(inputs), inputs["input_mask"])
+        if normalize:
+            vector = keras.ops.normalize(vector, axis=-1, order=2)
         self.model = keras.Model(inputs, vector)
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
