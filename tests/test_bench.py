@@ -175,7 +175,7 @@ ST_PYTHON = os.environ.get("BERT_TF_ST_PYTHON")
 @pytest.mark.slow
 @pytest.mark.skipif(not ST_PYTHON, reason="sentence-transformers peers (ONNX Runtime, OpenVINO) "
                     "not run: set BERT_TF_ST_PYTHON to the python of an environment made from "
-                    "benchmarks/requirements-st.txt (README, Benchmarks)")
+                    "benchmarks/requirements-st.txt (docs/benchmarks.md, Running the benchmark)")
 def test_bench_sentence_transformers_peers(tmp_path, vocab_file):
     """The ONNX Runtime (fp32, int8) and OpenVINO rows run in their own environment:
     fp32 rows agree with bert-tf within the tolerance, the int8 row within a cosine of
@@ -201,7 +201,7 @@ def test_bench_sentence_transformers_peers(tmp_path, vocab_file):
 @pytest.mark.slow
 @pytest.mark.skipif(not HF_PYTHON, reason="HF peer (PyTorch transformers, tokenizers) not run: "
                     "set BERT_TF_HF_PYTHON to the python of an environment made from "
-                    "benchmarks/requirements-hf.txt (README, Benchmarks)")
+                    "benchmarks/requirements-hf.txt (docs/benchmarks.md, Running the benchmark)")
 def test_bench_hf_peer(tmp_path, vocab_file):
     """The HF rows run, in their own environment, and agree with bert-tf: a broken HF
     script or environment fails here by name instead of being reported unavailable."""
