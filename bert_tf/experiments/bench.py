@@ -59,6 +59,8 @@ import time
 import numpy as np
 from safetensors.numpy import save_file
 
+from bert_tf.choices import BENCH_CASES as CASES, BENCH_PEERS as PEERS, \
+    BENCH_TRAIN_EXAMPLES as TRAIN_EXAMPLES, KERAS_HUB_INSTALL
 from bert_tf.config import PRESETS, BertConfig, load_config
 from bert_tf.data.glue import Examples, encode, make_dataset, read_task
 from bert_tf.errors import ConfigError
@@ -81,9 +83,6 @@ from bert_tf.preprocessing.tokenizer import load_vocab
 # devices before `bench` has set them up. (The bert_tf imports above load TensorFlow's
 # modules anyway: this marks where it runs, it saves no start-up time.)
 
-CASES = ("encoder", "e2e", "latency", "train", "tokenize")
-PEERS = ("model-garden", "keras-hub", "hf", "tfhub", "hf-bf16", "st-onnx", "st-onnx-int8",
-         "st-openvino")
 ST_PEERS = ("st-onnx", "st-onnx-int8", "st-openvino")
 # The latency case's requests: (texts' length, texts per request).
 LATENCY_SHAPES = (("short", 1), ("short", 8), ("long", 1), ("long", 8))
@@ -91,7 +90,6 @@ SHORT_TOKENS = 20        # a short text: 20 tokens (± 2) with [CLS] and [SEP]
 LATENCY_WARMUP = 20      # untimed requests of each shape first
 MIN_COSINE = 0.999       # bfloat16 rows: mean cosine of pooled outputs to bert-tf fp32
 TOLERANCE = 1e-4
-TRAIN_EXAMPLES = 1600
 TOKENIZE_CHUNK = 4096  # texts per call, as bert_tf.data.encode tokenises
 LEARNING_RATE = 5e-5
 # The peers' worker scripts, in the repository's benchmarks/ (not part of the package).
@@ -99,8 +97,6 @@ BENCHMARKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "benchmarks")
 # bert-tf's own worker: `python -m WORKER_MODULE JOB.json` (this module's `run_worker`).
 WORKER_MODULE = "bert_tf.experiments.bench"
-KERAS_HUB_INSTALL = ("pip install --no-deps --target .venv/keras-hub "
-                     "-r benchmarks/requirements-keras-hub.txt")
 ST_HINT = "--st-python: a python with benchmarks/requirements-st.txt"
 MISSING_MODULE_HINTS = {"hf": "--hf-python: a python with benchmarks/requirements-hf.txt",
                         "hf-bf16": "--hf-python: a python with benchmarks/requirements-hf.txt",

@@ -59,6 +59,7 @@ import os
 import shutil
 import tempfile
 
+from bert_tf.choices import EXPORT_PRECISIONS as PRECISIONS
 from bert_tf.errors import ConfigError
 from bert_tf.export.savedmodel import EXPORTS, build_encoder_module, build_preprocessor_module, \
     check_version, claim_version, save_to_temp, serving_instructions, write_warmup_requests
@@ -68,10 +69,8 @@ from bert_tf.training.strategy import policy_scope
 
 __all__ = ["export_model", "check_export", "serving_instructions", "EXPORTS", "PRECISIONS"]
 
-# --precision -> the Keras dtype policy the encoder export computes under (its variables
-# stay float32: TF Hub users fine-tune them) ...
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
-# ... and the serving export's, which only serves: bfloat16 variables, half the bytes.
+# --precision -> the Keras dtype policy of the encoder export is `PRECISIONS`; the serving
+# export's, which only serves: bfloat16 variables, half the bytes.
 SERVING_PRECISIONS = {"float32": "float32", "bfloat16": "bfloat16"}
 
 

@@ -16,13 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bert_tf.choices import EMBED_POOLINGS
 from bert_tf.errors import ConfigError
 from bert_tf.io.atomic import atomic_file
 from bert_tf.models.encoder import encoder_inputs
 from bert_tf.models.loading import check_model_dir, load_encoder, load_tokenizer
 from bert_tf.layers.pooling import pool
-
-EMBED_POOLINGS = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len")
 
 
 class Embedder:

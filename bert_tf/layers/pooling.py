@@ -21,9 +21,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from bert_tf.choices import POOLINGS as STRATEGIES
 from bert_tf.errors import ConfigError
-
-STRATEGIES = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len", "attention")
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")

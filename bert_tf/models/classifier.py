@@ -41,6 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bert_tf.choices import PROBLEMS
 from bert_tf.errors import ConfigError
 from bert_tf.layers import AttentionPooling, pool
 from bert_tf.models.base import CheckpointNames, LeavesOutUnused, WrapsEncoder, read_task
@@ -48,8 +49,6 @@ from bert_tf.models.encoder import BertEncoder, encoder_inputs
 from bert_tf.models.serving import text_serving_module
 from bert_tf.models.task import TextTask
 from bert_tf.preprocessing.preprocessor import BertPreprocessor
-
-PROBLEMS = ("single_label", "multi_label", "regression")
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")

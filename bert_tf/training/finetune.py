@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from bert_tf.choices import TASKS
 from bert_tf.data.glue import DataError, Examples, encode, glue_files, label_map, make_dataset, \
     read_task, read_tsv, training_epochs
 from bert_tf.errors import ConfigError
@@ -45,8 +46,6 @@ from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, check_seed, fit_under_multi_worker, \
     prepare_training
-
-TASKS = ("sst2", "mrpc", "tsv")
 
 # What a run writes besides `RunDir`'s files: `--overwrite` replaces these and no others.
 OUTPUTS = ("model", "training_curve.png")

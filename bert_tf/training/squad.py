@@ -39,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bert_tf.choices import SQUAD_MICRO_BATCHES
 from bert_tf.data.glue import make_dataset, training_epochs
 from bert_tf.data.squad import SquadError, check_sizes, evaluate_file, make_features, \
     postprocess, read_squad
@@ -90,7 +91,7 @@ class SquadConfig(RunOptions):
     warmup_proportion: float = 0.1
     seed: int = 0
     no_export: bool = False
-    micro_batches: int = 16
+    micro_batches: int = SQUAD_MICRO_BATCHES
 
     def __post_init__(self):
         super().__post_init__()

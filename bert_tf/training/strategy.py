@@ -10,12 +10,10 @@ import os
 import keras
 import tensorflow as tf
 
+from bert_tf.choices import MIXED_PRECISIONS as PRECISIONS, STRATEGIES
 from bert_tf.errors import ConfigError
 from bert_tf.training.micro_batch import check_micro_batches
 
-
-STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("none", "bfloat16", "float16")
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are unsigned 32-bit integers
 
 
