@@ -41,6 +41,9 @@ import time
 # a clear "No filesystem found" error, so the warning is noise for local runs.
 logging.getLogger("apache_beam.io.filesystems").setLevel(logging.ERROR)
 
+from bert_tf.extras import require  # noqa: E402
+
+require("apache_beam", "beam", "Batch inference on Apache Beam")  # one line when missing
 import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402
 from apache_beam.io import fileio  # noqa: E402
