@@ -336,7 +336,7 @@ def test_bfloat16_note_says_when_it_will_serve_slower(tiny_model_dir, tmp_path, 
     test_bfloat16_export_computes_in_bfloat16_and_answers_in_float32 checks it.)"""
     from bert_tf import cli as cli_module
     calls = []
-    monkeypatch.setattr(cli_module, "export_model",
+    monkeypatch.setattr("bert_tf.export.export_model",
                         lambda *args, **kwargs: calls.append(kwargs["precision"]) or {})
     args = ["export", "--model", tiny_model_dir, "--out", str(tmp_path / "x")]
     monkeypatch.setattr(cli_module, "bfloat16_support", lambda: (False, "CPU X has no bf16 (test)"))

@@ -1,6 +1,9 @@
-"""The `bert-tf` command line (also `python -m bert_tf`): each command turns argv into
+r"""The `bert-tf` command line (also `python -m bert_tf`): each command turns argv into
 a call of the library (`bert_tf.training.finetune.finetune(FinetuneConfig(...))`, ...).
-Bad input prints one line `bert-tf CMD: error: ...` and exits with status 2.
+Bad input prints one line `bert-tf CMD: error: ...` and exits with status 2. A job
+ends by printing where each of its outputs went. TensorFlow's start-up lines (CUDA,
+oneDNN, CPU features) and warnings are not shown; `--verbose`, before or after the
+command's name, shows them.
 
     bert-tf convert --from hf SRC_DIR --out MODEL_DIR
     bert-tf info MODEL_DIR
@@ -28,29 +31,20 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bert_tf.choices import EMBED_POOLINGS, EXPORT_PRECISIONS
+from bert_tf.cli.batch import add_beam_arguments, add_predict_parser, embed_with_beam
+from bert_tf.cli.experiments import add_bench_parser, add_pooling_report_parser
+from bert_tf.cli.outputs import print_outputs
+from bert_tf.cli.paths import command_paths
+from bert_tf.cli.quiet import quiet_tensorflow
+from bert_tf.cli.training import add_finetune_parser, add_pretrain_parser, add_squad_parser
+from bert_tf.cli.types import positive_int, proportion
+from bert_tf.errors import BertTfError, ConfigError
+from bert_tf.hardware import bfloat16_support
+from bert_tf.io.atomic import check_distinct
 
-from bert_tf.cli.types import positive_int, proportion  # noqa: E402
-from bert_tf.cli.batch import add_beam_arguments, add_predict_parser, \
-    embed_with_beam  # noqa: E402
-from bert_tf.cli.experiments import add_bench_parser, add_pooling_report_parser  # noqa: E402
-from bert_tf.cli.info import model_info  # noqa: E402
-from bert_tf.cli.paths import command_paths  # noqa: E402
-from bert_tf.cli.training import (add_finetune_parser, add_pretrain_parser,  # noqa: E402
-                                  add_squad_parser)
-from bert_tf.data.pretraining import create_pretraining_data, prepare_text  # noqa: E402
-from bert_tf.data.squad import squad_eval  # noqa: E402
-from bert_tf.export import PRECISIONS, check_export, export_model, \
-    serving_instructions  # noqa: E402
-from bert_tf.hardware import bfloat16_support  # noqa: E402
-from bert_tf.inference.embed import EMBED_POOLINGS, Embedder, check_output_name, \
-    write_vectors  # noqa: E402
-from bert_tf.inference.squad import answer  # noqa: E402
-from bert_tf.io.atomic import check_distinct, check_output  # noqa: E402
-from bert_tf.io.text import read_lines, read_text  # noqa: E402
-from bert_tf.models import convert  # noqa: E402
-from bert_tf.errors import BertTfError, ConfigError  # noqa: E402
-from bert_tf.models import BertSpanModel, load_model, load_preprocessor  # noqa: E402
+# The modules above do not import TensorFlow (`--help` answers at once); each command
+# imports the library it runs.
 
 
 class UsageError(ConfigError):
@@ -58,6 +52,7 @@ class UsageError(ConfigError):
 
 
 def _convert(args):
+    from bert_tf.models import convert
     if args.to == "google":
         out = convert.convert_to_google(args.src, args.out, overwrite=args.overwrite)
     elif args.source == "hf":
@@ -71,6 +66,7 @@ def _convert(args):
 
 
 def _info(args):
+    from bert_tf.cli.info import model_info
     print(model_info(args.model_dir))
 
 
@@ -82,6 +78,9 @@ def _embed(args):
         raise UsageError("several inputs, --num-workers, --num-shards, --format and "
                          "--text-column need --runner (batch inference on Beam); without it "
                          "the --output name (.npy or .jsonl) chooses the format")
+    from bert_tf.inference.embed import Embedder, check_output_name, write_vectors
+    from bert_tf.io.atomic import check_output
+    from bert_tf.io.text import read_lines
     args.input = args.input[0]
     check_output_name(args.output)
     check_output(args.output, args.overwrite)
@@ -97,39 +96,49 @@ def _embed(args):
 
 
 def _export(args):
+    from bert_tf import export
+    from bert_tf.models import BertSpanModel, load_model, load_preprocessor
     if args.precision == "bfloat16":
         native, reason = bfloat16_support()
         if not native:
             print(f"note: --precision bfloat16 exports anyway, but it will serve slower than "
                   f"float32 on this machine: {reason}", file=sys.stderr)
-    check_export(args.out, args.version, args.overwrite)
+    export.check_export(args.out, args.version, args.overwrite)
     model = load_model(args.model)
     preprocessor = None if hasattr(model, "preprocessor") else load_preprocessor(args.model)
-    targets = export_model(model, args.out, args.version, args.seq_length, args.overwrite,
-                           preprocessor=preprocessor, precision=args.precision)
+    targets = export.export_model(model, args.out, args.version, args.seq_length,
+                                  args.overwrite, preprocessor=preprocessor,
+                                  precision=args.precision)
     for name, path in targets.items():
         print(f"{name:<13} {path}")
     name = os.path.basename(os.path.abspath(args.out)) or "bert"
     squad = isinstance(model, BertSpanModel)
-    print(serving_instructions(args.out, name, {"question": "Who?", "context": "Ann did."}
-                               if squad else None))
+    print(export.serving_instructions(args.out, name, {"question": "Who?", "context": "Ann did."}
+                                      if squad else None))
 
 
 def _prepare_text(args):
+    from bert_tf.data.pretraining import prepare_text
     print(json.dumps(prepare_text(args.input, args.out, args.format, args.eval_out,
                                   args.eval_every, overwrite=args.overwrite)))
+    print_outputs({"text": args.out, "held out": args.eval_out})
 
 
 def _create_pretraining_data(args):
+    from bert_tf.data.pretraining import create_pretraining_data
     summary = create_pretraining_data(
         args.input, args.vocab, args.out, args.max_seq_length, args.max_predictions_per_seq,
         args.masked_lm_prob, args.dupe_factor, args.short_seq_prob, args.whole_word_mask,
         args.seed, args.shards, lower_case=not args.cased, progress=not args.quiet,
         overwrite=args.overwrite)
     print(json.dumps(summary, indent=1))
+    shards = summary["outputs"]
+    print_outputs({"instances" if len(shards) == 1 else f"shard {i + 1} of {len(shards)}": path
+                   for i, path in enumerate(shards)})
 
 
 def _squad_eval(args):
+    from bert_tf.data.squad import squad_eval
     scores, unanswered = squad_eval(args.data, args.predictions, args.articles)
     if unanswered:
         print(f"note: {unanswered} questions have no prediction and score 0", file=sys.stderr)
@@ -137,6 +146,8 @@ def _squad_eval(args):
 
 
 def _squad_answer(args):
+    from bert_tf.inference.squad import answer
+    from bert_tf.io.text import read_text
     context = args.context
     if args.context_file:
         context = read_text(args.context_file)
@@ -159,14 +170,32 @@ def _version() -> str:
         return __version__
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; a flag's help ends with its default, where it has one
+    (not None or False) that the help does not already state."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+VERBOSE_HELP = "show TensorFlow's start-up lines and warnings"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bert-tf", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"bert-tf {_version()}")
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bert-tf {_version()}",
+                        help="print the installed version and exit")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="convert pretrained weights into a model dir")
-    p.add_argument("--from", dest="source", choices=("hf", "google"))
+    p.add_argument("--from", dest="source", choices=("hf", "google"),
+                   help="the layout of SRC: Hugging Face (config.json, model.safetensors or "
+                   "pytorch_model.bin, vocab.txt) or Google's TF checkpoint")
     p.add_argument("--to", choices=("google",), help="write a bert-tf model dir as Google's layout")
     p.add_argument("src", help="source dir (HF or Google files, or a bert-tf model dir for --to)")
     p.add_argument("--out", required=True, help="model dir to write")
@@ -175,17 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("info", help="config and parameter counts of a model dir")
-    p.add_argument("model_dir")
+    p.add_argument("model_dir", help="model dir (pretrained or fine-tuned)")
     p.set_defaults(func=_info)
 
     p = sub.add_parser("embed", help="one vector per input line")
     p.add_argument("--model", required=True, help="model dir")
-    p.add_argument("--pooling", default="pooled_output",
-                   choices=EMBED_POOLINGS)
+    p.add_argument("--pooling", default="pooled_output", choices=EMBED_POOLINGS,
+                   help="how the token vectors become one: the pooler's output, [CLS]'s "
+                   "vector, or the mean, max or sum / sqrt(length) of the tokens'")
     p.add_argument("--normalize", action="store_true",
                    help="divide each vector by its L2 norm (dot products are then cosines)")
-    p.add_argument("--max-seq-length", type=positive_int, default=128)
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--max-seq-length", type=positive_int, default=128,
+                   help="longest input in tokens; longer lines are trimmed (and counted)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="lines per batch")
     p.add_argument("input", nargs="+", help="text file, one text per line, or - for stdin; "
                    "with --runner: files or glob patterns")
     p.add_argument("--output", required=True, help="OUT.npy or OUT.jsonl; with --runner an "
@@ -203,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-length", type=positive_int,
                    help="longest input in tokens (default: the fine-tuned model's, else 128)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
-    p.add_argument("--precision", default="float32", choices=list(PRECISIONS),
+    p.add_argument("--precision", default="float32", choices=list(EXPORT_PRECISIONS),
                    help="what the encoder and serving exports compute in (inputs and outputs "
                    "stay float32); bfloat16 pays on CPUs with AMX / AVX-512 BF16 and on GPUs")
     p.set_defaults(func=_export)
@@ -214,10 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "input (a sentence per line, blank lines between documents)")
     p.add_argument("input", nargs="+", help="text files")
     p.add_argument("--out", required=True, help="text file to write")
-    p.add_argument("--format", default="auto", choices=("auto", "wikitext", "plain"))
+    p.add_argument("--format", default="auto", choices=("auto", "wikitext", "plain"),
+                   help="wikitext: ' = Title = ' lines start documents; plain: blank lines "
+                   "end them; auto: wikitext if such a title line is there")
     p.add_argument("--eval-out", help="also write every --eval-every-th document here "
                    "(held out of --out)")
-    p.add_argument("--eval-every", type=positive_int, default=20)
+    p.add_argument("--eval-every", type=positive_int, default=20,
+                   help="with --eval-out: hold out one document in N")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=_prepare_text)
 
@@ -227,15 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab", required=True, help="vocab.txt")
     p.add_argument("--out", required=True, help="PATH.tfrecord (with --shards N: "
                    "PATH.tfrecord-0000i-of-0000N)")
-    p.add_argument("--max-seq-length", type=positive_int, default=128)
-    p.add_argument("--max-predictions-per-seq", type=positive_int, default=20)
-    p.add_argument("--masked-lm-prob", type=proportion, default=0.15)
+    p.add_argument("--max-seq-length", type=positive_int, default=128,
+                   help="tokens per instance, [CLS] and [SEP]s included")
+    p.add_argument("--max-predictions-per-seq", type=positive_int, default=20,
+                   help="most masked tokens per instance")
+    p.add_argument("--masked-lm-prob", type=proportion, default=0.15,
+                   help="share of the tokens that are masked")
     p.add_argument("--dupe-factor", type=positive_int, default=10,
                    help="times each document is used, with different masks")
-    p.add_argument("--short-seq-prob", type=proportion, default=0.1)
-    p.add_argument("--whole-word-mask", action="store_true")
-    p.add_argument("--seed", type=int, default=12345)
-    p.add_argument("--shards", type=positive_int, default=1)
+    p.add_argument("--short-seq-prob", type=proportion, default=0.1,
+                   help="share of instances made shorter than --max-seq-length on purpose")
+    p.add_argument("--whole-word-mask", action="store_true",
+                   help="mask all the pieces of a word together")
+    p.add_argument("--seed", type=int, default=12345, help="seed of the shuffles and masks")
+    p.add_argument("--shards", type=positive_int, default=1, help="TFRecord files to write")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--cased", action="store_true", help="do not lower-case")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -253,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("squad-answer", help="answer a question with an exported SQuAD model")
     p.add_argument("--export", required=True, help="the serving SavedModel (export/serving/N)")
-    p.add_argument("--question", required=True)
+    p.add_argument("--question", required=True, help="the question")
     p.add_argument("--context", help="the text holding the answer")
     p.add_argument("--context-file", help="read the context from this file")
     p.set_defaults(func=_squad_answer)
@@ -261,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_pretrain_parser(sub)
 
     add_bench_parser(sub)
+
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
+        # --verbose after the command's name too; without it the top level's value stands.
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help=VERBOSE_HELP)
     return parser
 
 
@@ -269,6 +314,7 @@ def main(argv=None) -> int:
     argv, beam_args = split_beam_args(argv)
     args = build_parser().parse_args(argv)
     args.beam_args = beam_args
+    quiet_tensorflow(args.verbose)
     try:
         check_distinct(*command_paths(args))
         args.func(args)
@@ -287,7 +333,8 @@ def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
         return argv, []
     split = argv.index("--")
     head = argv[:split]
-    beam = head[:1] == ["predict"] or (head[:1] == ["embed"] and any(
+    command = next((a for a in head if not a.startswith("-")), None)  # after --verbose
+    beam = command == "predict" or (command == "embed" and any(
         a == "--runner" or a.startswith("--runner=") for a in head))
     return (head, argv[split + 1:]) if beam else (argv, [])
 
@@ -302,7 +349,3 @@ def error_line(error: Exception) -> str:
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         text += " (the disk is full)"
     return " ".join(text.split())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

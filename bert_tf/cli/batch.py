@@ -76,7 +76,7 @@ def add_predict_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", help="files or glob patterns (local, gs://, s3://, ...)")
     p.add_argument("--output", required=True, help="output prefix: writes "
                    "OUTPUT-SSSSS-of-NNNNN.FORMAT and OUTPUT.errors-*.jsonl")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="texts per batch")
     add_beam_arguments(p, "direct")
     p.add_argument("--text-b-column", help="pair models: the second text's column")
     p.set_defaults(func=_predict)

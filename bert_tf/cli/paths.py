@@ -7,8 +7,6 @@ from __future__ import annotations
 import glob
 import os
 
-from bert_tf.export.savedmodel import EXPORTS
-
 
 def _files(patterns, commas: bool = False) -> list[str]:
     """The local files of input patterns (globs expanded; with `commas`, comma lists
@@ -44,6 +42,7 @@ def command_paths(args) -> tuple[list[tuple[str, str, str]], list[tuple[str, str
         return [("--output", args.output, "prefix")], \
             _inputs("input", _files(args.inputs)) + [("--export", args.export)]
     if command == "export":
+        from bert_tf.export.savedmodel import EXPORTS
         return [("--out", args.out, "file")] + [
             ("--out", os.path.join(args.out, name), "folder") for name in EXPORTS], \
             [("--model", args.model)]

@@ -1,19 +1,17 @@
 """The training commands' flags: `finetune`, `pretrain` and `squad`. Each flag is a
 field of the job's config dataclass (`--learning-rate` is `learning_rate`), so the
-namespace becomes the config by name."""
+namespace becomes the config by name. The jobs (and TensorFlow) are imported when one
+runs."""
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
 
+from bert_tf.choices import MIXED_PRECISIONS, POOLINGS, PROBLEMS, SQUAD_MICRO_BATCHES, \
+    STRATEGIES, TASKS
+from bert_tf.cli.outputs import folder_outputs, print_outputs
 from bert_tf.cli.types import non_negative_int, positive_float, positive_int, proportion
-from bert_tf.layers.pooling import STRATEGIES as POOLINGS
-from bert_tf.models.classifier import PROBLEMS
-from bert_tf.training.finetune import TASKS, FinetuneConfig, finetune
-from bert_tf.training.pretrain import PretrainConfig, pretrain
-from bert_tf.training.squad import SquadConfig, squad
-from bert_tf.training.strategy import PRECISIONS, STRATEGIES
 
 
 def config_from_args(cls, args):
@@ -25,11 +23,14 @@ def config_from_args(cls, args):
 def add_run_arguments(p, micro_batches: int = 1) -> None:
     """The flags every training command shares (`RunOptions`): where and how it runs
     (`micro_batches`: the command's default for `--micro-batches`)."""
-    p.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                   help="where to train: auto is a TPU if --tpu is given, else all GPUs, "
+                   "else the CPU")
     p.add_argument("--tpu", help="TPU address for --strategy tpu/auto")
     p.add_argument("--cpu-replicas", type=positive_int, default=1,
                    help="split the CPU into N logical devices (to try mirrored without GPUs)")
-    p.add_argument("--mixed-precision", default="none", choices=PRECISIONS)
+    p.add_argument("--mixed-precision", default="none", choices=MIXED_PRECISIONS,
+                   help="Keras' mixed policy: compute in this 16-bit type, variables in float32")
     p.add_argument("--checkpoint-every", type=positive_int, default=200,
                    help="steps between resumable checkpoints")
     p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
@@ -41,14 +42,33 @@ def add_run_arguments(p, micro_batches: int = 1) -> None:
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
 
 
-def _print_metrics(metrics: dict) -> None:
+def print_result(metrics: dict, out: str, kind: str = "run dir") -> None:
+    """A training job's last lines: its metrics as JSON (the history and the exports'
+    paths left out), then where each output went (`kind`: what `out` is)."""
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "exports")},
                      indent=1))
+    print_outputs(folder_outputs(out, metrics.get("exports"), kind))
+
+
+def run_finetune(args) -> None:
+    from bert_tf.training.finetune import FinetuneConfig, finetune
+    print_result(finetune(config_from_args(FinetuneConfig, args)), args.out)
+
+
+def run_pretrain(args) -> None:
+    from bert_tf.training.pretrain import PretrainConfig, pretrain
+    print_result(pretrain(config_from_args(PretrainConfig, args)), args.out, "model dir")
+
+
+def run_squad(args) -> None:
+    from bert_tf.training.squad import SquadConfig, squad
+    print_result(squad(config_from_args(SquadConfig, args)), args.out)
 
 
 def add_finetune_parser(sub) -> None:
     p = sub.add_parser("finetune", help="fine-tune a classifier with Keras fit")
-    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--task", required=True, choices=TASKS,
+                   help="SST-2 or MRPC from --data-dir, or your own TSV files (--train, --dev)")
     p.add_argument("--model", required=True, help="pretrained model dir")
     p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
                    help="folder with SST-2/ and MRPC/ (default $BERT_TF_DATA or ../shared/data)")
@@ -58,11 +78,16 @@ def add_finetune_parser(sub) -> None:
     p.add_argument("--learning-rate", type=positive_float,
                    help="peak learning rate; default per task: sst2 1e-4, mrpc 5e-5, tsv 5e-5")
     p.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
-    p.add_argument("--max-seq-length", type=positive_int, default=128)
-    p.add_argument("--warmup-proportion", type=proportion, default=0.1)
+    p.add_argument("--max-seq-length", type=positive_int, default=128,
+                   help="longest input in tokens; longer texts are trimmed")
+    p.add_argument("--warmup-proportion", type=proportion, default=0.1,
+                   help="share of the steps over which the learning rate rises to its peak")
     p.add_argument("--train-limit", type=positive_int, help="use the first N training examples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pooling", default="pooled_output", choices=POOLINGS)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the head's initialisation, dropout and the data order")
+    p.add_argument("--pooling", default="pooled_output", choices=POOLINGS,
+                   help="how the head turns the token vectors into one: the pooler's output, "
+                   "[CLS]'s vector, mean, max, sum / sqrt(length), or learned attention")
     p.add_argument("--reinit-pooler", action="store_true",
                    help="re-initialise the pooler's dense layer (drop its NSP-trained weights)")
     p.add_argument("--train", help="--task tsv: training TSV (with a header row)")
@@ -79,8 +104,7 @@ def add_finetune_parser(sub) -> None:
                    "recorded in the model dir for the export (default 0.5)")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
     add_run_arguments(p)
-    p.set_defaults(func=lambda args: _print_metrics(finetune(config_from_args(FinetuneConfig,
-                                                                              args))))
+    p.set_defaults(func=run_finetune)
 
 
 def add_pretrain_parser(sub) -> None:
@@ -93,20 +117,24 @@ def add_pretrain_parser(sub) -> None:
     p.add_argument("--train", required=True, help="TFRecord file pattern")
     p.add_argument("--eval", help="TFRecord file pattern, evaluated after every epoch")
     p.add_argument("--out", required=True, help="model dir to write (also holds the run state)")
-    p.add_argument("--steps", type=positive_int, default=10_000)
+    p.add_argument("--steps", type=positive_int, default=10_000, help="training steps in all")
     p.add_argument("--steps-per-epoch", type=positive_int, default=1000,
                    help="steps between evaluations and log lines")
     p.add_argument("--batch-size", type=positive_int, default=128, help="global batch size")
-    p.add_argument("--learning-rate", type=positive_float, default=1e-4)
-    p.add_argument("--warmup-steps", type=non_negative_int, default=1000)
-    p.add_argument("--optimizer", default="adamw", choices=("adamw", "lamb"))
+    p.add_argument("--learning-rate", type=positive_float, default=1e-4,
+                   help="peak learning rate")
+    p.add_argument("--warmup-steps", type=non_negative_int, default=1000,
+                   help="steps over which the learning rate rises to its peak")
+    p.add_argument("--optimizer", default="adamw", choices=("adamw", "lamb"),
+                   help="AdamW with weight decay, or LAMB (large batches)")
     p.add_argument("--dynamic-masking", action="store_true",
                    help="draw new masks every epoch in tf.data (the records' masks are undone)")
-    p.add_argument("--masked-lm-prob", type=proportion, default=0.15, help="for --dynamic-masking")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--masked-lm-prob", type=proportion, default=0.15,
+                   help="for --dynamic-masking: share of the tokens that are masked")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initialisation, dropout and the data order")
     add_run_arguments(p)
-    p.set_defaults(func=lambda args: _print_metrics(pretrain(config_from_args(PretrainConfig,
-                                                                              args))))
+    p.set_defaults(func=run_pretrain)
 
 
 def add_squad_parser(sub) -> None:
@@ -117,16 +145,24 @@ def add_squad_parser(sub) -> None:
     p.add_argument("--out", required=True, help="run dir")
     p.add_argument("--train-articles", help="A:B, the articles of --train to use")
     p.add_argument("--predict-articles", help="C:D, the articles of --predict to use")
-    p.add_argument("--max-seq-length", type=positive_int, default=384)
-    p.add_argument("--doc-stride", type=positive_int, default=128)
-    p.add_argument("--max-query-length", type=positive_int, default=64)
-    p.add_argument("--n-best-size", type=positive_int, default=20)
-    p.add_argument("--max-answer-length", type=positive_int, default=30)
-    p.add_argument("--epochs", type=positive_int, default=2)
-    p.add_argument("--learning-rate", type=positive_float, default=5e-5)
+    p.add_argument("--max-seq-length", type=positive_int, default=384,
+                   help="tokens per window of question and context")
+    p.add_argument("--doc-stride", type=positive_int, default=128,
+                   help="tokens between the starts of a long context's windows")
+    p.add_argument("--max-query-length", type=positive_int, default=64,
+                   help="longest question in tokens; longer ones are trimmed")
+    p.add_argument("--n-best-size", type=positive_int, default=20,
+                   help="start and end candidates per window")
+    p.add_argument("--max-answer-length", type=positive_int, default=30,
+                   help="longest answer in tokens")
+    p.add_argument("--epochs", type=positive_int, default=2, help="passes over --train")
+    p.add_argument("--learning-rate", type=positive_float, default=5e-5,
+                   help="peak learning rate")
     p.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
-    p.add_argument("--warmup-proportion", type=proportion, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup-proportion", type=proportion, default=0.1,
+                   help="share of the steps over which the learning rate rises to its peak")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the head's initialisation, dropout and the data order")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
-    add_run_arguments(p, micro_batches=SquadConfig.micro_batches)
-    p.set_defaults(func=lambda args: _print_metrics(squad(config_from_args(SquadConfig, args))))
+    add_run_arguments(p, micro_batches=SQUAD_MICRO_BATCHES)
+    p.set_defaults(func=run_squad)
