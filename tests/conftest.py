@@ -70,6 +70,24 @@ def tiny_model_dir(tmp_path_factory, vocab_file):
                            encoder.checkpoint_tensors(), {"source": "random init, seed 1"})
 
 
+@pytest.fixture
+def saved_models_loaded_once(monkeypatch):
+    """`tf.saved_model.load` remembering, for one test, what it loaded (by path): a test
+    that asks one export many questions through `bert_tf`'s functions (each of which
+    loads the export) loads and traces it once instead of for every call, seconds each.
+    The exports such a test loads must not be rewritten while it runs."""
+    import tensorflow as tf
+    load, loaded = tf.saved_model.load, {}
+
+    def load_once(export_dir, *args, **kwargs):
+        key = (os.path.abspath(export_dir), args, tuple(sorted(kwargs.items())))
+        if key not in loaded:
+            loaded[key] = load(export_dir, *args, **kwargs)
+        return loaded[key]
+    monkeypatch.setattr(tf.saved_model, "load", load_once)
+    return loaded
+
+
 def metrics(run_dir) -> dict:
     """A finished run's metrics.json."""
     import json

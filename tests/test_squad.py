@@ -296,7 +296,8 @@ def test_answers_not_at_answer_start_are_skipped_and_counted(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_squad_run_learns_and_writes_everything(tiny_model_dir, tmp_path, capsys):
+def test_tiny_squad_run_learns_and_writes_everything(tiny_model_dir, tmp_path, capsys,
+                                                    saved_models_loaded_once, monkeypatch):
     out = tmp_path / "run"
     args = ["squad", "--model", tiny_model_dir, "--train", squad_file(), "--train-articles",
             "2:3", "--predict", squad_file(), "--predict-articles", "8:9", "--out", str(out),
@@ -322,7 +323,8 @@ def test_tiny_squad_run_learns_and_writes_everything(tiny_model_dir, tmp_path, c
 
     # The run's serving export answers as the run predicted, through
     # `bert_tf.inference.squad.answer` and `bert-tf squad-answer`, for every question
-    # whose context fits one window (serving reads one window; the run reads all).
+    # whose context fits one window (serving reads one window; the run reads all);
+    # `answer` loads the export each time: here it is loaded once (saved_models_loaded_once).
     from bert_tf.inference.squad import answer
     from bert_tf.preprocessing import BertTokenizer
     export = str(out / "export" / "serving" / "1")
@@ -349,12 +351,20 @@ def test_tiny_squad_run_learns_and_writes_everything(tiny_model_dir, tmp_path, c
     assert "only its start was read" in capsys.readouterr().err
     assert cli(args) == 2  # a finished run is not overwritten
     # Stopped after training (no metrics.json yet): the rerun predicts with the saved
-    # model instead of training again, and gives the same answers.
+    # model instead of training again, and gives the same answers. Its export (the
+    # first run's, checked above, written again) is only recorded here: a second
+    # export would cost half a minute and check nothing new.
+    from bert_tf.training import run_dir
+    exported = []
+    monkeypatch.setattr(run_dir, "export_model", lambda model, base, **kwargs: exported.append(
+        (type(model).__name__, base, kwargs)) or metrics["exports"])
     (out / "metrics.json").unlink()
     capsys.readouterr()
     assert cli(args) == 0
     assert "holds the trained model of this run" in capsys.readouterr().out
     assert json.loads((out / "predictions.json").read_text()) == predictions
+    assert exported == [("BertSpanModel", str(out / "export"),
+                         {"seq_length": 128, "overwrite": True})]
 
 
 @pytest.mark.slow
