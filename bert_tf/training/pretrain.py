@@ -42,7 +42,6 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from matplotlib.figure import Figure
 
 from bert_tf.config import BertConfig, load_config
 from bert_tf.data.pretraining import MaskingVocab, check_records, pretraining_dataset
@@ -53,6 +52,8 @@ from bert_tf.models import BertEncoder, BertPretrainer
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.preprocessing.tokenizer import load_vocab
+from bert_tf.training.curves import plot_curves
+from bert_tf.training.progress import LongStep, StepTimer
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, check_seed, fit_under_multi_worker, \
@@ -150,20 +151,26 @@ def build(config: BertConfig, init_dir: str | None, seed: int) -> BertPretrainer
     return model
 
 
-def plot_curves(history: dict, steps_per_epoch: int, path: str) -> None:
-    """Loss, masked-LM and next-sentence accuracy (train and eval) per epoch, as a PNG."""
-    steps = [steps_per_epoch * (i + 1) for i in range(len(history["loss"]))]
-    fig = Figure(figsize=(12, 3.5))  # no pyplot: the user's matplotlib backend stays as it is
-    axes = fig.subplots(1, 3)
-    for ax, key, title in zip(axes, ("loss", "mlm_accuracy", "nsp_accuracy"),
-                              ("total loss", "masked-LM accuracy", "next-sentence accuracy")):
-        for prefix, label in (("", "train"), ("val_", "eval")):
-            if prefix + key in history:
-                ax.plot(steps, history[prefix + key], marker="o", label=label)
-        ax.set(xlabel="step", title=title)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+# The curves' panels of per-epoch values besides the loss: train and eval accuracy.
+ACCURACY_PANELS = {title: ((key, "train"), (f"val_{key}", "eval")) for key, title in
+                   (("mlm_accuracy", "masked-LM accuracy"),
+                    ("nsp_accuracy", "next-sentence accuracy"))}
+
+
+class EvaluationLines(keras.callbacks.Callback):
+    """A line when `fit`'s evaluation of the eval records starts, one when it ends
+    (Keras shows no progress bar for it)."""
+
+    def __init__(self, batches: int, newline: bool):
+        super().__init__()
+        self.batches, self.newline = batches, newline
+
+    def on_test_begin(self, logs=None):
+        self._step = LongStep("evaluation", f"{self.batches} batches of the eval records",
+                              newline=self.newline)
+
+    def on_test_end(self, logs=None):
+        self._step.done(" - ".join(f"{rename(k)}: {v:.4f}" for k, v in (logs or {}).items()))
 
 
 def majority_baseline(eval_ds) -> float:
@@ -224,13 +231,16 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
     print(f"pre-training {bert_config.num_hidden_layers} layers × {bert_config.hidden_size}: "
           f"{config.steps} steps of {config.batch_size} ({epochs} × {per_epoch}) on "
           f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
-    callbacks = [TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
+    timer = StepTimer()
+    callbacks = [TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50), timer,
                  *callbacks]
+    if eval_ds is not None:
+        callbacks.append(EvaluationLines(int(eval_ds.cardinality()), newline=not config.quiet))
     start = time.time()
     try:
-        history, steps_run = fit_resumable(model, epoch_data, epochs, backup,
-                                           config.checkpoint_every, callbacks,
-                                           verbose=config.verbose, validation_data=eval_ds)
+        history, _ = fit_resumable(model, epoch_data, epochs, backup,
+                                   config.checkpoint_every, callbacks,
+                                   verbose=config.verbose, validation_data=eval_ds)
     except tf.errors.DataLossError as e:  # changed since the check at the start
         files = " or ".join(p for p in (config.train, config.eval) if p)
         raise DataError(f"{files}: a record is corrupted or truncated "
@@ -243,9 +253,9 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
         return hist
     metrics = {"steps": per_epoch * epochs, "batch_size": config.batch_size,
                "train_wall_seconds": round(wall, 1),
-               # this process's steps: a resumed run trained only the rest
-               "examples_per_second": round(steps_run * config.batch_size / wall, 1)
-               if steps_run else None,
+               # this process's steps after its first (the train function's tracing), not
+               # counting the evaluations: a resumed run times only the rest
+               "examples_per_second": timer.per_second(), **timer.summary(),
                "history": hist}
     for key in ("loss", "mlm_accuracy", "nsp_accuracy", "mlm_loss", "nsp_loss"):
         for prefix, name in (("", "train"), ("val_", "eval")):
@@ -257,7 +267,7 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
                       {"do_lower_case": lower_case,
                        "source": f"bert-tf pretrain ({config.config or config.init})"})
     if hist.get("loss"):
-        plot_curves(hist, per_epoch, run.file("pretraining_curves.png"))
+        plot_curves(hist, per_epoch, run.file("pretraining_curves.png"), ACCURACY_PANELS)
     return run.finish(metrics, TrainingState(backup, model))
 
 

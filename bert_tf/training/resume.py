@@ -8,7 +8,9 @@ schedule) already far along. Here the state is
 - every model variable (weights, and the dropout layers' random-seed states, which
   `save_weights` leaves out) and every optimizer variable (step count, Adam moments);
 - the position: the epoch, and how many of its batches are done;
-- the history so far (the per-epoch logs `fit` returns);
+- the history so far: the per-epoch logs `fit` returns, and per step the training
+  loss of the step's batch (`step_loss`) and the learning rate the step used
+  (`step_learning_rate`), for `bert_tf.training.curves`;
 - the running sums of the training metrics (loss, accuracy) of the epoch so far, so
   that a resumed epoch's history averages all of its batches, as a run never killed.
 
@@ -39,6 +41,7 @@ import numpy as np
 
 from bert_tf.errors import CheckpointError, TrainingError
 from bert_tf.io.atomic import atomic_file
+from bert_tf.training.progress import loss_sums
 
 STATE_FILE = "state.npz"
 
@@ -158,10 +161,11 @@ def diverged(model: keras.Model, what: str, checkpoint: str) -> TrainingError:
 
 
 class _Checkpoint(keras.callbacks.Callback):
-    """Stops a run whose loss is no longer a number; saves the state every `every`
-    batches and at the end of the epoch (after the other callbacks, so that their
-    epoch logs, dev metrics included, are in it). `metrics`: the running sums of a
-    resumed epoch, set when the epoch starts."""
+    """Stops a run whose loss is no longer a number; records each step's loss and
+    learning rate in the history; saves the state every `every` batches and at the
+    end of the epoch (after the other callbacks, so that their epoch logs, dev
+    metrics included, are in it). `metrics`: the running sums of a resumed epoch,
+    set when the epoch starts."""
 
     def __init__(self, state: TrainingState, every: int, epoch: int, skipped: int,
                  history: dict, metrics: list = ()):
@@ -171,17 +175,31 @@ class _Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.state.restore_metrics(self.metrics)
+        self.history = {k: list(v) for k, v in self.history.items()}  # appended to below
+        self._sums = loss_sums(self.model)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise diverged(self.model, f"the loss is {float(loss)}", self.state.path)
+        self._record_step()
         done = self.skipped + batch + 1
         if self.every and done % self.every == 0:
             self.state.save(self.epoch, done, self.history)
 
+    def _record_step(self):
+        """The step's batch loss (from the loss tracker's running sums: the logs hold the
+        epoch's mean so far) and the learning rate it used, read before the step."""
+        total, count = loss_sums(self.model)
+        loss = (total - self._sums[0]) / (count - self._sums[1])
+        self._sums = total, count
+        self.history.setdefault("step_loss", []).append(loss)
+        self.history.setdefault("step_learning_rate", []).append(self._rate)
+
     def on_epoch_end(self, epoch, logs=None):
-        self.history = {k: list(v) for k, v in self.history.items()}
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         self.state.save(epoch + 1, 0, self.history)
@@ -236,7 +254,8 @@ def fit_resumable(model: keras.Model, epoch_data, epochs: int, backup_dir: str,
     """Trains `model` (compiled) for `epochs` epochs of `epoch_data(epoch)` (a
     `tf.data.Dataset` of known size, the same batches whenever asked), resuming from
     `backup_dir` if a killed run left its state there. Returns the history (one value
-    per epoch per metric) and the number of steps this call ran. The state stays in
+    per epoch per metric; one per step in `step_loss` and `step_learning_rate`) and
+    the number of steps this call ran. The state stays in
     `backup_dir` until the caller removes it (`TrainingState(backup_dir, model).remove()`)
     once the run's outputs are written. Raises `TrainingError` when the loss is no
     longer a number (the last checkpoint stays)."""

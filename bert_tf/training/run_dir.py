@@ -6,9 +6,10 @@ import os
 import shutil
 
 from bert_tf.errors import OutputError
-from bert_tf.export import export_model
+from bert_tf.export import EXPORTS, export_model
 from bert_tf.io.atomic import atomic_file
 from bert_tf.models import load_model
+from bert_tf.training.progress import LongStep
 from bert_tf.training.resume import check_state
 from bert_tf.training.strategy import chief_from_tf_config, policy_scope
 
@@ -137,14 +138,18 @@ class RunDir:
     def finish(self, metrics: dict, state, export_from: str | None = None,
                seq_length: int | None = None) -> dict:
         """The end of a job: exports the model dir `export_from` (unless None) into
-        `export/`, writes `metrics.json` (which marks the run finished) and then drops
-        the training `state` (`TrainingState`). Returns `metrics`."""
+        `export/`, with a line when it starts and one when it ends; writes `metrics.json`
+        (which marks the run finished) and then drops the training `state`
+        (`TrainingState`). Returns `metrics`."""
         if export_from is not None:
+            step = LongStep("export", f"{', '.join(EXPORTS[:-1])} and {EXPORTS[-1]} "
+                            f"SavedModels to {self.file('export')}")
             # From the model dir: a model outside the distribution strategy's variables,
             # computing in float32 whatever precision the run trained in.
             with policy_scope("float32"):
                 metrics["exports"] = export_model(load_model(export_from), self.file("export"),
                                                   seq_length=seq_length, overwrite=True)
+            step.done()
         self.write_json("metrics.json", metrics)
         state.remove()
         return metrics

@@ -47,6 +47,7 @@ from bert_tf.models import BertSpanModel, load_encoder, load_preprocessor
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.training.micro_batch import use_micro_batches
+from bert_tf.training.progress import LongStep, StepTimer
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, check_seed, fit_under_multi_worker, \
@@ -169,7 +170,9 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
                       jit_compile=config.jit_compile)
     use_micro_batches(model, config.micro_batches)
     fit_under_multi_worker(model, strategy)
-    callbacks = [TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50), *callbacks]
+    timer = StepTimer()
+    callbacks = [TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50), timer,
+                 *callbacks]
     backup = run.backup
     model_dir = run.file("model")
     trained = run.chief and os.path.exists(os.path.join(model_dir, "bert_tf.json"))
@@ -179,11 +182,9 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
         model.set_weights(BertSpanModel.from_model_dir(model_dir).get_weights())
         with open(run.file("history.json")) as f:
             history = json.load(f)
-        steps_run = 0
     else:
-        history, steps_run = fit_resumable(model, epoch_data, config.epochs, backup,
-                                           config.checkpoint_every, callbacks,
-                                           verbose=config.verbose)
+        history, _ = fit_resumable(model, epoch_data, config.epochs, backup,
+                                   config.checkpoint_every, callbacks, verbose=config.verbose)
     wall = time.time() - start
     if not run.chief:
         TrainingState(backup, model).remove()
@@ -194,14 +195,15 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
         model.save_model_dir(model_dir, meta={"source": f"squad fine-tune of {config.model}"},
                              overwrite=True)
 
-    start_predict = time.time()
+    step = LongStep("prediction", f"{len(predict)} questions in {len(predict_features)} "
+                    f"windows of {config.predict}")
     # predicting keeps no activations for a backward pass: twice the training slice
     starts, ends = predict_logits(model, predict_features,
                                   max(1, 2 * config.batch_size // config.micro_batches))
     predictions, nbest = postprocess(predict, predict_features, starts, ends, tokenizer.vocab,
                                      config.n_best_size, config.max_answer_length,
                                      tokenizer.lower_case)
-    predict_wall = time.time() - start_predict
+    predict_wall = step.done()
     scores, unanswered = evaluate_file(config.predict, config.predict_articles, predictions)
     if unanswered:
         print(f"note: {unanswered} questions have no prediction and score 0")
@@ -209,9 +211,9 @@ def squad(config: SquadConfig, callbacks=()) -> dict:
                "skipped_training_questions": len(skipped), "predict_questions": len(predict),
                "predict_windows": len(predict_features), "epochs": config.epochs,
                "train_wall_seconds": None if trained else round(wall, 1),
-               "train_windows_per_second": round(
-                   len(train_features) * steps_run / steps_per_epoch / wall, 2)
-               if steps_run else None,
+               # this process's steps after its first (the train function's tracing): a
+               # resumed run times only the rest
+               "train_windows_per_second": timer.per_second(2), **timer.summary(),
                "predict_wall_seconds": round(predict_wall, 1),
                "strategy": type(strategy).__name__, "replicas": replicas,
                "history": history}

@@ -40,7 +40,10 @@ class RunOptions:
             same step with about 1/N of the activation memory.
         overwrite: replace a finished run, or a run of the same command with other
             settings (only the files the command writes; never another folder).
-        quiet: one line per epoch instead of a progress bar.
+        quiet: no progress bars. What still prints: Keras' one line per epoch, and a
+            line at the start and at the end of each long step (the dev evaluation or
+            evaluation, SQuAD's predictions, the exports); without `quiet` the dev
+            evaluation shows a progress bar between its two lines.
     """
     strategy: str = "auto"
     tpu: str | None = None
