@@ -50,11 +50,11 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from matplotlib.figure import Figure
 
 from bert_tf.data.glue import GLUE_TASKS, DataError, Examples, encode, glue_files, label_map, \
     make_dataset, read_task
 from bert_tf.errors import ConfigError
+from bert_tf.extras import optional
 from bert_tf.layers.pooling import STRATEGIES, AttentionPooling, pool
 from bert_tf.models import encoder_inputs, load_encoder, load_tokenizer
 from bert_tf.models.loading import check_model_dir
@@ -639,11 +639,15 @@ def markdown(report: dict) -> str:
 
 def plot(report: dict, path: str) -> None:
     """A grouped bar chart: a subplot per task, a group of bars per strategy, a bar
-    per model × mode; the dashed line is the majority class."""
+    per model × mode; the dashed line is the majority class. Without matplotlib
+    (`bert-tf[plots]`), no chart and one note."""
+    figure = optional("matplotlib.figure", "plots", os.path.basename(path))
+    if figure is None:
+        return
     tasks, strategies = report["tasks"], report["strategies"]
     series = [(m, mode) for m in report["models"] for mode in report["modes"]]
     # A bare `Figure`: no pyplot, so no backend or global state to set.
-    fig = Figure(figsize=(max(6, 1.3 * len(strategies)) * len(tasks), 4))
+    fig = figure.Figure(figsize=(max(6, 1.3 * len(strategies)) * len(tasks), 4))
     axes = fig.subplots(1, len(tasks), squeeze=False)
     width = 0.8 / len(series)
     cells = {(c["model"], c["task"], c["strategy"], c["mode"]): c for c in report["cells"]}

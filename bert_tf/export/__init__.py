@@ -19,7 +19,7 @@
   `bert_tf.models.serving.head_outputs`); a SQuAD model takes `question` and
   `context`. Batches are padded to their longest text (at most `seq_length`
   tokens) and the encoder's dense layers skip even that padding. Warm-up requests
-  in `assets.extra/`.
+  in `assets.extra/` when tensorflow-serving-api is installed (`bert-tf[serving]`).
 
 With `precision="bfloat16"` the encoder and serving exports compute in bfloat16 while
 their inputs and outputs keep their dtypes (float32 outputs): clients do not change.

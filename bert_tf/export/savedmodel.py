@@ -11,10 +11,10 @@ import shutil
 
 import keras
 import tensorflow as tf
-from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from bert_tf.config import INPUT_NAMES
 from bert_tf.errors import ConfigError, OutputError
+from bert_tf.extras import optional
 from bert_tf.io.atomic import alive, check_replaceable, disk_full_names, folder_lock, \
     make_temp_dir, remove_stale_temps, temp_owner
 from bert_tf.models.serving import as_float32
@@ -124,11 +124,21 @@ def build_preprocessor_module(tokenizer, seq_length: int):
 # -- end to end, for TF Serving -------------------------------------------------------------
 
 
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
 def write_warmup_requests(export_dir: str, examples: dict[str, list[str]], model_name="bert",
-                          signature="serving_default") -> str:
+                          signature="serving_default") -> str | None:
     """`assets.extra/tf_serving_warmup_requests`: TFRecord of PredictionLog records,
-    one per example batch size 1..n, for `tensorflow_model_server --enable_model_warmup`."""
-    path = os.path.join(export_dir, "assets.extra", "tf_serving_warmup_requests")
+    one per example batch size 1..n, for `tensorflow_model_server --enable_model_warmup`.
+    The records are TF Serving's protos (`pip install 'bert-tf[serving]'`): without
+    them, no file (one note on stderr) and None; the export serves all the same."""
+    prediction_log_pb2 = optional("tensorflow_serving.apis.prediction_log_pb2", "serving",
+                                  WARMUP_FILE)
+    if prediction_log_pb2 is None:
+        return None
+    from tensorflow_serving.apis import model_pb2, predict_pb2  # the same package
+    path = os.path.join(export_dir, WARMUP_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     n = len(next(iter(examples.values())))
     with tf.io.TFRecordWriter(path) as writer:

@@ -6,7 +6,8 @@
   `bert_model.ckpt.*`, `vocab.txt`), read with `tf.train.load_checkpoint`.
 - `convert_to_google`: a model dir back to Google's layout.
 
-Every conversion checks each tensor against the config before writing anything.
+Every conversion checks each tensor against the config before writing anything, and
+says what it reads and what it writes (`convert: reading ...`, `convert: writing ...`).
 """
 from __future__ import annotations
 
@@ -50,6 +51,15 @@ def expected_shapes(config: BertConfig) -> dict[str, tuple]:
     return {**checkpoint_shapes(config), **pretraining_head_shapes(config)}
 
 
+def _reading(path: str) -> None:
+    print(f"convert: reading {path}", flush=True)
+
+
+def _writing(tensors: dict, layout: str, out_dir: str) -> None:
+    print(f"convert: writing {len(tensors)} tensors as {layout} to {os.path.abspath(out_dir)}",
+          flush=True)
+
+
 def _require(path: str) -> str:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found")
@@ -72,10 +82,12 @@ def convert_hf(src_dir: str, out_dir: str, overwrite: bool = False) -> str:
     vocab = _require(os.path.join(src_dir, "vocab.txt"))
     weights = _require(os.path.join(src_dir, "model.safetensors"))
     expected = expected_shapes(config)
+    _reading(weights)
     tensors = hf_tensors_to_google(read_safetensors(weights), expected)
     check_tensors(tensors, expected, weights)
     tensors = _complete_heads(tensors, weights, config)
     lower = _hf_do_lower_case(src_dir)
+    _writing(tensors, "a model dir", out_dir)
     return write_model_dir(out_dir, config, vocab, tensors,
                            {"do_lower_case": lower, "source": f"hf:{os.path.abspath(src_dir)}"},
                            overwrite=overwrite)
@@ -109,10 +121,12 @@ def convert_google(src_dir: str, out_dir: str, overwrite: bool = False,
     vocab = _require(os.path.join(src_dir, "vocab.txt"))
     prefix = find_checkpoint(src_dir)
     expected = expected_shapes(config)
+    _reading(prefix)
     # Optimizer slots (adam_m/v), global_step and the like are left behind.
     tensors = {n: t for n, t in read_checkpoint(prefix).items() if n in expected}
     check_tensors(tensors, expected, prefix)
     tensors = _complete_heads(tensors, prefix, config)
+    _writing(tensors, "a model dir", out_dir)
     return write_model_dir(out_dir, config, vocab, tensors,
                            {"do_lower_case": do_lower_case,
                             "source": f"google:{os.path.abspath(src_dir)}"},
@@ -124,13 +138,15 @@ def convert_to_google(model_dir: str, out_dir: str, overwrite: bool = False) -> 
     names, for google-research/bert's tools (`--init_checkpoint`)."""
     check_out(out_dir, overwrite, GOOGLE_FILES, "Google's layout")
     check_model_dir(model_dir)  # a config, vocab and checkpoint that fit each other
-    tensors = read_checkpoint(os.path.join(model_dir, CKPT_NAME))
+    prefix = os.path.join(model_dir, CKPT_NAME)
+    _reading(prefix)
+    tensors = {n: np.asarray(t) for n, t in read_checkpoint(prefix).items()
+               if n.startswith(("bert/", "cls/"))}
     out_dir = os.path.abspath(out_dir)
+    _writing(tensors, "Google's layout", out_dir)
     with temporary_dir(out_dir) as tmp:
         for name in ("bert_config.json", "vocab.txt"):
             shutil.copyfile(os.path.join(model_dir, name), os.path.join(tmp, name))
-        write_checkpoint(os.path.join(tmp, CKPT_NAME),
-                         {n: np.asarray(t) for n, t in tensors.items()
-                          if n.startswith(("bert/", "cls/"))})
+        write_checkpoint(os.path.join(tmp, CKPT_NAME), tensors)
         replace_dir(tmp, out_dir)
     return out_dir
