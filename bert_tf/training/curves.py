@@ -29,7 +29,7 @@ def plot_curves(history: dict, steps_per_epoch: int, path: str,
     steps = range(ends[-1] - len(step_loss) + 1, ends[-1] + 1)
     # A bare Figure, no pyplot: the user's matplotlib backend stays as it is.
     fig = figure.Figure(figsize=(4 * (2 + len(epoch_panels)), 3.5))
-    axes = fig.subplots(1, 2 + len(epoch_panels))
+    axes = fig.subplots(1, 2 + len(epoch_panels), sharex=True)
     axes[0].plot(steps, step_loss, linewidth=0.8, alpha=0.6, label="step")
     axes[0].plot(ends, history["loss"], "o", label="epoch mean")
     if "val_loss" in history:
