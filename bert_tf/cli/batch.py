@@ -1,25 +1,12 @@
 """`bert-tf predict` and `bert-tf embed --runner`: batch inference on Apache Beam
-(`bert_tf.inference.beam`). Options after `--` go to Beam unchanged."""
+(`bert_tf.inference.beam`, imported when one runs: without Apache Beam it stops with one
+line saying how to install it). Options after `--` go to Beam unchanged."""
 from __future__ import annotations
 
 from bert_tf.cli.types import non_negative_int, positive_int
-from bert_tf.errors import ConfigError
 
 RUNNER_NAMES = ("direct", "prism", "dataflow", "flink", "spark")
 FORMAT_NAMES = ("jsonl", "parquet", "tfrecord")
-INSTALL = "pip install 'bert-tf[beam]' (or: pip install 'apache-beam[tfrecord]')"
-
-
-def beam_module():
-    """`bert_tf.inference.beam`, or a one-line error saying how to install Beam."""
-    try:
-        from bert_tf.inference import beam
-    except ImportError as e:
-        if (e.name or "").split(".")[0] != "apache_beam":
-            raise
-        raise ConfigError(f"--runner needs Apache Beam, which is not installed: {INSTALL}") \
-            from None
-    return beam
 
 
 def add_beam_arguments(p, runner_default) -> None:
@@ -54,14 +41,14 @@ def print_result(result, output: str, what: str, max_seq_length: int | None = No
 
 
 def _predict(args):
-    beam = beam_module()
+    from bert_tf.inference import beam
     result = beam.predict_files(args.export, args.inputs, args.output,
                                 batch_size=args.batch_size, **beam_options(args))
     print_result(result, args.output, "predictions")
 
 
 def embed_with_beam(args):
-    beam = beam_module()
+    from bert_tf.inference import beam
     result = beam.embed_files(args.model, args.input, args.output, pooling=args.pooling,
                               max_seq_length=args.max_seq_length, batch_size=args.batch_size,
                               normalize=args.normalize, **beam_options(args))
