@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model dir (pretrained or fine-tuned)")
     p.add_argument("--out", required=True, help="export base: writes OUT/{encoder,preprocessor,"
                    "serving}/VERSION")
-    p.add_argument("--version", type=positive_int, help="integer version (default: the next free one)")
+    p.add_argument("--version", type=positive_int,
+                   help="integer version (default: the next free one)")
     p.add_argument("--seq-length", type=positive_int,
                    help="longest input in tokens (default: the fine-tuned model's, else 128)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")

@@ -11,7 +11,8 @@ from bert_tf.models.loading import check_model_dir
 
 PARTS = (("embeddings", "bert/embeddings/"), ("encoder", "bert/encoder/"),
          ("pooler", "bert/pooler/"), ("mlm head", "cls/predictions/"),
-         ("nsp head", "cls/seq_relationship/"), ("task head", ("output_weights", "output_bias", "pooling/")))
+         ("nsp head", "cls/seq_relationship/"),
+         ("task head", ("output_weights", "output_bias", "pooling/")))
 
 
 def parameter_counts(model_dir: str) -> dict[str, int]:
