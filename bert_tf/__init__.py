@@ -3,7 +3,8 @@
 The three parts of BERT are Keras layers, `BertEmbeddings`, `TransformerBlock` (the
 encoder) and `BertPooler`, composed by the functional model `BertEncoder`. Text
 becomes ids in-graph with the `BertPreprocessor` layer. Task models wrap the
-encoder: `BertClassifier`, `BertSpanModel` (SQuAD), `BertPretrainer` (MLM + NSP).
+encoder: `BertClassifier`, `BertSpanModel` (SQuAD), `BertTokenClassifier` (tags per
+word, NER), `BertPretrainer` (MLM + NSP).
 Model dirs hold Google-format checkpoints; `export_model` writes the SavedModels
 for TF Hub and TF Serving.
 
@@ -44,6 +45,7 @@ _PUBLIC = {
     "BertPooler": "bert_tf.layers",
     "BertEncoder": "bert_tf.models", "build_encoder": "bert_tf.models",
     "BertClassifier": "bert_tf.models", "BertSpanModel": "bert_tf.models",
+    "BertTokenClassifier": "bert_tf.models",
     "BertPretrainer": "bert_tf.models", "load_encoder": "bert_tf.models",
     "load_preprocessor": "bert_tf.models", "load_tokenizer": "bert_tf.models",
     "load_model": "bert_tf.models",

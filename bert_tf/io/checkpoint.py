@@ -32,8 +32,9 @@ from bert_tf.io.atomic import replace_dir, temporary_dir
 CKPT_NAME = "bert_model.ckpt"
 META_NAME = "bert_tf.json"
 FORMAT_VERSION = 1
-# The heads a `bert_tf.json` task may describe (`BertClassifier`, `BertSpanModel`).
-TASK_TYPES = ("classification", "squad")
+# The heads a `bert_tf.json` task may describe (`BertClassifier`, `BertSpanModel`,
+# `BertTokenClassifier`).
+TASK_TYPES = ("classification", "squad", "token_classification")
 
 
 # -- reading and writing name-based checkpoints -----------------------------------
@@ -164,7 +165,7 @@ def _is_int(value) -> bool:
 
 def _check_task(task, path: str) -> None:
     """The `task` of `bert_tf.json`: a head bert-tf builds, each key of the kind
-    `BertClassifier` or `BertSpanModel` writes."""
+    `BertClassifier`, `BertSpanModel` or `BertTokenClassifier` writes."""
     # Imported here: the models import this module.
     from bert_tf.layers.pooling import STRATEGIES
     from bert_tf.models.classifier import PROBLEMS
@@ -177,12 +178,12 @@ def _check_task(task, path: str) -> None:
     kind = task.get("type")
     if kind not in TASK_TYPES:
         bad("type", f"bert-tf has heads for {list(TASK_TYPES)}")
-    lengths = ("max_seq_length",) if kind == "classification" else (
+    lengths = ("max_seq_length",) if kind != "squad" else (
         "max_seq_length", "max_query_length", "max_answer_length")
     for key in lengths:
         if key in task and (not _is_int(task[key]) or task[key] < 1):
             bad(key, "must be a positive integer")
-    if kind != "classification":
+    if kind == "squad":
         return
     labels = task.get("labels")
     if not isinstance(labels, list) or not labels \
@@ -191,6 +192,8 @@ def _check_task(task, path: str) -> None:
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         bad("labels", f"names {repeated} more than once")
+    if kind == "token_classification":
+        return
     if task.get("pooling") not in STRATEGIES:
         bad("pooling", f"choose one of {list(STRATEGIES)}")
     if not isinstance(task.get("pair", False), bool):

@@ -20,6 +20,7 @@ from bert_tf.models.classifier import BertClassifier
 from bert_tf.models.encoder import BertEncoder, checkpoint_shapes as encoder_shapes
 from bert_tf.models.pretrainer import BertPretrainer
 from bert_tf.models.span import BertSpanModel
+from bert_tf.models.token_classifier import BertTokenClassifier
 from bert_tf.preprocessing.preprocessor import BertPreprocessor
 from bert_tf.preprocessing.tokenizer import BertTokenizer
 
@@ -48,7 +49,7 @@ def load_tokenizer(model_dir: str) -> BertTokenizer:
 def load_model(model_dir: str) -> keras.Model:
     """The model a model dir holds, by its `bert_tf.json` task and checkpoint heads:
     a `BertClassifier` (fine-tuned by `bert-tf finetune`), a `BertSpanModel`
-    (`bert-tf squad`), a `BertPretrainer` (a masked-LM head, as Google's checkpoints
+    (`bert-tf squad`), a `BertTokenClassifier` (tags per word), a `BertPretrainer` (a masked-LM head, as Google's checkpoints
     and `bert-tf pretrain` have), else a `BertEncoder`. Task models come with their
     preprocessor. The whole dir is checked first (`check_model_dir`), before a model
     is built."""
@@ -58,6 +59,8 @@ def load_model(model_dir: str) -> keras.Model:
         return BertClassifier.from_model_dir(model_dir)
     if task == "squad":
         return BertSpanModel.from_model_dir(model_dir)
+    if task == "token_classification":
+        return BertTokenClassifier.from_model_dir(model_dir)
     if "cls/predictions/output_bias" in checkpoint_shapes(os.path.join(model_dir, CKPT_NAME)):
         return BertPretrainer.from_model_dir(model_dir)
     return BertEncoder.from_model_dir(model_dir)
@@ -87,8 +90,12 @@ def check_model_dir(model_dir: str) -> BertConfig:
 def task_head_shapes(task: dict, config: BertConfig) -> dict[str, tuple]:
     """Google name -> shape of each tensor the head of a `bert_tf.json` task has
     (`read_meta` has checked the task): a classifier's `output_weights`, `output_bias`
-    (one row per label) and attention pooling's query, or the SQuAD span head."""
+    (one row per label) and attention pooling's query, a token classifier's
+    `output_weights` and `output_bias` (one row per tag), or the SQuAD span head."""
     h = config.hidden_size
+    if task.get("type") == "token_classification":
+        n = len(task["labels"])
+        return {"output_weights": (n, h), "output_bias": (n,)}
     if task.get("type") == "classification":
         n = len(task["labels"])
         shapes = {"output_weights": (n, h), "output_bias": (n,)}
