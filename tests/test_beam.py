@@ -363,8 +363,9 @@ def test_without_beam_the_command_says_how_to_install_it(tmp_path):
                           timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
-        "bert-tf predict: error: --runner needs Apache Beam, which is not installed: "
-        "pip install 'bert-tf[beam]' (or: pip install 'apache-beam[tfrecord]')")
+        "bert-tf predict: error: Batch inference on Apache Beam needs apache-beam, which is "
+        "not installed (pip install 'bert-tf[beam]'): import of apache_beam halted; None in "
+        "sys.modules")
     assert not os.listdir(tmp_path)
 
 
