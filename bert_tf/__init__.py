@@ -37,6 +37,12 @@ import os
 import sys
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# TensorFlow's start-up lines (no CUDA driver, oneDNN is on, the CPU's instructions; some
+# at level E on machines without a GPU) are about the machine, not the job: off unless the
+# environment sets TF_CPP_MIN_LOG_LEVEL itself (0 shows them all; `bert-tf --verbose` too).
+# TensorFlow reads it once, when it is imported: after `import bert_tf`, or not at all.
+TF_LOG_LEVEL_FROM_USER = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Each public name and the module that defines it (importing those imports TensorFlow).
 _PUBLIC = {

@@ -93,6 +93,11 @@ def test_import_bert_tf_registers_the_keras_classes():
                 "all(hasattr(bert_tf, name) for name in bert_tf.__all__))"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["BertClassifier", "True", "True"]
+    # ... and prints none of TensorFlow's start-up lines, unless the user's environment
+    # asks for them.
+    assert proc.stderr == ""
+    loud = run(["-c", "import bert_tf"], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert "oneDNN custom operations are on" in loud.stderr, loud.stderr[-3000:]
 
 
 def test_every_flag_has_help_that_shows_its_default():

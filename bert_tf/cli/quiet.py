@@ -16,6 +16,9 @@ def quiet_tensorflow(verbose: bool) -> None:
     """Unless `verbose`: TensorFlow's C++ log lines off (`TF_CPP_MIN_LOG_LEVEL=3`, where the
     environment does not set it), and its Python loggers' (tensorflow, absl) below ERROR."""
     if verbose:
+        from bert_tf import TF_LOG_LEVEL_FROM_USER
+        if not TF_LOG_LEVEL_FROM_USER:  # TensorFlow's own default, not bert_tf's
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for name in ("tensorflow", "absl"):
