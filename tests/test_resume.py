@@ -252,7 +252,8 @@ def test_resumed_epoch_has_the_history_of_a_run_never_stopped(tmp_path, capsys, 
     assert ran == 8 - done and int(resumed.optimizer.iterations.numpy()) == 8
     report(f"resumed after {done} of epoch 1's 4 batches: training loss of epoch 1 "
            f"{got['loss'][0]!r} vs never stopped {want['loss'][0]!r}")
-    assert sorted(want) == ["accuracy", "dev_accuracy", "dev_f1", "loss"]
+    assert sorted(want) == ["accuracy", "dev_accuracy", "dev_f1", "loss", "step_learning_rate",
+                            "step_loss"]
     assert got == want
     diff = max(float(np.abs(a - b).max()) for a, b in zip(resumed.get_weights(),
                                                           whole.get_weights()))
