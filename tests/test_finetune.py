@@ -97,7 +97,11 @@ def test_strategies_compute_the_same_steps(minilm_dir, tokenizer, tmp_path):
     two worker processes on localhost: the same 8 steps (global batch 16, same data
     order, no dropout) give the same losses and the same weights. Catches a loss scaled
     by the replica count instead of the global batch, a worker that reads the wrong
-    shard (or the whole batch), and replicas whose gradients are not summed."""
+    shard (or the whole batch), and replicas whose gradients are not summed.
+
+    The three runs go at once (the one-device run in this process, the others in
+    their own: a process with two logical CPUs and the two workers), so two cores do
+    them in about the time of their work, not of each start-up one after another."""
     from bert_tf.io.checkpoint import read_checkpoint
     model = no_dropout_copy(minilm_dir, tmp_path / "model")
     train, dev = _one_bucket_tsvs(tmp_path, tokenizer)
@@ -105,9 +109,8 @@ def test_strategies_compute_the_same_steps(minilm_dir, tokenizer, tmp_path):
             "--text-column", "sentence", "--label-column", "label", "--epochs", "2",
             "--learning-rate", "1e-4", "--batch-size", "16", "--max-seq-length", "32",
             "--no-export", "--seed", "3"]
-    finish(run_cli([*args, "--out", str(tmp_path / "one"), "--strategy", "cpu"]))
-    finish(run_cli([*args, "--out", str(tmp_path / "mirrored"), "--strategy", "mirrored",
-                    "--cpu-replicas", "2"]))
+    mirrored = run_cli([*args, "--out", str(tmp_path / "mirrored"), "--strategy", "mirrored",
+                        "--cpu-replicas", "2"])
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     workers = [run_cli([*args, "--out", str(tmp_path / "multi_worker"), "--strategy",
                         "multi_worker"],
@@ -115,10 +118,12 @@ def test_strategies_compute_the_same_steps(minilm_dir, tokenizer, tmp_path):
                            "type": "worker", "index": i}}), "OMP_NUM_THREADS": "1"})
                for i in range(2)]
     try:
+        assert cli([*args, "--out", str(tmp_path / "one"), "--strategy", "cpu"]) == 0
+        finish(mirrored)
         outputs = [finish(w) for w in workers]
     finally:
-        for w in workers:
-            w.kill()
+        for p in (mirrored, *workers):
+            p.kill()
     runs = {name: metrics(tmp_path / name) for name in ("one", "mirrored", "multi_worker")}
     assert [runs[n]["replicas"] for n in runs] == [1, 2, 2]
     assert [runs[n]["steps_per_epoch"] for n in runs] == [4, 4, 4]

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -57,26 +58,45 @@ def _metrics(out):
         return json.load(f)
 
 
+def _kill_and_resume(job, settings, where, step, out):
+    """One kill point: the job killed there, then run again into the same `out`.
+    Returns (the killed run, whether it had written metrics.json, the rerun)."""
+    config = dict(settings, out=str(out))
+    if where == "export":
+        config["no_export"] = False
+    killed = _run(job, config, step, where)
+    finished = (out / "metrics.json").exists()
+    return killed, finished, _run(job, config)
+
+
 def check_resumes(job, settings, model_subdir, kills, tmp_path, start_dir, compare):
     """Runs `job` once whole, then once per (where, step) in `kills`: killed there, and
-    run again; the weights and the metrics named by `compare` must be the same."""
+    run again; the weights and the metrics named by `compare` must be the same. Only
+    the runs killed in their export export (`settings` may say `no_export`): the
+    others' exports, seconds each, would not be compared. The runs are processes of
+    their own, two at a time (two cores do them in little more than the time of one):
+    each kill point's pair one after the other, the whole run beside them unless
+    `kills` needs its metrics (a callable of them)."""
     whole = dict(settings, out=str(tmp_path / "whole"))
-    done = _run(job, whole)
+    with ThreadPoolExecutor(2) as pool:
+        done = pool.submit(_run, job, whole)
+        if callable(kills):  # kill points that depend on the run (its steps per epoch)
+            done.result()
+            kills = kills(_metrics(whole["out"]))
+        pairs = [pool.submit(_kill_and_resume, job, settings, where, step,
+                             tmp_path / f"{where}-{step}") for where, step in kills]
+        done = done.result()
+        pairs = [pair.result() for pair in pairs]
     assert done.returncode == 0, done.stderr[-3000:]
     want = _metrics(whole["out"])
     want_tensors = read_checkpoint(os.path.join(whole["out"], model_subdir, "bert_model.ckpt"))
-    if callable(kills):  # kill points that depend on the run (its steps per epoch)
-        kills = kills(want)
     start = read_checkpoint(os.path.join(start_dir, "bert_model.ckpt"))
     name = "bert/encoder/layer_0/attention/self/query/kernel"
     assert np.abs(want_tensors[name] - start[name]).max() > 1e-4  # it did train
-    for where, step in kills:
+    for (where, step), (killed, finished, resumed) in zip(kills, pairs):
         out = tmp_path / f"{where}-{step}"
-        config = dict(settings, out=str(out))
-        killed = _run(job, config, step, where)
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-        assert not (out / "metrics.json").exists()
-        resumed = _run(job, config)
+        assert not finished
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert "note: resuming at epoch" in resumed.stdout or where != "step", resumed.stdout
         got = _metrics(out)
@@ -97,10 +117,10 @@ def check_resumes(job, settings, model_subdir, kills, tmp_path, start_dir, compa
 def test_finetune_resumes(tiny_model_dir, tmp_path):
     settings = dict(task="sst2", model=tiny_model_dir, data_dir=DATA_DIR, train_limit=128,
                     epochs=2, batch_size=16, max_seq_length=32, learning_rate=5e-4,
-                    checkpoint_every=5, seed=5, quiet=True)
+                    checkpoint_every=5, seed=5, quiet=True, no_export=True)
     # 10 steps an epoch: killed in the second epoch 1 step after a checkpoint, after the
     # first epoch's dev evaluation (its last step checkpointed: the resume finishes the
-    # epoch), and during the export
+    # epoch), and during the export (that run alone exports)
     check_resumes("finetune", settings, "model",
                   lambda whole: [("step", whole["steps_per_epoch"] + 6), ("dev", 0),
                                  ("export", 0)], tmp_path,
