@@ -103,12 +103,16 @@ def _export(args):
         if not native:
             print(f"note: --precision bfloat16 exports anyway, but it will serve slower than "
                   f"float32 on this machine: {reason}", file=sys.stderr)
+    from bert_tf.training.progress import LongStep
     export.check_export(args.out, args.version, args.overwrite)
     model = load_model(args.model)
     preprocessor = None if hasattr(model, "preprocessor") else load_preprocessor(args.model)
+    step = LongStep("export", f"encoder, preprocessor and serving SavedModels of {args.model} "
+                    f"({args.precision}) to {args.out}")
     targets = export.export_model(model, args.out, args.version, args.seq_length,
                                   args.overwrite, preprocessor=preprocessor,
                                   precision=args.precision)
+    step.done()
     for name, path in targets.items():
         print(f"{name:<13} {path}")
     name = os.path.basename(os.path.abspath(args.out)) or "bert"

@@ -39,7 +39,8 @@ def add_run_arguments(p, micro_batches: int = 1) -> None:
                    f"about 1/N of the activation memory; default {micro_batches})")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished or other run of this command (only its files)")
-    p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: Keras' line per epoch and the start and end lines of the "
+                   "dev evaluation and the exports only")
 
 
 def print_result(metrics: dict, out: str, kind: str = "run dir") -> None:

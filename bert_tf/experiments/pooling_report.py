@@ -547,7 +547,9 @@ def pooling_report(config: PoolingReportConfig, command: str | None = None) -> d
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
         f.write(markdown(report))
     plot(report, os.path.join(out, "report.png"))
-    print(f"wrote {os.path.join(out, 'report.md')}, report.json and report.png")
+    png = os.path.exists(os.path.join(out, "report.png"))  # not without matplotlib
+    print(f"wrote {os.path.join(out, 'report.md')}, report.json"
+          + (" and report.png" if png else ""))
     return report
 
 
