@@ -63,7 +63,7 @@ def read_conll(path: str, tag_column: int = -1, scheme: str | None = "IOB2") -> 
                 where = "after a blank line" if number > 1 else "at the start"
                 raise DataError(f"{path}, line {number}: an empty sentence (a blank line "
                                 f"{where})")
-            if sentence_words != [DOCSTART]:
+            if sentence_words and sentence_words != [DOCSTART]:
                 words.append(sentence_words)
                 tags.append(sentence_tags)
             sentence_words, sentence_tags = [], []
@@ -73,7 +73,7 @@ def read_conll(path: str, tag_column: int = -1, scheme: str | None = "IOB2") -> 
         if not tag:
             raise DataError(f"{path}, line {number}: no tag (column {tag_column}) in "
                             f"{line.strip()!r:.60}")
-        if pattern is not None and not pattern.fullmatch(tag):
+        if pattern is not None and fields[0] != DOCSTART and not pattern.fullmatch(tag):
             raise DataError(f"{path}, line {number}: tag {tag!r} is not {scheme} "
                             "(O, B-type or I-type)")
         sentence_words.append(fields[0])
