@@ -6,8 +6,9 @@ TensorFlow; the library modules that check these names import them from here
 (`bert_tf.layers.pooling.STRATEGIES` is `POOLINGS`, and so on).
 """
 
-# Fine-tuning (`bert_tf.training.finetune`): the GLUE tasks read from --data-dir, or any TSV.
-TASKS = ("sst2", "mrpc", "tsv")
+# Fine-tuning (`bert_tf.training.finetune`): the GLUE tasks read from --data-dir, or any TSV;
+# named entities from any CoNLL files, or WNUT-17 from --data-dir.
+TASKS = ("sst2", "mrpc", "tsv", "ner", "wnut17")
 # A classifier's head (`bert_tf.models.classifier`): one label per text, any number of
 # labels (a sigmoid per label), or a number.
 PROBLEMS = ("single_label", "multi_label", "regression")
@@ -15,6 +16,10 @@ PROBLEMS = ("single_label", "multi_label", "regression")
 POOLINGS = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len", "attention")
 # `bert-tf embed`: the poolings without weights of their own (`bert_tf.inference.embed`).
 EMBED_POOLINGS = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len")
+# LoRA (`bert_tf.models.lora`): the dense layers of each Transformer block it can adapt
+# (their Keras names), and the ones it adapts unless told (as LoRA's paper and keras-hub).
+LORA_TARGETS = ("query", "key", "value", "attention_output", "intermediate", "output")
+DEFAULT_LORA_TARGETS = ("query", "value")
 
 # Where training runs and in what precision (`bert_tf.training.strategy`).
 STRATEGIES = ("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu")

@@ -22,7 +22,8 @@ def config_from_args(cls, args):
 
 def add_run_arguments(p, micro_batches: int = 1) -> None:
     """The flags every training command shares (`RunOptions`): where and how it runs
-    (`micro_batches`: the command's default for `--micro-batches`)."""
+    (`micro_batches`: the command's default for `--gradient-accumulation-steps`, which
+    `--micro-batches` also names; see `bert_tf.training.micro_batch`)."""
     p.add_argument("--strategy", default="auto", choices=STRATEGIES,
                    help="where to train: auto is a TPU if --tpu is given, else all GPUs, "
                    "else the CPU")
@@ -34,9 +35,11 @@ def add_run_arguments(p, micro_batches: int = 1) -> None:
     p.add_argument("--checkpoint-every", type=positive_int, default=200,
                    help="steps between resumable checkpoints")
     p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
-    p.add_argument("--micro-batches", type=positive_int, default=micro_batches,
-                   help="compute each batch in N slices, one after another (the same step, "
-                   f"about 1/N of the activation memory; default {micro_batches})")
+    p.add_argument("--gradient-accumulation-steps", "--micro-batches", dest="micro_batches",
+                   type=positive_int, default=micro_batches, metavar="N",
+                   help="compute each --batch-size batch in N slices, one after another, and "
+                   "apply their summed gradients once: the same optimizer and learning-rate "
+                   "step, about 1/N of the activation memory (--micro-batches: the same flag)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished or other run of this command (only its files)")
     p.add_argument("--quiet", action="store_true", help="no progress bars: Keras' line per epoch and the start and end lines of the "
@@ -69,15 +72,20 @@ def run_squad(args) -> None:
 def add_finetune_parser(sub) -> None:
     p = sub.add_parser("finetune", help="fine-tune a classifier with Keras fit")
     p.add_argument("--task", required=True, choices=TASKS,
-                   help="SST-2 or MRPC from --data-dir, or your own TSV files (--train, --dev)")
-    p.add_argument("--model", required=True, help="pretrained model dir")
+                   help="SST-2 or MRPC from --data-dir, or your own TSV files (--train, --dev); "
+                   "named entities: your own CoNLL files (ner: --train, --dev) or WNUT-17 "
+                   "from --data-dir")
+    p.add_argument("--model", required=True,
+                   help="pretrained model dir or preset name (bert-tf presets)")
     p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
-                   help="folder with SST-2/ and MRPC/ (default $BERT_TF_DATA or ../shared/data)")
+                   help="folder with SST-2/, MRPC/ and WNUT-17/ (default $BERT_TF_DATA or "
+                   "../shared/data)")
     p.add_argument("--out", required=True, help="run dir")
     p.add_argument("--epochs", type=positive_int,
-                   help="default per task: sst2 1, mrpc 5, tsv 3 (BENCHMARKS.md)")
+                   help="default per task: sst2 1, mrpc 5, tsv 3, ner 3, wnut17 3 "
+                   "(BENCHMARKS.md)")
     p.add_argument("--learning-rate", type=positive_float,
-                   help="peak learning rate; default per task: sst2 1e-4, mrpc 5e-5, tsv 5e-5")
+                   help="peak learning rate; default per task: sst2 1e-4, others 5e-5")
     p.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
     p.add_argument("--max-seq-length", type=positive_int, default=128,
                    help="longest input in tokens; longer texts are trimmed")
@@ -91,8 +99,11 @@ def add_finetune_parser(sub) -> None:
                    "[CLS]'s vector, mean, max, sum / sqrt(length), or learned attention")
     p.add_argument("--reinit-pooler", action="store_true",
                    help="re-initialise the pooler's dense layer (drop its NSP-trained weights)")
-    p.add_argument("--train", help="--task tsv: training TSV (with a header row)")
-    p.add_argument("--dev", help="--task tsv: dev TSV")
+    p.add_argument("--train", help="--task tsv: training TSV (with a header row); --task ner: "
+                   "training CoNLL file (a word and its tags per line, blank between sentences)")
+    p.add_argument("--dev", help="--task tsv: dev TSV; --task ner: dev CoNLL file")
+    p.add_argument("--tag-column", type=int, help="--task ner / wnut17: the CoNLL files' tag "
+                   "column, from 1 (0 is the word) or from the end below 0 (default: the last)")
     p.add_argument("--text-column", help="--task tsv: column of the text")
     p.add_argument("--text-b-column", help="--task tsv: column of the second text (pairs)")
     p.add_argument("--label-column", help="--task tsv: column of the label (read as strings; "
@@ -140,7 +151,8 @@ def add_pretrain_parser(sub) -> None:
 
 def add_squad_parser(sub) -> None:
     p = sub.add_parser("squad", help="SQuAD v1.1 question answering: fine-tune, predict, score")
-    p.add_argument("--model", required=True, help="pretrained model dir")
+    p.add_argument("--model", required=True,
+                   help="pretrained model dir or preset name (bert-tf presets)")
     p.add_argument("--train", required=True, help="SQuAD v1.1 JSON to train on")
     p.add_argument("--predict", required=True, help="SQuAD v1.1 JSON to predict and score")
     p.add_argument("--out", required=True, help="run dir")

@@ -37,24 +37,32 @@ from bert_tf.data.glue import DataError, Examples, encode, glue_files, label_map
     read_task, read_tsv, training_epochs
 from bert_tf.errors import ConfigError
 from bert_tf.layers import STRATEGIES as POOLINGS
-from bert_tf.models import BertClassifier, load_encoder, load_preprocessor
+from bert_tf.data.conll import tag_names
+from bert_tf.models import BertClassifier, BertTokenClassifier, load_encoder, load_preprocessor
 from bert_tf.models.classifier import PROBLEMS
 from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.training.metrics import PLOTTED, dev_metrics
 from bert_tf.training.curves import plot_curves
+from bert_tf.training.entities import entity_scores
 from bert_tf.training.micro_batch import use_micro_batches
 from bert_tf.training.progress import LongStep, StepTimer
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
 from bert_tf.training.strategy import RunOptions, check_seed, fit_under_multi_worker, \
     prepare_training
+from bert_tf.training.tagging import ENTITY_METRICS, DevEntities, limit, read_tagged, \
+    tagging_epochs
 
 # What a run writes besides `RunDir`'s files: `--overwrite` replaces these and no others.
 OUTPUTS = ("model", "training_curve.png")
 
-# The settings of `task="tsv"` only (the GLUE tasks read their files from `data_dir`).
+# The settings of `task="tsv"` only (the GLUE tasks read their files from `data_dir`);
+# `ner` takes `train`, `dev` and `tag_column` (CoNLL files), `wnut17` only `tag_column`.
 TSV_FIELDS = ("train", "dev", "text_column", "text_b_column", "label_column")
+TAGGING_TASKS = ("ner", "wnut17")
+TASK_FIELDS = {"tsv": TSV_FIELDS, "ner": ("train", "dev", "tag_column"),
+               "wnut17": ("tag_column",)}
 
 # Each task's recipe when `epochs` / `learning_rate` are not given. SST-2 and MRPC: the
 # recipes measured for all-MiniLM-L6-v2 over three seeds (docs/benchmarks.md: 2026-12-01,
@@ -65,6 +73,9 @@ TASK_DEFAULTS = {
     "sst2": {"epochs": 1, "learning_rate": 1e-4},
     "mrpc": {"epochs": 5, "learning_rate": 5e-5},
     "tsv": {"epochs": 3, "learning_rate": 5e-5},
+    # Named entities: BERT's paper's recipe as for TSV, not yet swept on WNUT-17.
+    "ner": {"epochs": 3, "learning_rate": 5e-5},
+    "wnut17": {"epochs": 3, "learning_rate": 5e-5},
 }
 
 
@@ -73,8 +84,9 @@ class FinetuneConfig(RunOptions):
     """What `finetune` trains, on what, and where it writes (plus `RunOptions`).
 
     Attributes:
-        task: `sst2` or `mrpc` (GLUE, read from `data_dir`), or `tsv` (`train`, `dev`
-            and the column names).
+        task: `sst2` or `mrpc` (GLUE, read from `data_dir`), `tsv` (`train`, `dev`
+            and the column names), or named entities (a `BertTokenClassifier`):
+            `ner` (CoNLL files `train` and `dev`) or `wnut17` (WNUT-17 from `data_dir`).
         model: the pretrained model dir.
         out: the run dir.
         data_dir: folder with `SST-2/` and `MRPC/` (default `$BERT_TF_DATA`, else
@@ -93,6 +105,8 @@ class FinetuneConfig(RunOptions):
             is a comma-separated list of labels, maybe empty) or `regression` (the
             label column is a number, or comma-separated numbers); `tsv` only.
         threshold: `multi_label`: the probability over which a label is predicted.
+        tag_column: `ner`, `wnut17`: the CoNLL files' tag column (from 0, the word;
+            below 0 from the end; default the last).
         no_export: skip the SavedModel exports.
     """
     task: str
@@ -116,6 +130,7 @@ class FinetuneConfig(RunOptions):
     label_column: str | None = None
     problem: str = "single_label"
     threshold: float = 0.5
+    tag_column: int | None = None
     no_export: bool = False
     defaults_used: tuple = dataclasses.field(init=False, default=())
 
@@ -123,10 +138,13 @@ class FinetuneConfig(RunOptions):
         super().__post_init__()
         if self.task not in TASKS:
             raise ConfigError(f"task {self.task!r}: choose one of {TASKS}")
-        tsv_only = [f"--{k.replace('_', '-')}" for k in TSV_FIELDS if getattr(self, k)]
-        if tsv_only and self.task != "tsv":
-            raise ConfigError(f"{', '.join(tsv_only)}: for --task tsv (the user's own TSV "
-                              f"files); --task {self.task} reads the GLUE files in the data dir "
+        fields = TASK_FIELDS.get(self.task, ())
+        others = [f"--{k.replace('_', '-')}" for k in TSV_FIELDS + ("tag_column",)
+                  if getattr(self, k) is not None and k not in fields]
+        if others:
+            raise ConfigError(f"{', '.join(others)}: for --task tsv (the user's own TSV "
+                              "files) or ner (CoNLL files; --tag-column with wnut17 too); "
+                              f"--task {self.task} reads its files from the data dir "
                               "(--data-dir)")
         check_seed(self.seed)
         self.defaults_used = tuple(k for k in ("epochs", "learning_rate")
@@ -150,6 +168,8 @@ class FinetuneConfig(RunOptions):
                 "label_column", "epochs", "learning_rate", "batch_size", "max_seq_length",
                 "warmup_proportion", "train_limit", "seed", "pooling", "mixed_precision",
                 "reinit_pooler", "problem", "threshold")
+        if self.task in TAGGING_TASKS:  # so the runs of other tasks keep their run.json
+            keys += ("tag_column",)
         return {"command": "finetune", **{k: getattr(self, k) for k in keys}}
 
 
@@ -240,6 +260,8 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
     run = RunDir(config.out, config.run_args(), config.overwrite, config.multi_worker, OUTPUTS)
     bert_config = check_model_dir(config.model)
     bert_config.check_seq_length(config.max_seq_length, "max_seq_length")
+    if config.task in TAGGING_TASKS:
+        return finetune_tagger(config, run, bert_config, callbacks)
     train, dev = load_examples(config)
     labels = label_map(train, dev, config.problem)
     if config.train_limit:
@@ -299,9 +321,22 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
 
     dev_eval = DevEvaluation(dev_ds, y_dev, config.problem, config.threshold,
                              progress_bar=not config.quiet)
+    return fit_and_finish(config, run, model, strategy, epoch_data, steps_per_epoch,
+                          [dev_eval, *callbacks], {"train": len(train), "dev": len(dev)},
+                          PLOTTED[config.problem])
+
+
+def fit_and_finish(config: FinetuneConfig, run: RunDir, model: keras.Model, strategy,
+                   epoch_data, steps_per_epoch: int, callbacks: list, sizes: dict,
+                   plotted: tuple, dev_details=None) -> dict:
+    """What every task's run does once its model and data are ready: `fit_resumable`
+    with `callbacks` (the dev evaluation first) and TensorBoard, then on the chief the
+    metrics (`sizes`: the training and dev examples; the last epoch's `dev_*`; more
+    from `dev_details()` when given), the model dir, the curves (`plotted`: the dev
+    metrics' panel) and the exports (`RunDir.finish`)."""
     timer = StepTimer()
-    callbacks = [dev_eval, TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
-                 timer, *callbacks]
+    callbacks = [callbacks[0], TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
+                 timer, *callbacks[1:]]
     backup = run.backup
     start = time.time()
     history, _ = fit_resumable(model, epoch_data, config.epochs, backup,
@@ -314,8 +349,8 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
         run.finish_worker()
         return final
 
-    metrics = {**final, "task": config.task, "train_examples": len(train),
-               "dev_examples": len(dev), "epochs": config.epochs,
+    metrics = {**final, "task": config.task, "train_examples": sizes["train"],
+               "dev_examples": sizes["dev"], "epochs": config.epochs,
                "steps_per_epoch": steps_per_epoch,
                "train_wall_seconds": round(wall, 1),
                # this process's steps after its first (the train function's tracing), not
@@ -323,11 +358,55 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
                "train_examples_per_second": timer.per_second(), **timer.summary(),
                "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
                "history": history}
+    if dev_details is not None:
+        metrics.update(dev_details())
     model_dir = model.save_model_dir(
         run.file("model"), meta={"source": f"finetune of {config.model}",
                                  "task": {"name": config.task}}, overwrite=True)
     if history.get("loss"):
         plot_curves(history, steps_per_epoch, run.file("training_curve.png"),
-                    {"dev": tuple((k, k) for k in PLOTTED[config.problem])})
+                    {"dev": tuple((k, k) for k in plotted)})
     return run.finish(metrics, TrainingState(backup, model),
                       None if config.no_export else model_dir, config.max_seq_length)
+
+
+def finetune_tagger(config: FinetuneConfig, run: RunDir, bert_config, callbacks=()) -> dict:
+    """`finetune` for the tagging tasks (`ner`, `wnut17`): a `BertTokenClassifier` on
+    CoNLL files (`bert_tf.training.tagging`), scored by the dev set's entity-level
+    precision, recall and F1 (`dev_precision`, `dev_recall`, `dev_f1` per epoch; the
+    last evaluation's counts and per-type scores in `dev_entities`)."""
+    train, dev = read_tagged(config.task, config.data_dir, config.train, config.dev,
+                             config.tag_column)
+    labels = tag_names(train, dev)
+    train = limit(train, config.train_limit)
+    state = run.check()
+    strategy = prepare_training(config, seed=config.seed)
+    run.start(state)
+    if config.defaults_used:
+        print(f"{config.task} recipe: {config.epochs} epoch(s) at learning rate "
+              f"{config.learning_rate:g} ({' and '.join(config.defaults_used)} from the "
+              f"task's defaults; --epochs / --learning-rate override)")
+    preprocessor = load_preprocessor(config.model, config.max_seq_length)
+    with strategy.scope():
+        model = BertTokenClassifier(load_encoder(config.model), labels,
+                                    dropout=bert_config.hidden_dropout_prob,
+                                    preprocessor=preprocessor)
+        steps_per_epoch, epoch_data = tagging_epochs(model, train, config.batch_size,
+                                                     config.seed)
+        total_steps = steps_per_epoch * config.epochs
+        model.compile(
+            optimizer=bert_optimizer(config.learning_rate, total_steps,
+                                     int(config.warmup_proportion * total_steps)),
+            jit_compile=config.jit_compile)
+    use_micro_batches(model, config.micro_batches)
+    fit_under_multi_worker(model, strategy)
+    print(f"{config.task}: {len(train)} training sentences, {len(dev)} dev, tags {labels}; "
+          f"{steps_per_epoch} steps/epoch × {config.epochs} epochs on "
+          f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
+    dev_eval = DevEntities(dev, config.batch_size, newline=not config.quiet)
+    return fit_and_finish(
+        config, run, model, strategy, epoch_data, steps_per_epoch, [dev_eval, *callbacks],
+        {"train": len(train), "dev": len(dev)}, ENTITY_METRICS,
+        # the last epoch's scores (evaluated again only when a resumed run trained none)
+        dev_details=lambda: {"dev_entities": dev_eval.scores or entity_scores(
+            dev.tags, model.predict(dev.words, batch_size=config.batch_size))})
