@@ -175,7 +175,7 @@ def test_cased_model_keeps_case(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_next_version_and_overwrite(tiny_model_dir, minilm_dir, tmp_path, capsys):
+def test_export_next_version_and_overwrite(tiny_model_dir, tmp_path, capsys):
     """Without --version an export takes the next free version; `--version N
     --overwrite` replaces version N only (its model changes, the others stay)."""
     base = tmp_path / "exports"
