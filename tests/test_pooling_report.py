@@ -9,6 +9,7 @@ import shlex
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import stats as scipy_stats
 
 from bert_tf.cli.experiments import add_pooling_report_parser, pooling_report_config
 from bert_tf.data.glue import DataError
@@ -172,6 +173,7 @@ def test_bad_input_raises_and_writes_nothing(tiny_model_dir, tmp_path, changes, 
 def test_config_dedupes_and_the_command_gives_the_same_config(tiny_model_dir, tmp_path):
     config = small_config(tiny_model_dir, tmp_path, tasks=["mrpc", "sst2", "mrpc"],
                           strategies=["max", "cls", "max"], finetune=True, epochs=2, seed=3,
+                          seeds=4,
                           learning_rate=3e-5, batch_size=8)
     assert config.tasks == ["mrpc", "sst2"] and config.strategies == ["max", "cls"]
     parser = argparse.ArgumentParser()
@@ -181,34 +183,58 @@ def test_config_dedupes_and_the_command_gives_the_same_config(tiny_model_dir, tm
     assert pooling_report_config(parser.parse_args(argv[1:])) == config
 
 
-def test_finetune_cell_and_its_run_are_reused(tiny_model_dir, tmp_path, capsys):
+def test_finetune_cells_over_two_seeds_and_their_runs_are_reused(tiny_model_dir, tmp_path,
+                                                                   capsys):
     out = tmp_path / "report"
-    config = small_config(tiny_model_dir, out, tasks=["sst2"], limit=32, strategies=["mean"],
-                          finetune=True)
-    pooling_report(config)
+    config = small_config(tiny_model_dir, out, tasks=["sst2"], limit=16,
+                          strategies=["pooled_output", "mean"], finetune=True, seeds=2, seed=5,
+                          max_seq_length=32)
+    report_dict = pooling_report(config)
     cells = cells_of(out)
-    assert set(cells) == {("tiny", "sst2", "mean", "probe"), ("tiny", "sst2", "mean", "finetune")}
-    tuned = cells["tiny", "sst2", "mean", "finetune"]
-    assert tuned["train_examples"] == 32
-    assert tuned["dev_examples"] == 872  # fine-tune cells evaluate on the whole dev set
-    run_dir = out / "runs" / "tiny-sst2-mean"
-    assert tuned["run_dir"] == str(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert tuned["dev_accuracy"] == metrics["dev_accuracy"]
-    assert tuned["dev_f1"] == metrics["dev_f1"]
-    # ...and recomputed from the run's fine-tuned model dir, on raw dev text
-    texts, _, labels = read_glue("sst2", "dev")
-    classifier = load_model(str(run_dir / "model"))
-    assert classifier.pooling == "mean" and classifier.preprocessor.seq_length == 64
-    predictions = np.argmax(classifier.predict(texts, batch_size=128, verbose=0), axis=1)
-    assert abs(np.mean(predictions == labels) - tuned["dev_accuracy"]) <= 1 / 872
-    assert "tiny finetune acc" in (out / "report.md").read_text()
+    assert set(cells) == {("tiny", "sst2", s, mode) for s in ("pooled_output", "mean")
+                          for mode in ("probe", "finetune")}
+    tuned = {(c["strategy"], c["seed"]): c for c in report_dict["cells"] if c["mode"] == "finetune"}
+    assert set(tuned) == {(s, seed) for s in ("pooled_output", "mean") for seed in (5, 6)}
+    _, _, labels = read_glue("sst2", "dev")
+    for (strategy, seed), cell in tuned.items():
+        assert cell["train_examples"] == 16
+        assert cell["dev_examples"] == 872  # fine-tune cells evaluate on the whole dev set
+        run_dir = out / "runs" / f"tiny-sst2-{strategy}-seed{seed}"
+        assert cell["run_dir"] == str(run_dir)
+        assert json.loads((run_dir / "run.json").read_text())["seed"] == seed
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert cell["dev_accuracy"] == metrics["dev_accuracy"]
+        # the saved per-example predictions give the run's own metrics, in the file's order
+        predictions = np.array(cell["dev_predictions"])
+        assert cell["dev_labels"] == labels.tolist()
+        assert np.mean(predictions == labels) == pytest.approx(metrics["dev_accuracy"], abs=1e-12)
+        tp = np.sum((predictions == 1) & (labels == 1))
+        assert 2 * tp / (2 * tp + np.sum(predictions != labels)) == pytest.approx(
+            metrics["dev_f1"], abs=1e-12)
+    # another seed is another run (head and data order)
+    assert tuned["mean", 5]["dev_predictions"] != tuned["mean", 6]["dev_predictions"]
+    # the statistics over the two seeds, recomputed with scipy from the cells
+    mean_stats = next(s for s in report_dict["statistics"] if s["strategy"] == "mean")
+    values = [tuned["mean", seed]["dev_accuracy"] for seed in (5, 6)]
+    base = [tuned["pooled_output", seed]["dev_accuracy"] for seed in (5, 6)]
+    assert mean_stats["dev_accuracy"]["ci95"] == pytest.approx(list(scipy_stats.t.interval(
+        0.95, 1, loc=np.mean(values), scale=scipy_stats.sem(values))), abs=1e-12)
+    compared = mean_stats["against_pooled_output"]["dev_accuracy"]
+    if values[0] - base[0] != values[1] - base[1]:
+        assert compared["paired_t"]["p"] == pytest.approx(
+            scipy_stats.ttest_rel(values, base).pvalue, abs=1e-12)
+    assert json.loads((out / "report.json").read_text())["statistics"] == report_dict["statistics"]
+    md = (out / "report.md").read_text()
+    assert "tiny finetune acc" in md and "### sst2: fine-tuned, 2 seed(s) (5, 6)" in md
+    assert "--seeds 2" in report_dict["command"]
+
     # without its cell file, the finished run itself is reused, not trained again
-    os.remove(out / "cells" / "tiny__sst2__mean__finetune.json")
+    os.remove(out / "cells" / "tiny__sst2__mean__finetune__seed6.json")
     capsys.readouterr()
-    pooling_report(config)
-    assert "reused finished run" in capsys.readouterr().out
-    assert cells_of(out)["tiny", "sst2", "mean", "finetune"] == tuned
+    rerun = pooling_report(config)
+    printed = capsys.readouterr().out
+    assert printed.count("reused finished run") == 1 and printed.count("reused cells/") == 5
+    assert rerun["cells"] == report_dict["cells"]
 
 
 def test_cli_pooling_report(tiny_model_dir, tmp_path, capsys):

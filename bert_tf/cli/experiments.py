@@ -43,6 +43,9 @@ def add_pooling_report_parser(sub) -> None:
                    "dev set)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the heads' initialisation and the data order")
+    p.add_argument("--seeds", type=positive_int, default=1,
+                   help="fine-tune cells: run each for N seeds (--seed, --seed + 1, ...); the "
+                   "report gives means, 95%% intervals and paired differences from pooled_output")
     p.add_argument("--batch-size", type=positive_int, default=32,
                    help="batch size of the frozen encoder and of fine-tuning")
     p.add_argument("--max-seq-length", type=positive_int, default=128,
@@ -60,7 +63,7 @@ def pooling_report_config(args):
     return PoolingReportConfig(
         models=args.model, out=args.out, tasks=comma_list(args.tasks), data_dir=args.data_dir,
         strategies=comma_list(args.strategies), finetune=args.finetune,
-        train_limit=args.train_limit, dev_limit=args.dev_limit, seed=args.seed,
+        train_limit=args.train_limit, dev_limit=args.dev_limit, seed=args.seed, seeds=args.seeds,
         batch_size=args.batch_size, max_seq_length=args.max_seq_length, epochs=args.epochs,
         learning_rate=args.learning_rate, quiet=args.quiet)
 

@@ -3,7 +3,11 @@
 For every model × task × strategy (`bert_tf.layers.pooling.STRATEGIES`) a *probe* cell:
 the encoder stays frozen and a logistic regression on the pooled vectors of the
 training set is evaluated on the dev set; with `finetune=True` also a *finetune*
-cell: `bert_tf.training.finetune` with that pooling head, in `OUT/runs/<model>-<task>-<strategy>`.
+cell: `bert_tf.training.finetune` with that pooling head, in
+`OUT/runs/<model>-<task>-<strategy>-seed<S>`, once per seed (`seeds`: `seed`, `seed + 1`, ...).
+Each fine-tune cell keeps its dev predictions; over the seeds the report gives each
+head's mean, standard deviation and 95 % interval, and its paired difference from
+`pooled_output` (`bert_tf.experiments.stats`: the method and why).
 
 The probe runs the encoder once per text (batches sorted by length, each padded
 only to its longest), computes every parameter-free pooling from the same
@@ -20,7 +24,8 @@ training tokens' mean and std, then `AttentionPooling` (query drawn from
 similar length, for 50 epochs but at least 300 and at most 1500 steps, learning
 rate 3e-3 decaying linearly to 0, batch order drawn from `seed`.
 
-Each finished cell is `OUT/cells/<model>__<task>__<strategy>__<probe|finetune>.json`;
+Each finished cell is `OUT/cells/<model>__<task>__<strategy>__probe.json` or
+`...__finetune__seed<S>.json`;
 a rerun reuses it (and refuses a cell made with other settings). At the end:
 `OUT/report.md`, `OUT/report.json` and `OUT/report.png`.
 
@@ -54,14 +59,16 @@ import tensorflow as tf
 from bert_tf.data.glue import GLUE_TASKS, DataError, Examples, encode, glue_files, label_map, \
     make_dataset, read_task
 from bert_tf.errors import ConfigError
+from bert_tf.experiments import stats
 from bert_tf.extras import optional
 from bert_tf.layers.pooling import STRATEGIES, AttentionPooling, pool
-from bert_tf.models import encoder_inputs, load_encoder, load_tokenizer
+from bert_tf.models import encoder_inputs, load_encoder, load_model, load_tokenizer
 from bert_tf.models.loading import check_model_dir
 from bert_tf.training.finetune import FinetuneConfig, finetune
 from bert_tf.training.metrics import binary_f1
 
 MODES = ("probe", "finetune")
+BASELINE = "pooled_output"  # the head the others are compared with
 LOGISTIC = {"steps": 1000, "learning_rate": 0.02, "l2": "1/(2N)", "init": "zeros",
             "standardise": "train mean/std"}
 ATTENTION = {"steps": "50 epochs, 300 to 1500", "batch_size": 128, "learning_rate": 3e-3,
@@ -84,7 +91,8 @@ class PoolingReportConfig:
         train_limit: use the first N training examples.
         dev_limit: probe cells only: evaluate on the first N dev examples (quick
             checks; fine-tune cells always use the whole dev set).
-        seed: the attention probe's query and batch order; fine-tuning's seed.
+        seed: the attention probe's query and batch order; fine-tuning's first seed.
+        seeds: fine-tune cells: run each for this many seeds (`seed`, `seed + 1`, ...).
         batch_size: batch size of the frozen encoder and of fine-tuning.
         max_seq_length: longest input in tokens (longer texts are trimmed).
         epochs, learning_rate: fine-tune cells: epochs and peak learning rate.
@@ -103,6 +111,7 @@ class PoolingReportConfig:
     train_limit: int | None = None
     dev_limit: int | None = None
     seed: int = 0
+    seeds: int = 1
     batch_size: int = 32
     max_seq_length: int = 128
     epochs: int = 1
@@ -112,7 +121,8 @@ class PoolingReportConfig:
     def __post_init__(self):
         self.tasks = _choices("tasks", self.tasks, tuple(GLUE_TASKS))
         self.strategies = _choices("strategies", self.strategies, STRATEGIES)
-        for name in ("train_limit", "dev_limit", "epochs", "batch_size", "max_seq_length"):
+        for name in ("train_limit", "dev_limit", "epochs", "batch_size", "max_seq_length",
+                     "seeds"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1, not {value}")
@@ -150,8 +160,10 @@ def model_name(model_dir: str) -> str:
     return os.path.basename(os.path.normpath(os.path.abspath(model_dir)))
 
 
-def cell_name(model: str, task: str, strategy: str, mode: str) -> str:
-    return f"{model}__{task}__{strategy}__{mode}"
+def cell_name(model: str, task: str, strategy: str, mode: str, seed: int) -> str:
+    """A probe cell has one seed (`seed`'s); a fine-tune cell's name holds its own."""
+    return f"{model}__{task}__{strategy}__{mode}" + (f"__seed{seed}" if mode == "finetune"
+                                                       else "")
 
 
 def _limit(examples: Examples, n: int | None) -> Examples:
@@ -169,6 +181,7 @@ class Plan:
         self.tasks = config.tasks
         self.strategies = config.strategies
         self.modes = MODES if config.finetune else MODES[:1]
+        self.seeds = [config.seed + i for i in range(config.seeds)]
         self.models = {}  # name -> absolute model dir
         for model_dir in config.models:
             check_model_dir(model_dir).check_seq_length(config.max_seq_length, "max_seq_length")
@@ -186,16 +199,18 @@ class Plan:
             self.data[task] = (_limit(train, config.train_limit), dev, label_map(train, dev))
 
     def cells(self):
-        """`(model, task, strategy, mode)` in report order."""
-        return [(m, t, s, mode) for m in self.models for t in self.tasks
-                for s in self.strategies for mode in self.modes]
+        """`(model, task, strategy, mode, seed)` in report order: probes with `seed`,
+        fine-tunes once per seed."""
+        return [(m, t, s, mode, seed) for m in self.models for t in self.tasks
+                for s in self.strategies for mode in self.modes
+                for seed in (self.seeds if mode == "finetune" else [self.config.seed])]
 
-    def settings(self, model: str, task: str, strategy: str, mode: str) -> dict:
+    def settings(self, model: str, task: str, strategy: str, mode: str, seed: int) -> dict:
         """What a cell's result depends on: a stored cell is reused only if these match."""
         c = self.config
         common = {"model_dir": self.models[model], "task": task, "strategy": strategy,
                   "mode": mode, "data_dir": os.path.abspath(c.data_dir),
-                  "train_limit": c.train_limit, "seed": c.seed, "max_seq_length": c.max_seq_length}
+                  "train_limit": c.train_limit, "seed": seed, "max_seq_length": c.max_seq_length}
         if mode == "probe":
             return {**common, "dev_limit": c.dev_limit,
                     "probe": ATTENTION if strategy == "attention" else LOGISTIC}
@@ -462,15 +477,16 @@ def probe_cells(plan: Plan, model: str, task: str, strategies, encoder_fn, token
     return results
 
 
-def finetune_cell(plan: Plan, model: str, task: str, strategy: str) -> dict:
+def finetune_cell(plan: Plan, model: str, task: str, strategy: str, seed: int) -> dict:
     """A `bert_tf.training.finetune` run with `strategy` as the pooling head (no exports),
-    in `OUT/runs/<model>-<task>-<strategy>`; a finished run's metrics are reused."""
+    in `OUT/runs/<model>-<task>-<strategy>-seed<seed>`; a finished run's metrics are
+    reused. With the run's dev predictions (`dev_predictions`)."""
     c = plan.config
-    run_dir = os.path.join(c.out, "runs", f"{model}-{task}-{strategy}")
+    run_dir = os.path.join(c.out, "runs", f"{model}-{task}-{strategy}-seed{seed}")
     config = FinetuneConfig(
         task=task, model=plan.models[model], data_dir=os.path.abspath(c.data_dir), out=run_dir,
         pooling=strategy, no_export=True, epochs=c.epochs, learning_rate=c.learning_rate,
-        batch_size=c.batch_size, max_seq_length=c.max_seq_length, seed=c.seed,
+        batch_size=c.batch_size, max_seq_length=c.max_seq_length, seed=seed,
         train_limit=c.train_limit or None, quiet=c.quiet)
     metrics_file = os.path.join(run_dir, "metrics.json")
     run_file = os.path.join(run_dir, "run.json")
@@ -487,8 +503,22 @@ def finetune_cell(plan: Plan, model: str, task: str, strategy: str) -> dict:
         metrics = finetune(config)
     keep = ("dev_accuracy", "dev_f1", "train_examples", "dev_examples", "train_wall_seconds",
             "train_examples_per_second", "replicas")
+    predictions, labels = dev_predictions(plan, task, os.path.join(run_dir, "model"))
     return {**{k: metrics[k] for k in keep if k in metrics}, "run_dir": os.path.abspath(run_dir),
-            "distribution": metrics.get("strategy"), "labels": plan.data[task][2]}
+            "distribution": metrics.get("strategy"), "labels": plan.data[task][2],
+            "dev_predictions": predictions.tolist(), "dev_labels": labels.tolist()}
+
+
+def dev_predictions(plan: Plan, task: str, model_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """The label ids a fine-tuned model dir predicts for `task`'s whole dev set, and
+    the true ones, in the file's order; encoded and batched as finetune's dev
+    evaluation does, so that they give the run's dev metrics."""
+    classifier = load_model(model_dir)
+    _, dev, labels = plan.data[task]
+    x, y, _ = encode(classifier.preprocessor.tokenizer, dev, plan.config.max_seq_length, labels)
+    logits = [classifier(batch, training=False).numpy()
+              for batch, _ in make_dataset(x, y, plan.config.batch_size, training=False)]
+    return np.argmax(np.concatenate(logits), axis=1), y
 
 
 def write_json(path: str, obj) -> None:
@@ -530,19 +560,20 @@ def pooling_report(config: PoolingReportConfig, command: str | None = None) -> d
             results = probe_cells(plan, model, task, wanted, encoder_fn, tokenizer,
                                   progress) if wanted else {}
             for strategy, result in results.items():
-                done[model, task, strategy, "probe"] = _save(plan, (model, task, strategy,
-                                                                    "probe"), result, bar)
+                cell = (model, task, strategy, "probe", config.seed)
+                done[cell] = _save(plan, cell, result, bar)
         if probes:
             del encoder, net, encoder_fn
             keras.backend.clear_session()
         for cell in (c for c in todo if c[3] == "finetune"):
-            done[cell] = _save(plan, cell, finetune_cell(plan, *cell[:3]), bar)
+            done[cell] = _save(plan, cell, finetune_cell(plan, *cell[:3], cell[4]), bar)
     if bar:
         print()
     report = {"command": command or command_line(config), "machine": machine(),
               "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "models": plan.models, "tasks": plan.tasks, "strategies": plan.strategies,
-              "modes": list(plan.modes), "cells": [done[c] for c in cells]}
+              "modes": list(plan.modes), "seeds": plan.seeds, "cells": [done[c] for c in cells]}
+    report["statistics"] = statistics(report)
     write_json(os.path.join(out, "report.json"), report)
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
         f.write(markdown(report))
@@ -554,11 +585,12 @@ def pooling_report(config: PoolingReportConfig, command: str | None = None) -> d
 
 
 def _save(plan: Plan, cell, result: dict, bar) -> dict:
-    model, task, strategy, mode = cell
-    stored = {"model": model, "task": task, "strategy": strategy, "mode": mode, **result,
-              "settings": plan.settings(*cell)}
+    model, task, strategy, mode, seed = cell
+    stored = {"model": model, "task": task, "strategy": strategy, "mode": mode, "seed": seed,
+              **result, "settings": plan.settings(*cell)}
     write_json(plan.cell_path(*cell), stored)
-    line = f"{model} {task} {strategy} {mode}: dev accuracy {result['dev_accuracy']:.4f}"
+    line = (f"{model} {task} {strategy} {mode}{f' seed {seed}' if mode == 'finetune' else ''}: "
+            f"dev accuracy {result['dev_accuracy']:.4f}")
     if "dev_f1" in result:
         line += f", F1 {result['dev_f1']:.4f}"
     print(("\n" if bar else "") + line)
@@ -582,8 +614,8 @@ def command_line(config: PoolingReportConfig) -> str:
         if getattr(config, name):
             argv += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
     if config.finetune:
-        argv += ["--finetune", "--epochs", str(config.epochs), "--learning-rate",
-                 str(config.learning_rate)]
+        argv += ["--finetune", "--seeds", str(config.seeds), "--epochs", str(config.epochs),
+                 "--learning-rate", str(config.learning_rate)]
     if config.quiet:
         argv.append("--quiet")
     return shlex.join(["bert-tf", *argv])
@@ -594,6 +626,40 @@ def machine() -> str:
             f"{os.cpu_count()} CPUs")
 
 
+def statistics(report: dict) -> list[dict]:
+    """Per model × task × strategy of the fine-tune cells, over their seeds: each
+    metric's `stats.seed_summary`, and (for all but `pooled_output`, when it was
+    fine-tuned with the same seeds) `against_pooled_output`: each metric's `stats.compare`."""
+    groups: dict[tuple, list] = {}
+    for c in report["cells"]:
+        if c["mode"] == "finetune":
+            groups.setdefault((c["model"], c["task"], c["strategy"]), []).append(c)
+    result = []
+    for (model, task, strategy), cells in groups.items():
+        metrics = [m for m in stats.METRICS if m in cells[0]]
+        entry = {"model": model, "task": task, "strategy": strategy,
+                 "seeds": [c["seed"] for c in cells],
+                 **{m: stats.seed_summary([c[m] for c in cells]) for m in metrics}}
+        baseline = groups.get((model, task, BASELINE))
+        if strategy != BASELINE and baseline and \
+                {c["seed"] for c in cells} <= {c["seed"] for c in baseline}:
+            entry["against_" + BASELINE] = {m: stats.compare(cells, baseline, m)
+                                            for m in metrics}
+        result.append(entry)
+    return result
+
+
+def _values(report: dict) -> dict:
+    """`(model, task, strategy, mode) -> cell`, a fine-tune cell's metrics being
+    their mean over seeds."""
+    values = {(c["model"], c["task"], c["strategy"], c["mode"]): c for c in report["cells"]
+              if c["mode"] == "probe"}
+    for s in report.get("statistics", []):
+        values[s["model"], s["task"], s["strategy"], "finetune"] = {
+            m: s[m]["mean"] for m in stats.METRICS if m in s}
+    return values
+
+
 def _columns(report: dict, task: str):
     """`(model, mode, metric)` columns with at least one value for `task`."""
     present = {(c["model"], c["mode"]) for c in report["cells"] if c["task"] == task}
@@ -602,14 +668,58 @@ def _columns(report: dict, task: str):
             if (m, mode) in present for k in metrics]
 
 
+NAMES = {"dev_accuracy": "acc", "dev_f1": "F1"}
+
+
+def _interval(interval) -> str:
+    return "" if interval is None else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
+
+
+def seed_table(report: dict, task: str) -> list[str]:
+    """The markdown lines of `task`'s fine-tune statistics over seeds (none without
+    fine-tune cells)."""
+    rows = [s for s in report.get("statistics", []) if s["task"] == task]
+    if not rows:
+        return []
+    seeds = report["seeds"]
+    lines = [f"### {task}: fine-tuned, {len(seeds)} seed(s) ({', '.join(map(str, seeds))})", "",
+             "Mean ± standard deviation over seeds, with the 95 % t-interval of the mean. "
+             f"Δ: the head minus `{BASELINE}` (same seeds, same data order), with the 95 % "
+             "intervals of a paired t-test over seeds (p its two-sided p-value) and of a paired "
+             "bootstrap over dev examples (10,000 resamples). Resolved: both intervals exclude "
+             "zero (`bert_tf.experiments.stats`).", ""]
+    for metric in [m for m in stats.METRICS if m in rows[0]]:
+        name = NAMES[metric]
+        lines += [f"| model | strategy | {name} mean ± sd | 95 % CI | Δ {name} | seeds 95 % CI "
+                  "| p | dev-set 95 % CI | resolved |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        for s in rows:
+            summary = s[metric]
+            sd = "" if summary["sd"] is None else f" ± {summary['sd']:.3f}"
+            row = [s["model"], s["strategy"], f"{summary['mean']:.3f}{sd}",
+                   _interval(summary["ci95"]).replace("+", "")]
+            compared = s.get("against_" + BASELINE, {}).get(metric)
+            if compared:
+                t = compared["paired_t"]
+                row += [f"{t['mean']:+.3f}", _interval(t["ci95"]),
+                        "" if t["p"] is None else f"{t['p']:.3f}",
+                        _interval(compared["dev_bootstrap"]["ci95"]),
+                        "**yes**" if compared["resolved"] else "no"]
+            else:
+                row += ["(baseline)" if s["strategy"] == BASELINE else ""] + [""] * 4
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
+
+
 def markdown(report: dict) -> str:
-    cells = {(c["model"], c["task"], c["strategy"], c["mode"]): c for c in report["cells"]}
+    cells = _values(report)
     lines = ["# Pooling report", "", "Command:", "", "```", report["command"], "```", "",
              f"Machine: {report['machine']}  ", f"Date: {report['date']}", "",
              "probe: frozen encoder, logistic regression on the pooled vectors "
              "(`attention`: learned query + logistic regression on the frozen token vectors); "
-             "finetune: the whole model fine-tuned with that pooling head. "
-             "Best value per column in bold.", ""]
+             "finetune: the whole model fine-tuned with that pooling head (the mean over "
+             "seeds). Best value per column in bold.", ""]
     for task in report["tasks"]:
         columns = _columns(report, task)
         any_cell = next(c for c in report["cells"] if c["task"] == task)
@@ -620,8 +730,7 @@ def markdown(report: dict) -> str:
         lines += [f"## {task}", "", f"Dev accuracy{' and F1' if task == 'mrpc' else ''} "
                   f"({sizes}; majority class "
                   f"{any_cell.get('majority_dev_accuracy', float('nan')):.3f})", ""]
-        names = {"dev_accuracy": "acc", "dev_f1": "F1"}
-        lines.append("| strategy | " + " | ".join(f"{m} {mode} {names[k]}"
+        lines.append("| strategy | " + " | ".join(f"{m} {mode} {NAMES[k]}"
                                                    for m, mode, k in columns) + " |")
         lines.append("|---|" + "---:|" * len(columns))
         best = {col: max((cells[col[0], task, s, col[1]].get(col[2], -1)
@@ -636,13 +745,15 @@ def markdown(report: dict) -> str:
                 row.append(f"**{text}**" if value is not None and value == best[col] else text)
             lines.append(f"| {s} | " + " | ".join(row) + " |")
         lines.append("")
+        lines += seed_table(report, task)
     return "\n".join(lines)
 
 
 def plot(report: dict, path: str) -> None:
     """A grouped bar chart: a subplot per task, a group of bars per strategy, a bar
-    per model × mode; the dashed line is the majority class. Without matplotlib
-    (`bert-tf[plots]`), no chart and one note."""
+    per model × mode (fine-tune bars: the mean over seeds, with the 95 % interval as
+    error bars when there are two or more); the dashed line is the majority class.
+    Without matplotlib (`bert-tf[plots]`), no chart and one note."""
     figure = optional("matplotlib.figure", "plots", os.path.basename(path))
     if figure is None:
         return
@@ -652,13 +763,19 @@ def plot(report: dict, path: str) -> None:
     fig = figure.Figure(figsize=(max(6, 1.3 * len(strategies)) * len(tasks), 4))
     axes = fig.subplots(1, len(tasks), squeeze=False)
     width = 0.8 / len(series)
-    cells = {(c["model"], c["task"], c["strategy"], c["mode"]): c for c in report["cells"]}
+    cells = _values(report)
+    intervals = {(s["model"], s["task"], s["strategy"]): s["dev_accuracy"]["ci95"]
+                 for s in report.get("statistics", [])}
     for ax, task in zip(axes[0], tasks):
         for i, (model, mode) in enumerate(series):
-            values = [cells.get((model, task, s, mode), {}).get("dev_accuracy", np.nan)
-                      for s in strategies]
+            values = np.array([cells.get((model, task, s, mode), {}).get("dev_accuracy", np.nan)
+                               for s in strategies])
+            errors = None
+            if mode == "finetune":
+                ci = [intervals.get((model, task, s)) or [np.nan, np.nan] for s in strategies]
+                errors = np.abs(np.array(ci).T - values)  # [2, strategies]: below, above
             ax.bar(np.arange(len(strategies)) + (i - (len(series) - 1) / 2) * width, values,
-                   width, label=f"{model} {mode}")
+                   width, yerr=errors, capsize=3, label=f"{model} {mode}")
         majority = [c.get("majority_dev_accuracy") for c in report["cells"]
                     if c["task"] == task and "majority_dev_accuracy" in c]
         if majority:
