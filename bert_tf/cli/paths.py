@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 
 
 def _files(patterns, commas: bool = False) -> list[str]:
@@ -75,3 +76,26 @@ def command_paths(args) -> tuple[list[tuple[str, str, str]], list[tuple[str, str
 
 def _outputs(flag, paths) -> list[tuple[str, str, str]]:
     return [(flag, path, "file") for path in paths if path]
+
+
+# Where each command reads a model dir (the namespace's attribute): a preset's name
+# will do there too.
+MODEL_ARGUMENTS = {"convert": "src", "info": "model_dir", "embed": "model", "export": "model",
+                   "finetune": "model", "squad": "model", "pooling-report": "model",
+                   "bench": "model"}
+
+
+def resolve_models(args) -> None:
+    """Replaces a preset's name where the command reads a model dir with the preset's
+    cached model dir (`bert_tf.presets`; converted there first, once, with a line on
+    stderr). Paths stay as they are."""
+    from bert_tf.presets import resolve_model_dir
+    name = MODEL_ARGUMENTS.get(args.command)
+    if name is None or (args.command == "convert" and not args.to):
+        return
+
+    def resolve(value):
+        return value and resolve_model_dir(value, lambda line: print(line, file=sys.stderr))
+
+    value = getattr(args, name)
+    setattr(args, name, [resolve(v) for v in value] if isinstance(value, list) else resolve(value))

@@ -2,12 +2,15 @@
 and reading and writing model dirs (`bert_tf.io.checkpoint`) with those names."""
 from __future__ import annotations
 
+import inspect
 import os
 
 import keras
 import numpy as np
 
 from bert_tf.errors import ConfigError
+from bert_tf.preprocessing.preprocessor import BertPreprocessor
+from bert_tf.presets import resolve_model_dir
 from bert_tf.training.strategy import policy_scope
 from bert_tf.io.checkpoint import CKPT_NAME, CheckpointError, read_checkpoint, read_meta, \
     write_model_dir
@@ -131,6 +134,25 @@ class WrapsEncoder:
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects)
         return cls(**config)
+
+    @classmethod
+    def from_preset(cls, preset: str, seq_length: int | None = 128, skip_padding: bool = False,
+                    **kwargs):
+        """A new model of this class on the pretrained encoder of `preset` (a name from
+        `bert_tf.presets`, such as "all-MiniLM-L6-v2", converted once into the cache, or
+        a model dir), with its preprocessor of `seq_length` (where the class takes one);
+        `kwargs` go to the constructor. The head is new (to load a fine-tuned model dir
+        with its head, use `from_model_dir` or `bert_tf.load_model`).
+
+        >>> model = BertClassifier.from_preset("all-MiniLM-L6-v2", num_classes=2)
+        >>> model.compile()
+        >>> model.fit(["a fine film", "a dull one"], [1, 0])
+        """
+        from bert_tf.models.encoder import BertEncoder  # it imports this module
+        model_dir = resolve_model_dir(preset)
+        if "preprocessor" in inspect.signature(cls).parameters:  # not BertPretrainer
+            kwargs["preprocessor"] = BertPreprocessor.from_model_dir(model_dir, seq_length)
+        return cls(BertEncoder.from_model_dir(model_dir, skip_padding=skip_padding), **kwargs)
 
     def with_skip_padding(self):
         """This model on an encoder with `skip_padding=True` (a copy sharing no

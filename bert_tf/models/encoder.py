@@ -23,6 +23,7 @@ from bert_tf.config import INPUT_NAMES, BertConfig, load_config
 from bert_tf.layers import BertEmbeddings, BertPooler, TransformerBlock
 from bert_tf.models.base import CheckpointNames
 from bert_tf.models.serving import text_serving_module
+from bert_tf.presets import resolve_model_dir
 
 
 def encoder_inputs():
@@ -92,6 +93,12 @@ class BertEncoder(CheckpointNames, keras.Model):
         encoder = cls.from_bert_config(load_config(model_dir), skip_padding=skip_padding)
         encoder.load_model_dir_weights(model_dir)
         return encoder
+
+    @classmethod
+    def from_preset(cls, preset: str, skip_padding: bool = False) -> "BertEncoder":
+        """The pretrained encoder of a preset (`bert_tf.presets`: a name such as
+        "all-MiniLM-L6-v2", converted once into the cache, or a model dir)."""
+        return cls.from_model_dir(resolve_model_dir(preset), skip_padding=skip_padding)
 
     def with_skip_padding(self) -> "BertEncoder":
         """This encoder with `skip_padding=True`: a copy sharing no variables."""

@@ -23,12 +23,14 @@ from bert_tf.models.span import BertSpanModel
 from bert_tf.models.token_classifier import BertTokenClassifier
 from bert_tf.preprocessing.preprocessor import BertPreprocessor
 from bert_tf.preprocessing.tokenizer import BertTokenizer
+from bert_tf.presets import resolve_model_dir
 
 
 def load_encoder(model_dir: str, skip_padding: bool = False) -> BertEncoder:
-    """The encoder of a model dir as a `BertEncoder` (a functional Keras model) with
-    its weights (`skip_padding`: see `BertEncoder`)."""
-    return BertEncoder.from_model_dir(model_dir, skip_padding=skip_padding)
+    """The encoder of a model dir (or of a preset: a name from `bert_tf.presets`, such
+    as "all-MiniLM-L6-v2") as a `BertEncoder` (a functional Keras model) with its
+    weights (`skip_padding`: see `BertEncoder`)."""
+    return BertEncoder.from_preset(model_dir, skip_padding=skip_padding)
 
 
 def load_preprocessor(model_dir: str, seq_length: int | None = 128,
@@ -37,12 +39,13 @@ def load_preprocessor(model_dir: str, seq_length: int | None = 128,
     (one segment) or a pair `(a, b)` -> dict of int32 `input_word_ids`,
     `input_mask`, `input_type_ids` `[B, seq_length]`. Longer texts are trimmed to
     `seq_length`; with `pad_to_longest` (or `seq_length=None`, no limit) a batch is
-    padded only to its longest sequence."""
-    return BertPreprocessor.from_model_dir(model_dir, seq_length, pad_to_longest)
+    padded only to its longest sequence. A preset's name will do for `model_dir`."""
+    return BertPreprocessor.from_preset(model_dir, seq_length, pad_to_longest)
 
 
 def load_tokenizer(model_dir: str) -> BertTokenizer:
-    """The in-graph `BertTokenizer` of a model dir (its vocab and casing)."""
+    """The in-graph `BertTokenizer` of a model dir or preset (its vocab and casing)."""
+    model_dir = resolve_model_dir(model_dir)
     return BertTokenizer(vocab_path(model_dir), lower_case=read_meta(model_dir)["do_lower_case"])
 
 
@@ -52,7 +55,8 @@ def load_model(model_dir: str) -> keras.Model:
     (`bert-tf squad`), a `BertTokenClassifier` (tags per word), a `BertPretrainer` (a masked-LM head, as Google's checkpoints
     and `bert-tf pretrain` have), else a `BertEncoder`. Task models come with their
     preprocessor. The whole dir is checked first (`check_model_dir`), before a model
-    is built."""
+    is built. A preset's name (`bert_tf.presets`) will do for `model_dir`."""
+    model_dir = resolve_model_dir(model_dir)
     check_model_dir(model_dir)
     task = (read_meta(model_dir).get("task") or {}).get("type")
     if task == "classification":

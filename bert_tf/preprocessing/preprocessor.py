@@ -25,6 +25,7 @@ from bert_tf.config import INPUT_NAMES
 from bert_tf.errors import ConfigError
 from bert_tf.io.checkpoint import read_meta, vocab_path
 from bert_tf.preprocessing.tokenizer import BertTokenizer
+from bert_tf.presets import resolve_model_dir
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -62,6 +63,13 @@ class BertPreprocessor(keras.layers.Layer):
         """The preprocessor of a model dir: its `vocab.txt` and casing."""
         return cls(vocab_path(model_dir), read_meta(model_dir)["do_lower_case"], seq_length,
                    pad_to_longest)
+
+    @classmethod
+    def from_preset(cls, preset: str, seq_length: int | None = 128,
+                    pad_to_longest: bool = False) -> "BertPreprocessor":
+        """The preprocessor of a preset's weights (`bert_tf.presets`: a name such as
+        "all-MiniLM-L6-v2", or a model dir)."""
+        return cls.from_model_dir(resolve_model_dir(preset), seq_length, pad_to_longest)
 
     @property
     def vocabulary(self) -> list[str]:
