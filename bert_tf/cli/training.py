@@ -8,8 +8,8 @@ import dataclasses
 import json
 import os
 
-from bert_tf.choices import MIXED_PRECISIONS, POOLINGS, PROBLEMS, SQUAD_MICRO_BATCHES, \
-    STRATEGIES, TASKS
+from bert_tf.choices import DEFAULT_LORA_TARGETS, LORA_TARGETS, MIXED_PRECISIONS, POOLINGS, \
+    PROBLEMS, SQUAD_MICRO_BATCHES, STRATEGIES, TASKS
 from bert_tf.cli.outputs import folder_outputs, print_outputs
 from bert_tf.cli.types import non_negative_int, positive_float, positive_int, proportion
 
@@ -114,6 +114,12 @@ def add_finetune_parser(sub) -> None:
     p.add_argument("--threshold", type=proportion, default=0.5,
                    help="--problem multi_label: probability over which a label is predicted, "
                    "recorded in the model dir for the export (default 0.5)")
+    p.add_argument("--lora-rank", type=positive_int, metavar="R",
+                   help="train LoRA adapters of this rank (and the head) instead of every "
+                   "weight; the model dir and exports hold the merged weights")
+    p.add_argument("--lora-targets", nargs="+", choices=LORA_TARGETS, metavar="LAYER",
+                   help="with --lora-rank: the dense layers of each block to adapt, among "
+                   f"{', '.join(LORA_TARGETS)} (default {' '.join(DEFAULT_LORA_TARGETS)})")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel exports")
     add_run_arguments(p)
     p.set_defaults(func=run_finetune)

@@ -139,14 +139,19 @@ class TransformerBlock(keras.layers.Layer):
         ffn = self.output_dropout(self.output_dense(self.intermediate(x)), training=training)
         return ops.reshape(padded(self.output_layer_norm(x + ffn)), (b, s, self.hidden_size))
 
-    def checkpoint_variables(self):
-        names = {
+    def dense_layers(self) -> dict:
+        """Google name -> the block's six dense layers (their Keras names: `query`,
+        `key`, `value`, `attention_output`, `intermediate`, `output`)."""
+        return {
             "attention/self/query": self.query, "attention/self/key": self.key,
             "attention/self/value": self.value, "attention/output/dense": self.attention_output,
             "intermediate/dense": self.intermediate, "output/dense": self.output_dense,
         }
+
+    def checkpoint_variables(self):
         out = {}
-        for name, layer in names.items():
+        for name, layer in self.dense_layers().items():
+            # With LoRA (`bert_tf.models.lora`) `kernel` is the merged W + (alpha/rank)·A·B.
             out[f"{name}/kernel"] = layer.kernel
             out[f"{name}/bias"] = layer.bias
         for name, ln in (("attention/output/LayerNorm", self.attention_layer_norm),

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from bert_tf.errors import ConfigError
+from bert_tf.models.lora import lora_layers, plain_weights
 from bert_tf.preprocessing.preprocessor import BertPreprocessor
 from bert_tf.presets import resolve_model_dir
 from bert_tf.training.strategy import policy_scope
@@ -42,6 +43,9 @@ class CheckpointNames:
         and shape first; names for which `optional(name)` holds may be absent."""
         pairs = []
         for name, var in self.checkpoint_variables().items():
+            if not isinstance(var, keras.Variable):  # a LoRA layer's merged W + A·B
+                raise ConfigError(f"{name} has LoRA enabled: load {source} into the model "
+                                  "before enable_lora")
             if name not in tensors:
                 if optional(name):
                     continue
@@ -92,8 +96,9 @@ class CheckpointNames:
 
 def with_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
     """`model` computing under the Keras dtype policy `policy` (`float32`,
-    `mixed_bfloat16`, ...): the model itself if its layers already do, else a copy
-    built from its config under that policy, with its weights (sharing no variables).
+    `mixed_bfloat16`, ...): the model itself if its layers already do (and it has no
+    LoRA), else a copy built from its config under that policy, with its weights
+    (sharing no variables; LoRA merged into the kernels, `bert_tf.models.lora`).
 
     Example:
         >>> import bert_tf
@@ -105,11 +110,11 @@ def with_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
         True
     """
     encoder = getattr(model, "encoder", model)
-    if encoder.get_layer("embeddings").dtype_policy.name == policy:
+    if encoder.get_layer("embeddings").dtype_policy.name == policy and not lora_layers(model):
         return model
     with policy_scope(policy):
         copy = type(model).from_config(model.get_config())
-    copy.set_weights(model.get_weights())
+    copy.set_weights(plain_weights(model))
     return copy
 
 
@@ -161,7 +166,7 @@ class WrapsEncoder:
             return self
         copy = type(self).from_config({**self.get_config(),
                                        "encoder": self.encoder.with_skip_padding()})
-        copy.set_weights(self.get_weights())
+        copy.set_weights(plain_weights(self))  # LoRA merged into the kernels
         return copy
 
 

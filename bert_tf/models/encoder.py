@@ -21,6 +21,8 @@ import keras
 
 from bert_tf.config import INPUT_NAMES, BertConfig, load_config
 from bert_tf.layers import BertEmbeddings, BertPooler, TransformerBlock
+from bert_tf.choices import DEFAULT_LORA_TARGETS
+from bert_tf.models import lora
 from bert_tf.models.base import CheckpointNames
 from bert_tf.models.serving import text_serving_module
 from bert_tf.presets import resolve_model_dir
@@ -105,8 +107,29 @@ class BertEncoder(CheckpointNames, keras.Model):
         if self.skip_padding:
             return self
         copy = type(self)(**{**self.get_config(), "skip_padding": True})
-        copy.set_weights(self.get_weights())
+        copy.set_weights(lora.plain_weights(self))  # LoRA merged into the kernels
         return copy
+
+    # -- LoRA (`bert_tf.models.lora`) -----------------------------------------------------
+    def enable_lora(self, rank: int, targets=DEFAULT_LORA_TARGETS,
+                    alpha: float | None = None) -> None:
+        """Freezes the encoder and adds trainable LoRA matrices of `rank` to the dense
+        layers named in `targets` (`query`, `key`, `value`, `attention_output`,
+        `intermediate`, `output`) of every block; `alpha / rank` scales their update
+        (default 1). Model dirs and exports get the merged kernels."""
+        lora.enable_lora(self, rank, targets, alpha)
+
+    def lora_settings(self) -> dict | None:
+        """`{"rank", "alpha", "targets"}` of the encoder's LoRA, None without."""
+        return lora.lora_settings(self)
+
+    def save_lora_weights(self, path: str) -> None:
+        """Writes the LoRA matrices alone (with rank, alpha and targets) to `path` (.npz)."""
+        lora.save_lora_weights(self, path)
+
+    def load_lora_weights(self, path: str) -> None:
+        """Loads LoRA matrices written by `save_lora_weights` (enabling LoRA if needed)."""
+        lora.load_lora_weights(self, path)
 
     def serving_module(self, tokenizer, seq_length: int):
         """`text` -> `sequence_output`, `pooled_output`, `input_mask`; `encode_pair` for

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf.choices import TASKS
+from bert_tf.choices import DEFAULT_LORA_TARGETS, LORA_TARGETS, TASKS
 from bert_tf.data.glue import DataError, Examples, encode, glue_files, label_map, make_dataset, \
     read_task, read_tsv, training_epochs
 from bert_tf.errors import ConfigError
@@ -107,6 +107,11 @@ class FinetuneConfig(RunOptions):
         threshold: `multi_label`: the probability over which a label is predicted.
         tag_column: `ner`, `wnut17`: the CoNLL files' tag column (from 0, the word;
             below 0 from the end; default the last).
+        lora_rank: train LoRA adapters of this rank on the encoder (and the head)
+            instead of every weight (`bert_tf.models.lora`); the model dir and the
+            exports hold the merged kernels.
+        lora_targets: with `lora_rank`, the dense layers to adapt
+            (`bert_tf.choices.LORA_TARGETS`; default `DEFAULT_LORA_TARGETS`).
         no_export: skip the SavedModel exports.
     """
     task: str
@@ -131,6 +136,8 @@ class FinetuneConfig(RunOptions):
     problem: str = "single_label"
     threshold: float = 0.5
     tag_column: int | None = None
+    lora_rank: int | None = None
+    lora_targets: tuple[str, ...] | None = None
     no_export: bool = False
     defaults_used: tuple = dataclasses.field(init=False, default=())
 
@@ -161,6 +168,14 @@ class FinetuneConfig(RunOptions):
         if not 0 < self.threshold < 1:
             raise ConfigError(f"threshold {self.threshold}: a probability strictly between 0 "
                               "and 1")
+        if self.lora_targets is not None and not self.lora_rank:
+            raise ConfigError("--lora-targets needs --lora-rank (without it every weight "
+                              "trains)")
+        if self.lora_rank:
+            self.lora_targets = tuple(self.lora_targets or DEFAULT_LORA_TARGETS)
+            unknown = [t for t in self.lora_targets if t not in LORA_TARGETS]
+            if unknown:
+                raise ConfigError(f"LoRA targets {unknown}: choose among {LORA_TARGETS}")
 
     def run_args(self) -> dict:
         """The settings that define a run (a resumed run must repeat them)."""
@@ -170,7 +185,10 @@ class FinetuneConfig(RunOptions):
                 "reinit_pooler", "problem", "threshold")
         if self.task in TAGGING_TASKS:  # so the runs of other tasks keep their run.json
             keys += ("tag_column",)
-        return {"command": "finetune", **{k: getattr(self, k) for k in keys}}
+        args = {"command": "finetune", **{k: getattr(self, k) for k in keys}}
+        if self.lora_rank:  # (only then, so that other runs keep their run.json)
+            args.update(lora_rank=self.lora_rank, lora_targets=list(self.lora_targets))
+        return args
 
 
 def load_examples(config: FinetuneConfig) -> tuple[Examples, Examples]:
@@ -242,6 +260,13 @@ class DevEvaluation(keras.callbacks.Callback):
             logs.update(result)
 
 
+def with_lora(encoder: keras.Model, config: FinetuneConfig) -> keras.Model:
+    """`encoder`, with LoRA of `config.lora_rank` on `config.lora_targets` if set."""
+    if config.lora_rank:
+        encoder.enable_lora(config.lora_rank, config.lora_targets)
+    return encoder
+
+
 def reinit_pooler(encoder: keras.Model, stddev: float, seed: int) -> None:
     """Draws the pooler's dense layer afresh (truncated normal, zero bias), as if it
     had never been trained by next-sentence prediction."""
@@ -307,7 +332,7 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
             strategy, tf.distribute.TPUStrategy))
         if config.reinit_pooler:
             reinit_pooler(encoder, bert_config.initializer_range, config.seed)
-        model = BertClassifier(encoder, len(labels), config.pooling,
+        model = BertClassifier(with_lora(encoder, config), len(labels), config.pooling,
                                dropout=bert_config.hidden_dropout_prob, preprocessor=preprocessor,
                                labels=labels, text_pairs=train.texts_b is not None,
                                problem=config.problem, threshold=config.threshold)
@@ -334,6 +359,13 @@ def fit_and_finish(config: FinetuneConfig, run: RunDir, model: keras.Model, stra
     metrics (`sizes`: the training and dev examples; the last epoch's `dev_*`; more
     from `dev_details()` when given), the model dir, the curves (`plotted`: the dev
     metrics' panel) and the exports (`RunDir.finish`)."""
+    trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+    lora = model.encoder.lora_settings()
+    if lora is not None:
+        total = model.count_params()
+        print(f"LoRA rank {lora['rank']} on {', '.join(lora['targets'])}: {trainable:,} "
+              f"trainable parameters (adapters and head) of {total:,} "
+              f"({100 * trainable / total:.2f}%)")
     timer = StepTimer()
     callbacks = [callbacks[0], TensorBoard(os.path.join(run.work_dir, "logs"), update_freq=50),
                  timer, *callbacks[1:]]
@@ -357,6 +389,7 @@ def fit_and_finish(config: FinetuneConfig, run: RunDir, model: keras.Model, stra
                # counting the dev evaluations: a resumed run times only the rest
                "train_examples_per_second": timer.per_second(), **timer.summary(),
                "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+               "trainable_parameters": trainable, **({"lora": lora} if lora else {}),
                "history": history}
     if dev_details is not None:
         metrics.update(dev_details())
@@ -388,7 +421,7 @@ def finetune_tagger(config: FinetuneConfig, run: RunDir, bert_config, callbacks=
               f"task's defaults; --epochs / --learning-rate override)")
     preprocessor = load_preprocessor(config.model, config.max_seq_length)
     with strategy.scope():
-        model = BertTokenClassifier(load_encoder(config.model), labels,
+        model = BertTokenClassifier(with_lora(load_encoder(config.model), config), labels,
                                     dropout=bert_config.hidden_dropout_prob,
                                     preprocessor=preprocessor)
         steps_per_epoch, epoch_data = tagging_epochs(model, train, config.batch_size,
