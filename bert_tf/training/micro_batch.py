@@ -1,4 +1,6 @@
-"""Micro-batches: one training step's batch computed in slices, one after another.
+"""Gradient accumulation (micro-batches): one training step's batch computed in
+slices, one after another (`bert-tf finetune/squad --gradient-accumulation-steps N`,
+also spelled `--micro-batches N`).
 
 A step at batch B keeps every layer's activations of all B examples alive until the
 backward pass has used them: for BERT at length 384 that is the attention
@@ -10,6 +12,16 @@ once: the same optimizer step on the same examples, with about 1/n of the activa
 memory. Only the dropout draws differ (each slice draws its own). Embedding gradients
 stay sparse, one row per token as in a whole batch, so global-norm clipping (which, in
 Keras as in Google's BERT, sums the squares of those rows) clips exactly as it would.
+
+Why not the Keras optimizers' own `gradient_accumulation_steps` (checked with Keras
+3.13.2 on 2026-12-07, commit e95f551)? It makes `fit` see each slice as a step of its
+own: N times the steps per epoch, the checkpoints and the history counted in slices,
+and its learning-rate schedule is called with the slice count (`_iterations`), not
+the update count its docstring promises, so BERT's warm-up and decay run N times too
+fast. On the tiny model without dropout, SST-2 at batch 32, 8 updates: with 4 × 8 it
+moved the weights 3.0e-3 away from the whole batches' (as far as the whole batches
+moved them at all), against 1.2e-7 for `use_micro_batches(model, 4)`; it also keeps
+a float32 copy of every trainable weight (MiniLM: 91 MB) where this keeps none.
 
 Example (no dropout, so both compute one function):
     >>> import keras, numpy as np
@@ -44,12 +56,13 @@ from bert_tf.errors import ConfigError
 def check_micro_batches(n: int, jit_compile: bool) -> None:
     """Raises ConfigError unless `n` micro-batches can run (`jit_compile`: under XLA)."""
     if n < 1:
-        raise ConfigError(f"micro-batches (--micro-batches) must be at least 1, not {n}")
+        raise ConfigError(f"gradient accumulation steps (--gradient-accumulation-steps, "
+                          f"--micro-batches) must be at least 1, not {n}")
     if n > 1 and jit_compile:
         raise ConfigError(
-            f"--micro-batches {n} cannot run under XLA (--jit-compile): the summed embedding "
-            "gradients change shape from slice to slice; pass --micro-batches 1 with "
-            "--jit-compile")
+            f"--gradient-accumulation-steps {n} (--micro-batches {n}) cannot run under XLA "
+            "(--jit-compile): the summed embedding gradients change shape from slice to "
+            "slice; pass --gradient-accumulation-steps 1 with --jit-compile")
 
 
 def use_micro_batches(model: keras.Model, n: int) -> None:

@@ -105,8 +105,10 @@ class PretrainConfig(RunOptions):
     def __post_init__(self):
         super().__post_init__()
         if self.micro_batches != 1:
-            raise ConfigError("pretrain does not take micro_batches (--micro-batches): its "
-                              "loss is weighted by the masked positions of the whole batch")
+            raise ConfigError(
+                "pretrain does not take gradient accumulation (--gradient-accumulation-steps, "
+                "--micro-batches): its masked-LM loss is averaged over the masked positions of "
+                "the whole batch, which a slice does not know; lower --batch-size instead")
         check_seed(self.seed)
 
     def run_args(self) -> dict:
