@@ -14,7 +14,7 @@ column, a tag outside the scheme, an empty sentence (a second blank line in a ro
 a file with no sentences.
 
 Example:
-    >>> train = read_conll("../shared/data/WNUT-17/wnut17train.conll")
+    >>> train = read_conll(f"{data_dir}/WNUT-17/wnut17train.conll")  # data_dir: ../shared/data
     >>> len(train), train.words[0][:4], train.tags[0][14:17]
     (3394, ['@paulwalk', 'It', "'s", 'the'], ['B-location', 'I-location', 'I-location'])
     >>> tag_names(train)[:3]
