@@ -56,6 +56,22 @@ def batch_of_texts(texts: tf.Tensor, name: str) -> tf.Tensor:
     return tf.ensure_shape(texts, [None], name=name)
 
 
+def code_point_offsets(texts: tf.Tensor, byte_offsets: tf.RaggedTensor) -> tf.RaggedTensor:
+    """Byte offsets into the UTF-8 `texts` `[B]` (`[B, (n)]`, int64, each at a
+    character's first byte or at the text's end) -> the same offsets in Unicode code
+    points (int32), as clients index Python strings: `text[start:end]`.
+
+    >>> texts = tf.constant(["Zoë Ōsaka", "東京 x"])
+    >>> code_point_offsets(texts, tf.ragged.constant([[0, 5, 11], [0, 6, 8]], tf.int64)).to_list()
+    [[0, 4, 9], [0, 2, 4]]
+    """
+    _, char_bytes = tf.strings.unicode_decode_with_offsets(texts, "UTF-8")
+    # An offset's code point is the number of characters that start before it.
+    points = tf.searchsorted(char_bytes.to_tensor(default_value=tf.int64.max),
+                             byte_offsets.to_tensor(), out_type=tf.int32)
+    return tf.RaggedTensor.from_tensor(points, lengths=byte_offsets.row_lengths())
+
+
 def text_serving_module(tokenizer, model: keras.Model, seq_length: int, pair: bool,
                         labels: list[str] | None = None, problem: str = "single_label",
                         threshold: float = 0.5):

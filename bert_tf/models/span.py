@@ -26,7 +26,7 @@ from bert_tf.errors import ConfigError
 from bert_tf.layers import SpanLogits
 from bert_tf.models.base import CheckpointNames, LeavesOutUnused, WrapsEncoder, read_task
 from bert_tf.models.encoder import BertEncoder, encoder_inputs
-from bert_tf.models.serving import batch_of_texts
+from bert_tf.models.serving import batch_of_texts, code_point_offsets
 from bert_tf.preprocessing.preprocessor import BertPreprocessor
 
 HEAD_NAMES = ("cls/squad/output_weights", "cls/squad/output_bias")
@@ -128,15 +128,10 @@ def squad_serving_module(tokenizer, model: keras.Model, seq_length: int,
     def serve(question, context):
         question = batch_of_texts(question, "question")
         context = batch_of_texts(context, "context")
-        words, begin, _ = tf_text.regex_split_with_offsets(context, WHITESPACE)
-        # Byte offsets -> character offsets (clients index Python strings): each word
-        # starts at a character, found among the characters' byte offsets.
-        _, char_bytes = tf.strings.unicode_decode_with_offsets(context, "UTF-8")
-        char_begin = tf.searchsorted(char_bytes.to_tensor(default_value=tf.int64.max),
-                                     begin.to_tensor(), out_type=tf.int32)
-        char_begin = tf.RaggedTensor.from_tensor(char_begin, lengths=begin.row_lengths())
-        char_begin = char_begin.flat_values
-        char_end = char_begin + tf.strings.length(words.flat_values, unit="UTF8_CHAR")
+        words, begin, end = tf_text.regex_split_with_offsets(context, WHITESPACE)
+        # Byte offsets -> character offsets (clients index Python strings).
+        char_begin = code_point_offsets(context, begin).flat_values
+        char_end = code_point_offsets(context, end).flat_values
         pieces = tokenizer.tokenize(words.flat_values).merge_dims(1, 2)   # [words, pieces]
         per_example = tf.math.unsorted_segment_sum(
             pieces.row_lengths(), words.value_rowids(), tf.shape(context, tf.int64)[0])

@@ -128,6 +128,15 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
         model.load_model_dir_weights(model_dir)
         return model
 
+    # -- serving ---------------------------------------------------------------------------
+    def serving_module(self, tokenizer, seq_length: int):
+        """`text` -> the entities with their code point offsets (`serving_default`) and
+        each word's tag (`tags`): `bert_tf.models.entity_serving`, on a copy whose dense
+        layers skip padding."""
+        from bert_tf.models.entity_serving import entity_serving_module  # builds on this module
+        return entity_serving_module(tokenizer, self.with_skip_padding(), seq_length,
+                                     self.labels)
+
     # -- loss and metrics ------------------------------------------------------------------
     def default_loss(self):
         # Keras averages over the labelled pieces only (the loss masks IGNORE).
