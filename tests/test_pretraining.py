@@ -307,3 +307,49 @@ def test_prepare_text_holds_out_whole_documents(corpus, tmp_path):
         [str(tmp_path / "eval.txt")])
     assert summary["documents"] == len(train) and summary["eval_documents"] == len(held) > 0
     assert not {tuple(d) for d in train} & {tuple(d) for d in held}
+
+
+def test_pretrain_no_nsp_trains_the_masked_lm_alone(vocab_file, records, tmp_path):
+    """`--no-nsp` beside the same run with NSP (same records, steps and seed): no NSP
+    head, loss or metrics; its pooler is the NSP run's initial one, untouched, while
+    the NSP run trains it; the MLM losses part; the model dir loads and fine-tunes."""
+    import bert_tf
+    from bert_tf.config import load_config
+    from bert_tf.io.checkpoint import read_checkpoint
+    from bert_tf.training.finetune import FinetuneConfig, finetune
+    from bert_tf.training.pretrain import build
+    runs = {}
+    for name, extra in (("nsp", ()), ("mlm", ("--no-nsp",))):
+        out = tmp_path / name
+        assert cli(pretrain_cmd(vocab_file, records, out, "--steps", "4", "--steps-per-epoch",
+                                "2", *extra)) == 0
+        runs[name] = (json.loads((out / "metrics.json").read_text()),
+                      read_checkpoint(str(out / "bert_model.ckpt")))
+    (with_nsp, nsp_tensors), (mlm_only, mlm_tensors) = runs["nsp"], runs["mlm"]
+    assert [k for k in [*mlm_only, *mlm_only["history"]] if "nsp" in k] == []
+    assert {"train_nsp_loss", "eval_nsp_accuracy"} <= set(with_nsp)
+    assert not any(k.startswith("cls/seq_relationship") for k in mlm_tensors)
+    assert "cls/seq_relationship/output_weights" in nsp_tensors
+    assert sorted(mlm_tensors) == sorted(k for k in nsp_tensors
+                                         if not k.startswith("cls/seq_relationship"))
+    # the pooler: the seed's initialisation in both runs, trained only by NSP
+    initial = build(load_config(str(tmp_path / "nsp")), None, seed=0).encoder.get_layer(
+        "pooler").dense.kernel.numpy()
+    pooler = "bert/pooler/dense/kernel"
+    assert np.array_equal(mlm_tensors[pooler], initial)
+    assert np.abs(nsp_tensors[pooler] - initial).max() > 1e-4
+    # The same start and data: the first epoch's MLM loss is the same (its first step
+    # has learning rate 0, so both runs' second step starts from the same weights too);
+    # after that NSP's gradients move the shared encoder and the curves part.
+    first, second = mlm_only["history"]["mlm_loss"], with_nsp["history"]["mlm_loss"]
+    assert mlm_only["history"]["step_learning_rate"][0] == 0.0
+    assert first[0] == second[0] and first[1] != second[1]
+    assert mlm_only["history"]["mlm_loss"] == mlm_only["history"]["loss"]
+    assert {"train_mlm_accuracy", "eval_mlm_accuracy", "eval_mlm_loss"} <= set(mlm_only)
+    model = bert_tf.load_model(str(tmp_path / "mlm"))
+    assert isinstance(model, bert_tf.BertPretrainer) and not model.next_sentence
+    tuned = finetune(FinetuneConfig(task="sst2", model=str(tmp_path / "mlm"), data_dir=DATA_DIR,
+                                    out=str(tmp_path / "sst2"), train_limit=8, max_seq_length=16,
+                                    no_export=True, quiet=True))
+    assert (tuned["train_examples"], tuned["dev_examples"]) == (8, 872)
+    assert np.isfinite(tuned["history"]["loss"][0])

@@ -151,6 +151,9 @@ def add_pretrain_parser(sub) -> None:
                    help="for --dynamic-masking: share of the tokens that are masked")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initialisation, dropout and the data order")
+    p.add_argument("--no-nsp", action="store_true",
+                   help="masked-LM only: no next-sentence head or loss (the records' NSP labels "
+                   "are ignored); the pooler stays at its initialisation, untrained")
     add_run_arguments(p)
     p.set_defaults(func=run_pretrain)
 

@@ -6,6 +6,13 @@ the masked positions (weights tied to the word embeddings) and the NSP head on
 cross-entropy averaged over the real masked positions (BERT's
 `sum(w * loss) / sum(w)`) plus the NSP cross-entropy.
 
+With `no_nsp` (`bert-tf pretrain --no-nsp`, RoBERTa's and BERT's "No NSP" ablation): the
+MLM loss alone, on the same records (their NSP labels are ignored), steps and seed, so
+that two runs differ only in NSP. Nothing then trains the pooler: it is frozen at its
+initialisation (drawn from `seed`, as in the NSP run; from `init` when given), the model
+dir holds that untrained pooler (`bert/pooler/dense/...`) and no NSP head, and the
+metrics have no `nsp_*` keys.
+
 `out` becomes a model dir with both heads (`cls/predictions/...`,
 `cls/seq_relationship/...`), so `finetune`, `export` (the encoder's `.mlm`) and
 `convert --to google` take it as it is. The same folder keeps the run's state:
@@ -84,6 +91,7 @@ class PretrainConfig(RunOptions):
         dynamic_masking: draw new masks every epoch in tf.data (the records' masks
             are undone); masked_lm_prob is its masking rate.
         seed: seeds the initialisation and the data order.
+        no_nsp: masked-LM only: no NSP head or loss, the pooler frozen (module docstring).
     """
     train: str
     out: str
@@ -101,6 +109,7 @@ class PretrainConfig(RunOptions):
     dynamic_masking: bool = False
     masked_lm_prob: float = 0.15
     seed: int = 0
+    no_nsp: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -115,7 +124,8 @@ class PretrainConfig(RunOptions):
         """The settings that define a run (a resumed run must repeat them)."""
         keys = ("config", "init", "vocab", "train", "eval", "steps", "batch_size",
                 "learning_rate", "warmup_steps", "optimizer", "mixed_precision",
-                "dynamic_masking", "masked_lm_prob", "seed", "steps_per_epoch", "cased")
+                "dynamic_masking", "masked_lm_prob", "seed", "steps_per_epoch", "cased",
+                "no_nsp")
         return {"command": "pretrain", **{k: getattr(self, k) for k in keys}}
 
 
@@ -140,12 +150,15 @@ def resolve_model(config: PretrainConfig) -> tuple[BertConfig, str, str | None, 
     return bert_config, config.vocab, None, not config.cased
 
 
-def build(config: BertConfig, init_dir: str | None, seed: int) -> BertPretrainer:
+def build(config: BertConfig, init_dir: str | None, seed: int,
+          next_sentence: bool = True) -> BertPretrainer:
     """The pre-training model; the checkpoint of `init_dir` initialises what it
     names, the rest (e.g. heads missing from a fine-tuning checkpoint) is drawn
-    from `seed`."""
+    from `seed`. Without `next_sentence`: no NSP head, and the pooler, which
+    nothing else trains, is frozen."""
     keras.utils.set_random_seed(seed)
-    model = BertPretrainer(BertEncoder.from_bert_config(config))
+    model = BertPretrainer(BertEncoder.from_bert_config(config), next_sentence=next_sentence)
+    model.encoder.get_layer("pooler").trainable = next_sentence
     if init_dir is not None:
         prefix = os.path.join(init_dir, CKPT_NAME)
         model.assign_checkpoint(read_checkpoint(prefix), prefix,
@@ -184,6 +197,12 @@ def majority_baseline(eval_ds) -> float:
     return float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
 
 
+def without_nsp(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`pretraining_dataset`'s batches without the NSP labels and weights."""
+    return ds.map(lambda x, y, w: (x, {"mlm_logits": y["mlm_logits"]},
+                                   {"mlm_logits": w["mlm_logits"]}))
+
+
 def pretrain(config: PretrainConfig, callbacks=()) -> dict:
     """Pre-trains; returns the metrics (also in `OUT/metrics.json`, written last). A
     rerun of the same config resumes a killed run where it stopped. `callbacks`: more
@@ -207,30 +226,37 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
         ds = pretraining_dataset(config.train, config.batch_size, training=True,
                                  seed=config.seed + epoch, dynamic_masking=config.dynamic_masking,
                                  vocab=vocab, masked_lm_prob=config.masked_lm_prob)
+        if config.no_nsp:
+            ds = without_nsp(ds)
         return ds.take(per_epoch).apply(tf.data.experimental.assert_cardinality(per_epoch))
 
     eval_ds = None
     if config.eval:
         check_records(config.eval, bert_config)
         eval_ds = pretraining_dataset(config.eval, config.batch_size, training=False)
+        if config.no_nsp:
+            eval_ds = without_nsp(eval_ds)
         # a known size keeps Keras from warning that validation "ran out of data"
         eval_ds = eval_ds.apply(tf.data.experimental.assert_cardinality(
             sum(1 for _ in eval_ds)))
     run.start(state)
 
     with strategy.scope():
-        model = build(bert_config, init_dir, config.seed)
+        model = build(bert_config, init_dir, config.seed, next_sentence=not config.no_nsp)
+        heads = ("mlm_logits",) if config.no_nsp else ("mlm_logits", "nsp_logits")
+        losses = {"mlm_logits": keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True, reduction="mean_with_sample_weight"),
+                  "nsp_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
         model.compile(
             optimizer=bert_optimizer(config.learning_rate, per_epoch * epochs, config.warmup_steps,
                                      name=config.optimizer),
-            loss={"mlm_logits": keras.losses.SparseCategoricalCrossentropy(
-                      from_logits=True, reduction="mean_with_sample_weight"),
-                  "nsp_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
-            weighted_metrics={"mlm_logits": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
-                              "nsp_logits": [keras.metrics.SparseCategoricalAccuracy("accuracy")]},
+            loss={k: losses[k] for k in heads},
+            weighted_metrics={k: [keras.metrics.SparseCategoricalAccuracy("accuracy")]
+                              for k in heads},
             jit_compile=config.jit_compile)
     fit_under_multi_worker(model, strategy)
-    print(f"pre-training {bert_config.num_hidden_layers} layers × {bert_config.hidden_size}: "
+    print(f"pre-training {bert_config.num_hidden_layers} layers × {bert_config.hidden_size}"
+          f"{' (masked-LM only, no NSP)' if config.no_nsp else ''}: "
           f"{config.steps} steps of {config.batch_size} ({epochs} × {per_epoch}) on "
           f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})")
     timer = StepTimer()
@@ -249,6 +275,10 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
                         f"({e.message.strip().splitlines()[0]})") from None
     wall = time.time() - start
     hist = {rename(k): v for k, v in history.items()}
+    if config.no_nsp:  # one output, whose name Keras leaves out; its loss is the whole loss
+        hist = {{"accuracy": "mlm_accuracy", "val_accuracy": "val_mlm_accuracy"}.get(k, k): v
+                for k, v in hist.items()}
+        hist.update({f"{p}mlm_loss": hist[f"{p}loss"] for p in ("", "val_") if f"{p}loss" in hist})
     if not run.chief:
         TrainingState(backup, model).remove()
         run.finish_worker()
