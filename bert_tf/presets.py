@@ -15,12 +15,15 @@ the second fails on the first's complete entry, which it then uses.
 This module does not import TensorFlow (`bert-tf presets` answers at once); the
 conversion imports it.
 
-Example:
-    >>> from bert_tf.presets import resolve_model_dir
-    >>> resolve_model_dir("all-MiniLM-L6-v2")          # converted on first use
-    '/home/me/.cache/bert-tf/all-MiniLM-L6-v2'
-    >>> resolve_model_dir("saved_models/minilm")       # a model dir: as it is
-    'saved_models/minilm'
+Example (`resolve_model_dir("all-MiniLM-L6-v2")` gives `~/.cache/bert-tf/all-MiniLM-L6-v2`,
+converting it on first use):
+    >>> list(PRESETS)
+    ['all-MiniLM-L6-v2']
+    >>> resolve_model_dir(model_dir) == model_dir          # a model dir: as it is
+    True
+    >>> resolve_model_dir("all-MiniLM-L6-v3")
+    Traceback (most recent call last):
+    bert_tf.errors.ConfigError: all-MiniLM-L6-v3: no such model dir or preset (presets: ...)
 """
 from __future__ import annotations
 

@@ -149,9 +149,10 @@ class WrapsEncoder:
         `kwargs` go to the constructor. The head is new (to load a fine-tuned model dir
         with its head, use `from_model_dir` or `bert_tf.load_model`).
 
-        >>> model = BertClassifier.from_preset("all-MiniLM-L6-v2", num_classes=2)
-        >>> model.compile()
-        >>> model.fit(["a fine film", "a dull one"], [1, 0])
+        >>> import bert_tf
+        >>> model = bert_tf.BertClassifier.from_preset(model_dir, num_classes=2)  # or a name
+        >>> model.predict(["a fine film", "a dull one"], verbose=0).shape
+        (2, 2)
         """
         from bert_tf.models.encoder import BertEncoder  # it imports this module
         model_dir = resolve_model_dir(preset)
