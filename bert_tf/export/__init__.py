@@ -17,7 +17,10 @@
   (+ a classifier's `logits`, `probabilities`, `label`; a multi-label one's `logits`,
   `probabilities`, `labels`; a regression one's `predictions`:
   `bert_tf.models.serving.head_outputs`); a SQuAD model takes `question` and
-  `context`. Batches are padded to their longest text (at most `seq_length`
+  `context`; a token classifier takes `text` and returns its entities
+  (`entity_text`, `entity_type`, `entity_start`, `entity_end`, `entity_score`,
+  `num_entities`), and each word's tag from its `tags` signature
+  (`bert_tf.models.entity_serving`). Batches are padded to their longest text (at most `seq_length`
   tokens) and the encoder's dense layers skip even that padding. Warm-up requests
   in `assets.extra/` when tensorflow-serving-api is installed (`bert-tf[serving]`).
 

@@ -3,7 +3,9 @@
 Flow: TSV -> `Examples` -> in-graph tokenisation (`bert_tf.data.glue.encode`) ->
 bucketed `tf.data` batches -> encoder -> pooling -> dropout -> dense -> loss.
 The run dir receives the fine-tuned model dir, metrics, TensorBoard logs, a
-training-curve PNG and the three SavedModel exports.
+training-curve PNG and the three SavedModel exports. Named entities (`ner`, `wnut17`)
+train a `BertTokenClassifier` on CoNLL files the same way (`finetune_tagger`,
+`bert_tf.training.tagging`), scored by entity-level precision, recall and F1.
 
 Example (a tiny run: 64 SST-2 examples; `model_dir` is a model dir such as
 "saved_models/minilm", `data_dir` the folder holding `SST-2/`):
