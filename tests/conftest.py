@@ -115,3 +115,87 @@ def run_python(code: str, timeout=300):
                           timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
+
+
+# -- tests whose work is one long process of its own ------------------------------------------
+# The suite keeps about one core busy (2026-12-07, commit 1d48435: 45 min of wall time, 48 min
+# of CPU time on two cores). A test marked `@pytest.mark.background(job=job)` has its process
+# started as soon as the tests are collected, beside the rest of the suite on the other core,
+# and reads what it wrote through the `background` fixture. `job(folder)` returns the Python
+# code of the process (a program of its own: no fixture reaches it), which writes under
+# `folder`.
+_BACKGROUND = {}
+
+
+class Background:
+    """One test's process: `wait()` gives its stdout (it must exit 0); `folder` holds
+    what it wrote, its stdout and stderr too (files, not pipes: a full pipe would stop
+    it); `seconds` is its wall time, shown in the measurements."""
+
+    def __init__(self, name: str, job, folder: str):
+        import subprocess
+        import sys
+        import threading
+        import time
+        self.name, self.folder, self.seconds = name, folder, None
+        os.makedirs(folder, exist_ok=True)
+        self.logs = [os.path.join(folder, f"background.{x}") for x in ("out", "err")]
+        with open(self.logs[0], "w") as out, open(self.logs[1], "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", job(folder)], stdout=out,
+                                         stderr=err,
+                                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        started = time.time()
+
+        def watch():
+            self.proc.wait()
+            self.seconds = time.time() - started
+        self.watcher = threading.Thread(target=watch, daemon=True)
+        self.watcher.start()
+
+    def wait(self, timeout=1200) -> str:
+        self.watcher.join(timeout)
+        assert self.seconds is not None, f"{self.name}: still running after {timeout} s"
+        report(f"{self.name}: its process ran {self.seconds:.0f} s, beside the suite")
+        out, err = (open(path, encoding="utf-8").read() for path in self.logs)
+        assert self.proc.returncode == 0, err[-3000:]
+        return out
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "background(job): the test's process starts when "
+                            "the tests are collected (tests/conftest.py, Background)")
+
+
+def pytest_collection_modifyitems(items):
+    """The tests marked `background` run last: the rest of the suite runs beside their
+    processes."""
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)
+
+
+def pytest_collection_finish(session):
+    """Starts the processes of the selected tests marked `background`."""
+    import tempfile
+    for item in session.items:
+        marker = item.get_closest_marker("background")
+        if marker is not None:
+            folder = tempfile.mkdtemp(prefix=f"bert-tf-{item.name}-")
+            _BACKGROUND[item.nodeid] = Background(item.name, marker.kwargs["job"], folder)
+
+
+def pytest_sessionfinish(session):
+    import shutil
+    for job in _BACKGROUND.values():
+        job.proc.kill()  # a test that failed, or was stopped, before its process ended
+        job.proc.wait()
+        shutil.rmtree(job.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def background(request) -> Background:
+    """The test's `Background` process, started at collection (or now, if it was not)."""
+    if request.node.nodeid not in _BACKGROUND:
+        marker = request.node.get_closest_marker("background")
+        folder = str(request.getfixturevalue("tmp_path") / "background")
+        _BACKGROUND[request.node.nodeid] = Background(request.node.name, marker.kwargs["job"],
+                                                      folder)
+    return _BACKGROUND[request.node.nodeid]

@@ -1,6 +1,9 @@
 """The Keras-native API: every layer and model class serialises (config, `.keras`,
 Google-name model dirs), raw text goes into Keras models through `BertPreprocessor`,
 and a classifier built in Python exports and serves the same probabilities."""
+import os
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ import bert_tf
 from bert_tf.config import BertConfig
 from bert_tf.layers import (AttentionPooling, BertEmbeddings, BertPooler, MaskedPooling,
                             NextSentenceHead, SpanLogits, TransformerBlock)
-from tests.conftest import data_path, report
+from tests.conftest import ROOT, data_path, report
 from tests.harness import assert_same_outputs, run_checkpoint_test, run_serialization_test
 
 TINY = BertConfig.preset("tiny")
@@ -208,14 +211,20 @@ def test_keras_recipe_on_sst2(minilm_dir, tmp_path):
         [["negative", "positive"][i] for i in want.argmax(-1)]
 
 
-@pytest.mark.slow
-def test_readme_keras_snippets_run(minilm_dir, tmp_path):
-    """README's "In Python" snippets and the python blocks of the guides under docs/, run as
-    written (MiniLM's path put in), in a fresh interpreter in an empty folder."""
-    from tests.conftest import run_python
+def readme_snippets_job(folder: str) -> str:
+    """README's "In Python" snippets and the python blocks of the guides under docs/
+    (`python_snippets`, tests/test_docs.py), with MiniLM's path put in, run in a fresh
+    interpreter in the empty folder FOLDER/work; MiniLM is converted into FOLDER/minilm
+    first (as the `minilm_dir` fixture does), in a process of its own. Started with the
+    tests (conftest.py, Background): two minutes of one process, beside the suite."""
+    import textwrap
     from tests.test_docs import python_snippets
-    code = python_snippets().replace("saved_models/minilm", minilm_dir)
-    code = f"import os\nos.chdir({str(tmp_path)!r})\n{code}\n" \
+    minilm, work = os.path.join(folder, "minilm"), os.path.join(folder, "work")
+    convert = ("from bert_tf.models.convert import convert_hf\n"
+               "from pipelines.minilm import minilm_source_dir\n"
+               f"convert_hf(minilm_source_dir(), {minilm!r})\n")
+    code = python_snippets().replace("saved_models/minilm", minilm)
+    code = f"import os\nos.makedirs({work!r})\nos.chdir({work!r})\n{code}\n" \
         "print(sorted(n for n in os.listdir('saved_models/mine') if not n.startswith('.')), " \
         "clf.predict(['a wonderful film']).shape, tags.loss.name, sts.loss.name, " \
         "sts.predict(('a cat sleeps', 'a cat is asleep')).shape, clf.optimizer.iterations.numpy())\n" \
@@ -224,10 +233,28 @@ def test_readme_keras_snippets_run(minilm_dir, tmp_path):
         "['label'].numpy()[0].decode()\n" \
         "print('docs:', pairs['pooled_output'].shape, pooled.shape.as_list(), probs.shape, " \
         "abs(probs.sum() - 1) < 1e-5, label == ['negative', 'positive'][probs.argmax()])"
-    out = run_python(code, timeout=600)
+    return textwrap.dedent(f"""
+        import subprocess, sys
+        for program in ({convert!r}, {code!r}):
+            proc = subprocess.run([sys.executable, "-c", program], capture_output=True,
+                                  text=True, cwd={ROOT!r})
+            sys.stdout.write(proc.stdout)
+            sys.stderr.write(proc.stderr)
+            if proc.returncode:
+                sys.exit(proc.returncode)
+        """)
+
+
+@pytest.mark.slow
+@pytest.mark.background(job=readme_snippets_job)
+def test_readme_keras_snippets_run(background):
+    """README's "In Python" snippets and the guides' python blocks run as written
+    (`readme_snippets_job`)."""
+    out = background.wait()
+    work = Path(background.folder) / "work"
     # the second fit (2 batches) continued the first's optimizer (1 batch)
     assert "['encoder', 'preprocessor', 'serving'] (1, 2) binary_crossentropy " \
         "mean_squared_error (1, 1) 3" in out
     # docs/serving.md on the export README's snippets wrote: the three ways to load it agree
     assert "docs: (1, 384) [None, 384] (1, 2) True True" in out
-    assert (tmp_path / "runs" / "mine" / "model" / "bert_model.ckpt.index").exists()
+    assert (work / "runs" / "mine" / "model" / "bert_model.ckpt.index").exists()
