@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Presets convert into $BERT_TF_HOME: a fresh folder per test run, never the user's cache
+# (subprocesses inherit it).
+import tempfile  # noqa: E402
+os.environ["BERT_TF_HOME"] = tempfile.mkdtemp(prefix="bert-tf-home-")
 
 import pytest  # noqa: E402
 

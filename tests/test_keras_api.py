@@ -224,7 +224,9 @@ def readme_snippets_job(folder: str) -> str:
                "from pipelines.minilm import minilm_source_dir\n"
                f"convert_hf(minilm_source_dir(), {minilm!r})\n")
     code = python_snippets().replace("saved_models/minilm", minilm)
-    code = f"import os\nos.makedirs({work!r})\nos.chdir({work!r})\n{code}\n" \
+    home = os.path.join(folder, "bert-tf-home")   # presets convert here, not into ~/.cache
+    code = f"import os\nos.environ['BERT_TF_HOME'] = {home!r}\nos.makedirs({work!r})\n" \
+        f"os.chdir({work!r})\n{code}\n" \
         "print(sorted(n for n in os.listdir('saved_models/mine') if not n.startswith('.')), " \
         "clf.predict(['a wonderful film']).shape, tags.loss.name, sts.loss.name, " \
         "sts.predict(('a cat sleeps', 'a cat is asleep')).shape, clf.optimizer.iterations.numpy())\n" \
