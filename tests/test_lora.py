@@ -174,6 +174,17 @@ def test_model_dir_holds_merged_kernels(lora_run, tmp_path):
                                   pretrained["layer_0/key/kernel"])
 
 
+def test_keras_file_holds_the_plain_model(lora_run, tmp_path):
+    """A `.keras` file of the LoRA classifier (Keras' Dense saves its merged kernel)
+    loads as the plain model, with the LoRA model's logits."""
+    model = lora_run["model"]
+    path = str(tmp_path / "lora.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.encoder.lora_settings() is None
+    np.testing.assert_allclose(_logits(loaded), _logits(model), atol=1e-5)
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16"])
 def test_copies_for_serving_and_other_precisions_are_merged(lora_run, policy):
     """`with_skip_padding` and `with_dtype_policy` (what the exports build on) give
