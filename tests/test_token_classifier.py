@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import bert_tf
 from bert_tf.data.conll import read_conll, tag_names
-from bert_tf.errors import DataError
+from bert_tf.errors import ConfigError, DataError
 from bert_tf.models.token_classifier import IGNORE, encode_words, place_tags
 from bert_tf.training.entities import entities, entity_scores
 from tests.conftest import data_path, report
@@ -207,7 +207,7 @@ def test_serialises_and_loads_as_the_other_task_models(tiny_tagger, tmp_path):
 def test_fit_and_predict_words_and_text_with_seqeval_scores(tiny_tagger):
     """Five steps on 40 WNUT sentences (a model still near random, its entities wrong
     and many of them opened by an I- tag): `predict` on words gives a tag per word, the
-    argmax at each first piece (words past 32 pieces: O); raw text gives (word, tag)
+    argmax at each first piece (of sentences that fit in 32 tokens); raw text gives (word, tag)
     pairs, the words split as BERT splits them; the entity scores of these imperfect
     predictions are seqeval's."""
     tagger, train = tiny_tagger
@@ -234,3 +234,155 @@ def test_fit_and_predict_words_and_text_with_seqeval_scores(tiny_tagger):
     assert [w for w, _ in pairs[0]] == ["Anna", "lives", "in", "Paris", ",", "France", "."]
     assert pairs[0] == list(zip([w for w, _ in pairs[0]], tagger.predict(
         [["Anna", "lives", "in", "Paris", ",", "France", "."]])[0]))
+
+
+# -- long texts in windows ---------------------------------------------------------------------
+
+MARKERS = {"anna": "B-person", "karenina": "I-person", "paris": "B-place"}
+FILLERS = "the a of in and to was he she it on at by with from city river old new long day".split()
+
+
+@pytest.fixture(scope="module")
+def marker_tagger(tiny_model_dir):
+    """A tagger (seq_length 16: windows of 14 pieces, the default stride 3, so windows
+    8 pieces apart) whose head reads the markers' tags off the tiny encoder's
+    sequence output: for each marker the mean output at that word minus the mean
+    output of all words, thresholded half way between the marker's lowest score and
+    the other words' highest on 200 random sentences. Every `anna` is B-person,
+    `karenina` (2 pieces) I-person, `paris` B-place, everything else O, and each
+    probability depends on the word's context (so a word read in another window
+    gets another probability)."""
+    labels = ["O", "B-person", "I-person", "B-place"]
+    tagger = bert_tf.BertTokenClassifier(
+        bert_tf.load_encoder(tiny_model_dir), labels,
+        preprocessor=bert_tf.load_preprocessor(tiny_model_dir, seq_length=16))
+    rng = np.random.default_rng(0)
+    sentences = [list(rng.choice(FILLERS, 12)) for _ in range(200)]
+    for n, words in enumerate(sentences):
+        words[rng.integers(12)] = list(MARKERS)[n % 3]
+    inputs, positions = encode_words(tagger.preprocessor.tokenizer, tf.ragged.constant(sentences),
+                                     16)
+    output = tagger.encoder(inputs)["sequence_output"].numpy()
+    at = np.take_along_axis(output, positions.numpy()[..., None], 1).reshape(-1, output.shape[-1])
+    word = np.array([w for words in sentences for w in words])
+    mean = at.mean(0)
+    kernel = np.zeros((output.shape[-1], len(labels)), "float32")
+    bias = np.zeros(len(labels), "float32")
+    for marker, tag in MARKERS.items():
+        direction = at[word == marker].mean(0) - mean
+        score = (at - mean) @ direction
+        threshold = (score[word == marker].min() + score[word != marker].max()) / 2
+        assert score[word == marker].min() > score[word != marker].max(), marker
+        kernel[:, labels.index(tag)] = 0.2 * direction
+        bias[labels.index(tag)] = -0.2 * (threshold + mean @ direction)
+    dense = tagger.get_layer("token_classifier")
+    dense.kernel.assign(kernel)
+    dense.bias.assign(bias)
+    return tagger
+
+
+def windows_by_hand(tagger, words: list[str]) -> tuple[list[str], list[float]]:
+    """Each word's tag and its probability, reading the text's word-pieces in windows
+    as documented, one model call per window: windows of `content` pieces starting
+    every `content - 2 * stride` pieces, the last one ending with the text; a word
+    from the first window that holds its first piece `stride` pieces from both edges
+    (an edge at the text's start or end excepted)."""
+    tokenizer = tagger.preprocessor.tokenizer
+    seq_length = tagger.preprocessor.seq_length
+    content, stride = seq_length - 2, max((seq_length - 2) // 4, 1)
+    pieces = [tokenizer.tokenize(tf.constant([w])).merge_dims(1, 2)[0].numpy().tolist()
+              for w in words]
+    ids = [i for p in pieces for i in p]
+    firsts = np.cumsum([0] + [len(p) for p in pieces])[:-1]
+    starts = list(range(0, len(ids) - content, content - 2 * stride)) + \
+        [max(len(ids) - content, 0)]
+    cls, sep = (tokenizer.special_ids[k] for k in ("start_of_sequence_id", "end_of_segment_id"))
+    probs = []
+    for start in starts:
+        row = [cls] + ids[start:start + content] + [sep]
+        mask = [1] * len(row) + [0] * (seq_length - len(row))
+        inputs = {"input_word_ids": np.array([row + [0] * (seq_length - len(row))], "int32"),
+                  "input_mask": np.array([mask], "int32"),
+                  "input_type_ids": np.zeros([1, seq_length], "int32")}
+        probs.append(tf.nn.softmax(tagger(inputs, training=False)[0]).numpy())
+    tags, scores = [], []
+    for p, n in zip(firsts, map(len, pieces)):
+        if not n:
+            tags.append("O")
+            scores.append(0.0)
+            continue
+        w = next(w for w, start in enumerate(starts)
+                 if (p - start >= stride or start == 0)
+                 and (start + content - 1 - p >= stride or start + content >= len(ids)))
+        at = probs[w][1 + p - starts[w]]
+        tags.append(tagger.labels[at.argmax()])
+        scores.append(float(at.max()))
+    return tags, scores
+
+
+def test_long_texts_run_in_windows_in_predict_and_export(marker_tagger):
+    """A text of 37 pieces at seq_length 16 is 4 windows (starts 0, 8, 16 and 23, the
+    last moved back to end with the text): `anna karenina` straddles the first window's
+    end (pieces 13 | 14-15), another straddles the edge between the parts read from
+    windows 2 and 3 (pieces 18 | 19-20, so its B- and I- tags come from different
+    windows), `paris` stands past the first window and as the text's last word.
+    `predict` (words and raw text), the serving export's entities and tags, and the
+    windows run by hand give the same tags, probabilities and code point offsets
+    (a text cut at 16 tokens loses all but the first entity's B-; a word read in
+    another window or at another column has another probability); a short text and
+    an empty one in the same batch are read as before."""
+    from tests.test_ner import serve, word_spans
+    filler = iter(FILLERS * 3)
+    layout = {13: "anna", 14: "karenina", 18: "anna", 19: "karenina", 25: "paris", 36: "paris"}
+    long_words, p = [], 0
+    while p < 37:
+        long_words.append(layout.get(p) or next(filler))
+        p += 2 if long_words[-1] == "karenina" else 1
+    texts = [" ".join(long_words), "Anna  Karenina of PARIS!", ""]
+    words = [t.replace("!", " !").split() for t in texts]
+    tokenizer = marker_tagger.preprocessor.tokenizer
+    assert len(tokenizer.tokenize(tf.constant(texts[:1])).flat_values) == 37
+
+    by_hand = [windows_by_hand(marker_tagger, w) for w in words]
+    want_entities = [[("person", 13, 15), ("person", 17, 19), ("place", 23, 24),
+                      ("place", 34, 35)], [("person", 0, 2), ("place", 3, 4)], []]
+    for (tags, _), w, want in zip(by_hand, words, want_entities):
+        assert [t for t, word in zip(tags, w) if word.lower() not in MARKERS] == \
+            ["O"] * sum(word.lower() not in MARKERS for word in w)
+        assert entities(tags) == want
+    assert [p for p, _ in enumerate(long_words) if long_words[p] in MARKERS] == \
+        [13, 14, 17, 18, 23, 34]
+
+    assert marker_tagger.predict(words) == [tags for tags, _ in by_hand]
+    assert marker_tagger.predict(texts) == [list(zip(w, tags)) for w, (tags, _) in
+                                            zip(words, by_hand)]
+    _, signatures, _ = marker_tagger.serving_module(tokenizer, 16)
+    out = serve(signatures, "serving_default", texts)
+    tags_out = serve(signatures, "tags", texts)
+    for n, (text, w, (tags, scores)) in enumerate(zip(texts, words, by_hand)):
+        spans = word_spans(text, w)
+        assert [t.decode() for t in tags_out["tags"][n][:len(w)]] == tags
+        np.testing.assert_allclose(tags_out["tag_score"][n][:len(w)], scores, rtol=1e-5)
+        found = entities(tags)
+        count = int(out["num_entities"][n])
+        assert count == len(found)
+        assert list(zip([t.decode() for t in out["entity_type"][n][:count]],
+                        out["entity_start"][n][:count].tolist(),
+                        out["entity_end"][n][:count].tolist())) == \
+            [(kind, spans[s][0], spans[e - 1][1]) for kind, s, e in found]
+        assert [t.decode() for t in out["entity_text"][n][:count]] == \
+            [text[spans[s][0]:spans[e - 1][1]] for _, s, e in found]
+        np.testing.assert_allclose(out["entity_score"][n][:count],
+                                   [np.mean(scores[s:e]) for _, s, e in found], rtol=1e-5)
+    assert out["entity_text"][0][:4].tolist() == [b"anna karenina", b"anna karenina",
+                                                  b"paris", b"paris"]
+
+
+@pytest.mark.parametrize("stride", [0, -1, 7, 14, 2.5])
+def test_window_stride_out_of_range_is_a_clear_error(tiny_model_dir, stride):
+    """At seq_length 16 a window holds 14 pieces: a stride of 6 keeps windows 2 apart,
+    7 and more would not move them; 0 or less reads tokens at a window's edge."""
+    with pytest.raises(ConfigError, match=r"window stride .*at most 6"):
+        bert_tf.BertTokenClassifier(
+            bert_tf.load_encoder(tiny_model_dir), ["O", "B-x"], window_stride=stride,
+            preprocessor=bert_tf.load_preprocessor(tiny_model_dir, seq_length=16))

@@ -1,9 +1,10 @@
 """Raw text in, named entities out: the serving module of a `BertTokenClassifier`, all in
 TensorFlow ops (no `py_function`), so TF Serving runs it.
 
-text `[B]` -> `split_text` (BERT's words, with byte offsets) -> `encode_words` (the
-model's inputs and each word's first piece) -> logits -> each word's tag (the best
-label at its first piece; `O` for a word the model did not see) -> entities as
+text `[B]` -> `split_text` (BERT's words, with byte offsets) -> `encode_windows` (the
+model's inputs, a text longer than `seq_length` as overlapping windows, all texts'
+windows in one batch, and where each word's first piece is read) -> logits -> each
+word's tag (the best label at its first piece; `O` for a word without pieces) -> entities as
 `bert_tf.training.entities.entities` reads tags (seqeval's default mode: `B-type`
 starts one, `I-type` continues one of its type and starts one after `O` or another
 type) -> per text, padded to the batch's most entities:
@@ -23,8 +24,10 @@ The `tags` signature gives each word of a text instead, padded to the batch's mo
 words: `words`, `tags` (`""` after), `word_start`, `word_end` (code points, -1 after),
 `tag_score` (the tag's probability, 0 after) and `num_words` `[B]`.
 
-A text longer than the model's `seq_length` tokens is not split into windows: words
-past the last piece that fits are tagged `O`.
+A text longer than the model's `seq_length` tokens is read in windows as
+`BertTokenClassifier.predict` reads it (`bert_tf.models.token_classifier`): each
+word-piece from the first window that holds it at least `window_stride` pieces from
+the window's edges, so the export's tags are `predict`'s.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import tensorflow as tf
 
 from bert_tf.models.serving import WARMUP_TEXTS, as_float32, batch_of_texts, \
     code_point_offsets
-from bert_tf.models.token_classifier import OUTSIDE, encode_words, split_text
+from bert_tf.models.token_classifier import OUTSIDE, encode_windows, split_text, window_sizes
 
 # A tag's part before its type (`bert_tf.training.entities` reads tags so).
 OTHER, BEGIN, INSIDE = 0, 1, 2
@@ -55,15 +58,18 @@ def tag_parts(labels: list[str]) -> tuple[list[int], list[str]]:
     return prefixes, kinds
 
 
-def entity_serving_module(tokenizer, model: keras.Model, seq_length: int, labels: list[str]):
+def entity_serving_module(tokenizer, model: keras.Model, seq_length: int, labels: list[str],
+                          window_stride: int | None = None):
     """`serving_default`: `text` -> the entities; `tags`: `text` -> each word's tag (see
-    the module). `model` maps the three inputs to `logits` `[B, L, len(labels)]`.
+    the module). `model` maps the three inputs to `logits` `[B, L, len(labels)]`;
+    `window_stride`: see `window_sizes` (None: its default).
 
     Returns `(module, signatures, warm-up examples)`."""
+    window_sizes(seq_length, window_stride)   # a bad stride fails before anything is traced
     root = tf.train.Checkpoint()
     root.tokenizer = tokenizer
     root.model = model
-    # The tags, and `O` at index len(labels) for the words the model did not see.
+    # The tags, and `O` at index len(labels) for the words without pieces.
     names = tf.constant(list(labels) + [OUTSIDE])
     prefixes, kinds = tag_parts(list(labels) + [OUTSIDE])
     prefix_of, kind_of = tf.constant(prefixes), tf.constant(kinds)
@@ -74,9 +80,11 @@ def entity_serving_module(tokenizer, model: keras.Model, seq_length: int, labels
         `[B, W]` (padding: tag `unseen` = O, offsets -1, probability 0)."""
         texts = batch_of_texts(text, "text")
         words, begin, end = split_text(texts)
-        inputs, positions = encode_words(tokenizer, words, seq_length, pad_to_longest=True)
+        inputs, positions = encode_windows(tokenizer, words, seq_length, window_stride,
+                                           pad_to_longest=True)
         probs = tf.nn.softmax(as_float32(model(inputs, training=False)), axis=-1)
-        at_first = tf.gather(probs, tf.maximum(positions, 0), batch_dims=1)   # [B, W, C]
+        flat = tf.reshape(probs, [-1, len(labels)])                      # [windows * L, C]
+        at_first = tf.gather(flat, tf.maximum(positions, 0))               # [B, W, C]
         seen = positions >= 0
         ids = tf.where(seen, tf.argmax(at_first, -1, output_type=tf.int32), unseen)
         score = tf.where(seen, tf.reduce_max(at_first, -1), 0.0)

@@ -11,7 +11,17 @@ word's tag is the label of its first word-piece; the word's other pieces, [CLS],
 [SEP] and the padding have the label `IGNORE` (-1), which the loss and the accuracy
 leave out (`encode_words` finds the first pieces, `place_tags` puts the labels there).
 A word past `seq_length`, or with no piece at all (only characters BERT drops), is
-not learned from, and is tagged `O` by `predict`.
+not learned from; `predict` tags a word without pieces `O`.
+
+`predict` (and the serving export) reads a text longer than the model in overlapping
+windows of `seq_length` tokens, all in one batch (`encode_windows`): each token's
+prediction comes from the first window that holds it at least `window_stride` tokens
+from the window's edges (the text's own start and end excepted), so every token is
+read with that much context on both sides and no word past `seq_length` is lost.
+Consecutive windows start `content - 2 * window_stride` tokens apart (`content`:
+`seq_length - 2`, the tokens between [CLS] and [SEP]); the default stride,
+`content // 4`, gives each token a quarter window of context either side for about
+twice the windows of the text's length (see `window_sizes`).
 
 With a `preprocessor`, `fit` and `evaluate` take sentences as lists of words with
 their tags (`bert_tf.data.conll.read_conll` reads CoNLL files so), and `predict`
@@ -67,12 +77,16 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
         dropout: dropout rate before the dense layer.
         preprocessor: an optional `BertPreprocessor` (vocab, casing and `seq_length`),
             so that `fit`, `evaluate` and `predict` take words and text.
+        window_stride: the context in tokens each token keeps on both sides when a
+            text longer than `seq_length` is read in windows (`predict` and the
+            serving export; see the module); None: a quarter of a window's content.
     """
 
     TRANSPOSED = ("output_weights",)
 
     def __init__(self, encoder: BertEncoder, labels: list[str], dropout: float = 0.1,
                  preprocessor: BertPreprocessor | None = None,
+                 window_stride: int | None = None,
                  name: str = "bert_token_classifier", **kwargs):
         labels = list(labels)
         if not labels or not all(isinstance(label, str) and label for label in labels):
@@ -92,6 +106,9 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
         self.preprocessor = preprocessor
         self.labels = labels
         self.dropout = dropout
+        self.window_stride = window_stride
+        if preprocessor is not None and preprocessor.seq_length:
+            window_sizes(preprocessor.seq_length, window_stride)   # a bad stride fails here
 
     @property
     def num_labels(self) -> int:
@@ -113,6 +130,8 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
         task = {"type": "token_classification", "labels": self.labels}
         if self.preprocessor is not None and self.preprocessor.seq_length:
             task["max_seq_length"] = self.preprocessor.seq_length
+        if self.window_stride is not None:
+            task["window_stride"] = self.window_stride
         return task
 
     @classmethod
@@ -124,7 +143,8 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
         preprocessor = BertPreprocessor.from_model_dir(
             model_dir, seq_length or task.get("max_seq_length", 128))
         model = cls(BertEncoder.from_model_dir(model_dir, skip_padding=skip_padding),
-                    task["labels"], preprocessor=preprocessor)
+                    task["labels"], preprocessor=preprocessor,
+                    window_stride=task.get("window_stride"))
         model.load_model_dir_weights(model_dir)
         return model
 
@@ -132,10 +152,11 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
     def serving_module(self, tokenizer, seq_length: int):
         """`text` -> the entities with their code point offsets (`serving_default`) and
         each word's tag (`tags`): `bert_tf.models.entity_serving`, on a copy whose dense
-        layers skip padding."""
+        layers skip padding, long texts in windows of `seq_length` moved as
+        `window_stride` says."""
         from bert_tf.models.entity_serving import entity_serving_module  # builds on this module
         return entity_serving_module(tokenizer, self.with_skip_padding(), seq_length,
-                                     self.labels)
+                                     self.labels, self.window_stride)
 
     # -- loss and metrics ------------------------------------------------------------------
     def default_loss(self):
@@ -154,7 +175,9 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
     def predict(self, x, batch_size=None, **kwargs):
         """Keras' `predict` for the model's inputs; for sentences given as lists of
         words, each word's tag (a list of tags per sentence); for raw text, each
-        word's `(word, tag)` (words as `split_text` splits them)."""
+        word's `(word, tag)` (words as `split_text` splits them). Sentences longer
+        than the preprocessor's `seq_length` run in windows (see the module), a
+        batch's windows as one batch."""
         texts = self._texts(x)
         if texts is None:
             return super().predict(x, batch_size=batch_size, **kwargs)
@@ -169,8 +192,9 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
 
     def tags_at(self, logits, word_positions) -> list[list[str]]:
         """Each word's tag: the best label of its first piece in `logits`
-        `[B, L, num_labels]` (`word_positions` from `encode_words`; `O` where -1)."""
-        ids = tf.argmax(tf.gather(logits, tf.maximum(word_positions, 0), batch_dims=1), -1)
+        `[windows, L, num_labels]` (`word_positions` from `encode_windows`; `O` where -1)."""
+        flat = tf.reshape(logits, [-1, tf.shape(logits)[-1]])
+        ids = tf.argmax(tf.gather(flat, tf.maximum(word_positions, 0)), -1)
         ids = tf.where(word_positions >= 0, ids, -1).numpy()
         lengths = tf.reduce_sum(tf.cast(word_positions != PADDING_WORD, tf.int32), 1).numpy()
         return [[OUTSIDE if i < 0 else self.labels[i] for i in row[:n]]
@@ -234,10 +258,11 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
         pre = self.preprocessor
 
         def encode(words, *rest):
+            if not rest:
+                return encode_windows(pre.tokenizer, words, pre.seq_length, self.window_stride,
+                                      pre.pad_to_longest)
             inputs, positions = encode_words(pre.tokenizer, words, pre.seq_length,
                                              pre.pad_to_longest)
-            if not rest:
-                return inputs, positions
             width = tf.shape(inputs["input_word_ids"])[1]
             return (inputs, place_tags(rest[0], positions, width), *rest[1:])
         return ds.ragged_batch(batch_size or 32).map(
@@ -248,7 +273,8 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
 
     # -- config ------------------------------------------------------------------------------
     def get_config(self):
-        return self.wrapped_config(labels=self.labels, dropout=self.dropout)
+        return self.wrapped_config(labels=self.labels, dropout=self.dropout,
+                                   window_stride=self.window_stride)
 
 
 PADDING_WORD = -2  # `encode_words`' position for the padding after a sentence's words
@@ -261,24 +287,105 @@ def split_text(texts):
     return tf_text.regex_split_with_offsets(texts, _WORD_DELIMITERS, _WORD_KEPT)
 
 
+def _sentence_pieces(tokenizer, words: tf.RaggedTensor):
+    """Sentences as words `[B, (words)]` -> their word-pieces `[B, (pieces)]`, each
+    word's piece count and the offset of its first piece in its sentence (both
+    `[all words]`, int64)."""
+    pieces = tokenizer.tokenize(words.flat_values).merge_dims(1, 2)    # [all words, pieces]
+    per_word = pieces.row_lengths()
+    per_sentence = tf.reduce_sum(words.with_flat_values(per_word), axis=1)
+    sentences = tf.RaggedTensor.from_row_lengths(pieces.flat_values, per_sentence)
+    first = tf.cumsum(per_word, exclusive=True) \
+        - tf.gather(sentences.row_splits[:-1], words.value_rowids())
+    return sentences, per_word, first
+
+
 def encode_words(tokenizer, words: tf.RaggedTensor, seq_length: int | None,
                  pad_to_longest: bool = False):
     """Sentences as words (strings `[B, (words)]`) -> the model's three inputs
     `[B, L]` (`[CLS]`, the words' pieces, `[SEP]`, as `BertTokenizer.pack_inputs`
     trims and pads them) and `word_positions` int32 `[B, max words]`: where each
     word's first piece is in the inputs; -1 for a word trimmed away or with no piece,
-    `PADDING_WORD` (-2) after a sentence's last word."""
-    pieces = tokenizer.tokenize(words.flat_values).merge_dims(1, 2)    # [all words, pieces]
-    per_word = pieces.row_lengths()
-    per_sentence = tf.reduce_sum(words.with_flat_values(per_word), axis=1)
-    sentences = tf.RaggedTensor.from_row_lengths(pieces.flat_values, per_sentence)
+    `PADDING_WORD` (-2) after a sentence's last word. (Training reads sentences so;
+    `predict` reads long ones in windows: `encode_windows`.)"""
+    sentences, per_word, first = _sentence_pieces(tokenizer, words)
     inputs = tokenizer.pack_inputs([sentences], seq_length, pad_to_longest)
-    sentence_of_word = words.value_rowids()
-    first = 1 + tf.cumsum(per_word, exclusive=True) \
-        - tf.gather(sentences.row_splits[:-1], sentence_of_word)    # 1: after [CLS]
+    per_sentence = sentences.row_lengths()
     kept = per_sentence if seq_length is None else tf.minimum(per_sentence, seq_length - 2)
-    seen = (per_word > 0) & (first <= tf.gather(kept, sentence_of_word))
-    positions = words.with_flat_values(tf.cast(tf.where(seen, first, -1), tf.int32))
+    seen = (per_word > 0) & (first < tf.gather(kept, words.value_rowids()))
+    positions = words.with_flat_values(tf.cast(tf.where(seen, first + 1, -1), tf.int32))
+    return inputs, positions.to_tensor(default_value=PADDING_WORD)   # 1: after [CLS]
+
+
+def window_sizes(seq_length: int | None, stride: int | None = None) -> tuple[int, int]:
+    """`(content, stride)`: the word-pieces a window of `seq_length` tokens holds
+    (`seq_length - 2`, between [CLS] and [SEP]) and the context each token keeps on
+    both sides; `stride` None gives `content // 4` (at least 1): a quarter window of
+    context either side, windows half a window apart, so a long text costs about
+    twice the windows of its length. Without a `seq_length`, one window holds all.
+
+    >>> window_sizes(128)
+    (126, 31)
+
+    Raises:
+        ConfigError: `stride` is not between 1 and `(content - 1) // 2` (windows must
+            move by at least one token: `content - 2 * stride`).
+    """
+    if seq_length is None:
+        return 0, 0
+    content = seq_length - 2
+    if stride is None:
+        stride = max(content // 4, 1)
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) \
+            or not 1 <= stride <= (content - 1) // 2:
+        raise ConfigError(
+            f"window stride {stride!r}: the tokens of context kept on each side of a window "
+            f"must be at least 1 and less than half of a window's {content} word-pieces "
+            f"(seq_length {seq_length} - 2), at most {(content - 1) // 2}")
+    return content, int(stride)
+
+
+def encode_windows(tokenizer, words: tf.RaggedTensor, seq_length: int | None,
+                   stride: int | None = None, pad_to_longest: bool = False):
+    """Sentences as words (strings `[B, (words)]`) -> the model's three inputs of their
+    windows `[N, L]` and `word_positions` int32 `[B, max words]`: where each word's
+    first piece is in the windows' inputs flattened to `[N * L]` (row * L + column);
+    -1 for a word with no piece, `PADDING_WORD` (-2) after a sentence's last word.
+
+    A sentence of P pieces that fits in `seq_length` is one window (as `encode_words`
+    packs it); a longer one is `1 + ceil((P - content) / step)` windows of `content`
+    pieces (`window_sizes`) starting `step = content - 2 * stride` apart, the last one
+    moved back to end with the sentence. A piece is read in the first of its windows
+    that holds it at least `stride` pieces from both edges, an edge at the sentence's
+    own start or end excepted: window `clip((p - stride) // step, 0, n - 1)` for piece
+    `p`. The windows of all sentences are rows of one batch, in order."""
+    content, stride = window_sizes(seq_length, stride)
+    sentences, per_word, first = _sentence_pieces(tokenizer, words)
+    total = sentences.row_lengths()                                      # P, [B]
+    if seq_length is None:                      # no limit: one window holds each sentence
+        content = step = tf.reduce_max(tf.concat([total, tf.ones([1], tf.int64)], 0))
+    else:
+        content, step = (tf.constant(n, tf.int64) for n in (content, content - 2 * stride))
+    windows = 1 + tf.maximum(total - content + step - 1, 0) // step     # n, [B]
+    last_start = tf.maximum(total - content, 0)
+    of_window = tf.repeat(tf.range(tf.size(total, tf.int64)), windows)  # [N]: its sentence
+    index = tf.ragged.range(windows).flat_values                         # [N]: k
+    start = tf.minimum(index * step, tf.gather(last_start, of_window))
+    length = tf.minimum(content, tf.gather(total, of_window) - start)
+    begin = tf.gather(sentences.row_splits, of_window) + start
+    pieces = tf.RaggedTensor.from_row_lengths(
+        tf.gather(sentences.flat_values, tf.ragged.range(begin, begin + length).flat_values),
+        length)
+    inputs = tokenizer.pack_inputs([pieces], seq_length, pad_to_longest)
+    # Each word's window (first that holds its first piece `stride` from the edges).
+    sentence = words.value_rowids()
+    k = tf.clip_by_value(tf.math.floordiv(first - stride, step), 0,
+                         tf.gather(windows, sentence) - 1)
+    row = tf.gather(tf.cumsum(windows, exclusive=True), sentence) + k
+    column = 1 + first - tf.minimum(k * step, tf.gather(last_start, sentence))  # 1: [CLS]
+    width = tf.cast(tf.shape(inputs["input_word_ids"])[1], tf.int64)
+    flat = tf.where(per_word > 0, row * width + column, -1)
+    positions = words.with_flat_values(tf.cast(flat, tf.int32))
     return inputs, positions.to_tensor(default_value=PADDING_WORD)
 
 
