@@ -14,6 +14,9 @@ TASKS = ("sst2", "mrpc", "tsv", "ner", "wnut17")
 PROBLEMS = ("single_label", "multi_label", "regression")
 # How a head turns the encoder's outputs into one vector (`bert_tf.layers.pooling`).
 POOLINGS = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len", "attention")
+# `bert-tf pooling-report`'s head beside the poolings: `pooled_output` with the pooler's
+# dense layer drawn afresh before fine-tuning (`finetune --reinit-pooler`); fine-tune only.
+POOLED_OUTPUT_REINIT = "pooled_output_reinit"
 # `bert-tf embed`: the poolings without weights of their own (`bert_tf.inference.embed`).
 EMBED_POOLINGS = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len")
 # LoRA (`bert_tf.models.lora`): the dense layers of each Transformer block it can adapt

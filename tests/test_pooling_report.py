@@ -17,7 +17,7 @@ from bert_tf.experiments.pooling_report import PoolingReportConfig, command_line
     fit_attention_probe, fit_logistic, pooling_report
 from bert_tf.layers.pooling import STRATEGIES
 from bert_tf.models import load_encoder, load_model, load_preprocessor
-from tests.conftest import DATA_DIR, report
+from tests.conftest import DATA_DIR, no_dropout_copy, report
 
 
 def small_config(model, out, tasks=("sst2", "mrpc"), limit=64, **changes):
@@ -273,3 +273,88 @@ def test_probes_are_deterministic_per_seed():
     x = rng.normal(size=(40, 8)).astype(np.float32)
     (p1, i1), (p2, i2) = fit_logistic(x, y, 2, steps=50), fit_logistic(x, y, 2, steps=50)
     assert np.array_equal(p1(x), p2(x)) and i1 == i2
+
+
+def checkpoint_of(model_dir) -> dict:
+    """Every tensor of a model dir's checkpoint, by name (read with TensorFlow alone)."""
+    prefix = os.path.join(model_dir, "bert_model.ckpt")
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(prefix)}
+
+
+def test_reinit_pooler_cells_are_finetune_reinit_pooler_runs(tiny_model_dir, tmp_path,
+                                                             capsys):
+    """`pooled_output_reinit`: a fine-tune cell (no probe), the run that `bert-tf finetune
+    --reinit-pooler` with its seed makes (the same weights), compared with `pooled_output`
+    of the same seed, and reused by a rerun. (The pairing's numbers:
+    tests/test_pooling_stats.py.)"""
+    from bert_tf.cli import main as cli
+    out = tmp_path / "report"
+    config = small_config(tiny_model_dir, out, tasks=["sst2"], limit=16,
+                          strategies=["pooled_output", "pooled_output_reinit"], finetune=True,
+                          seed=3, max_seq_length=32)
+    report_dict = pooling_report(config)
+    assert [(c["strategy"], c["mode"], c["seed"]) for c in report_dict["cells"]] == [
+        ("pooled_output", "probe", 3), ("pooled_output", "finetune", 3),
+        ("pooled_output_reinit", "finetune", 3)]
+    kept, cell = report_dict["cells"][1:]
+    assert cell["run_dir"] == str(out / "runs" / "tiny-sst2-pooled_output_reinit-seed3")
+
+    direct = tmp_path / "direct"
+    assert cli(["finetune", "--task", "sst2", "--model", tiny_model_dir, "--data-dir", DATA_DIR,
+                "--out", str(direct), "--reinit-pooler", "--seed", "3", "--train-limit", "16",
+                "--max-seq-length", "32", "--epochs", "1", "--learning-rate", "5e-5",
+                "--batch-size", "32", "--no-export", "--quiet"]) == 0
+    weights = checkpoint_of(os.path.join(cell["run_dir"], "model"))
+    expected = checkpoint_of(direct / "model")
+    assert set(weights) == set(expected)
+    for name in weights:
+        np.testing.assert_array_equal(weights[name], expected[name], err_msg=name)
+    direct_metrics = json.loads((direct / "metrics.json").read_text())
+    assert (cell["dev_accuracy"], cell["dev_f1"]) == (direct_metrics["dev_accuracy"],
+                                                      direct_metrics["dev_f1"])
+    # ... and not the pooled_output run of the same seed: its pooler started elsewhere
+    pooler = "bert/pooler/dense/kernel"
+    assert not np.allclose(weights[pooler],
+                           checkpoint_of(os.path.join(kept["run_dir"], "model"))[pooler],
+                           atol=0.01)
+
+    entry = next(s for s in report_dict["statistics"] if s["strategy"] == "pooled_output_reinit")
+    compared = entry["against_pooled_output"]["dev_accuracy"]
+    assert compared["seeds"] == [3] and compared["paired_t"]["mean"] == pytest.approx(
+        cell["dev_accuracy"] - kept["dev_accuracy"], abs=1e-12)
+    md = (out / "report.md").read_text()
+    assert "| pooled_output (re-initialised) |  | " in md  # no probe, a fine-tune mean
+    assert f"| tiny | pooled_output (re-initialised) | {cell['dev_accuracy']:.3f} |" in md
+
+    capsys.readouterr()
+    assert pooling_report(config)["cells"] == report_dict["cells"]
+    assert capsys.readouterr().out.count("reused cells/") == 3
+    with pytest.raises(ValueError, match="'pooled_output_reinit' is a fine-tune head"):
+        small_config(tiny_model_dir, out, strategies=["pooled_output_reinit"])
+
+
+def test_two_models_are_compared_head_by_head(tiny_model_dir, tmp_path):
+    """With two model dirs (as a BERT pre-trained with NSP and one without), each head of
+    the second is compared with the same head of the first, seed by seed."""
+    other = no_dropout_copy(tiny_model_dir, tmp_path / "tiny-no-dropout")
+    out = tmp_path / "report"
+    config = small_config(tiny_model_dir, out, tasks=["sst2"], limit=16, strategies=["mean"],
+                          finetune=True, max_seq_length=32, models=[tiny_model_dir, other])
+    report_dict = pooling_report(config)
+    entries = {s["model"]: s for s in report_dict["statistics"]}
+    assert "against_model" not in entries["tiny"]
+    compared = entries["tiny-no-dropout"]["against_model"]
+    tuned = {c["model"]: c for c in report_dict["cells"] if c["mode"] == "finetune"}
+    assert compared["model"] == "tiny"
+    for metric in ("dev_accuracy", "dev_f1"):
+        difference = tuned["tiny-no-dropout"][metric] - tuned["tiny"][metric]
+        assert compared[metric]["paired_t"]["mean"] == pytest.approx(difference, abs=1e-12)
+        assert compared[metric]["dev_bootstrap"]["difference"] == pytest.approx(difference,
+                                                                                abs=1e-12)
+    assert tuned["tiny-no-dropout"]["dev_predictions"] != tuned["tiny"]["dev_predictions"]
+    md = (out / "report.md").read_text()
+    _, table = md.split("### sst2: fine-tuned, each model against tiny\n")
+    row = next(line for line in table.splitlines() if line.startswith("| tiny-no-dropout |"))
+    assert row.startswith(f"| tiny-no-dropout | mean | "
+                          f"{compared['dev_accuracy']['paired_t']['mean']:+.3f} |")

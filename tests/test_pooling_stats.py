@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from bert_tf.experiments import stats
-from bert_tf.experiments.pooling_report import markdown, statistics
+from bert_tf.experiments.pooling_report import markdown, plot, statistics
 
 
 def synthetic_cells(strategy, seeds, labels, flip, rng):
@@ -139,3 +139,64 @@ def test_one_seed_is_never_resolved():
     compared = stats.compare(cells, base, "dev_accuracy")
     assert stats.excludes_zero(compared["dev_bootstrap"]["ci95"])  # a 35-point gap...
     assert compared["paired_t"]["ci95"] is None and not compared["resolved"]  # ...one seed
+
+
+def test_report_compares_each_model_with_the_first_head_by_head_paired_by_seed(tmp_path):
+    """Two models (NSP and masked-LM-only pre-training) × two heads (`pooled_output`
+    and `pooled_output_reinit`), five seeds: the second model is compared with the first
+    for the same head, seed by seed (its cells listed in another order), and the
+    re-initialised head with the same model's `pooled_output`; every p-value and
+    interval is scipy's."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 400)
+    seeds = [0, 1, 2, 3, 4]
+    flips = {("nsp", "pooled_output"): 0.25, ("nsp", "pooled_output_reinit"): 0.2,
+             ("mlm", "pooled_output"): 0.15, ("mlm", "pooled_output_reinit"): 0.2}
+    cells = {}
+    for (model, strategy), flip in flips.items():
+        made = synthetic_cells(strategy, seeds, labels, flip, rng)
+        for c in made:
+            c["model"] = model
+        cells[model, strategy] = made if model == "nsp" else made[::-1]
+    report = {"models": {"nsp": "/nsp", "mlm": "/mlm"}, "tasks": ["mrpc"],
+              "strategies": ["pooled_output", "pooled_output_reinit"], "modes": ["finetune"],
+              "seeds": seeds, "cells": [c for group in cells.values() for c in group],
+              "command": "bert-tf ...", "machine": "test", "date": "2026-12-08"}
+    report["statistics"] = statistics(report)
+    entries = {(s["model"], s["strategy"]): s for s in report["statistics"]}
+
+    def by_seed(model, strategy, metric):
+        return [c[metric] for c in sorted(cells[model, strategy], key=lambda c: c["seed"])]
+
+    pairs = {("mlm", s, "against_model"): ("nsp", s) for s in ("pooled_output",
+                                                                "pooled_output_reinit")}
+    pairs.update({(m, "pooled_output_reinit", "against_pooled_output"): (m, "pooled_output")
+                  for m in ("nsp", "mlm")})
+    for (model, strategy, key), other in pairs.items():
+        for metric in ("dev_accuracy", "dev_f1"):
+            mine, theirs = by_seed(model, strategy, metric), by_seed(*other, metric)
+            compared = entries[model, strategy][key][metric]
+            expected = scipy_stats.ttest_rel(mine, theirs)
+            assert compared["paired_t"]["mean"] == pytest.approx(
+                np.mean(mine) - np.mean(theirs), abs=1e-12), (model, strategy, key)
+            assert compared["paired_t"]["p"] == pytest.approx(expected.pvalue, abs=1e-12)
+            assert compared["paired_t"]["ci95"] == pytest.approx(
+                list(expected.confidence_interval(0.95)), abs=1e-12)
+            assert compared["dev_bootstrap"]["difference"] == pytest.approx(
+                np.mean(mine) - np.mean(theirs), abs=1e-12)
+    assert entries["mlm", "pooled_output"]["against_model"]["model"] == "nsp"
+    assert not any("against_model" in entries["nsp", s] for s in report["strategies"])
+    assert entries["mlm", "pooled_output"]["against_model"]["dev_accuracy"]["resolved"]
+    assert not entries["mlm", "pooled_output_reinit"]["against_model"]["dev_accuracy"][
+        "resolved"]
+
+    md = markdown(report)
+    _, table = md.split("### mrpc: fine-tuned, each model against nsp\n")
+    compared = entries["mlm", "pooled_output"]["against_model"]["dev_accuracy"]
+    assert f"| mlm | pooled_output | {compared['paired_t']['mean']:+.3f} |" in table
+    assert next(line for line in table.splitlines()
+                if line.startswith("| mlm | pooled_output |")).endswith("| **yes** |")
+    assert next(line for line in table.splitlines()
+                if line.startswith("| mlm | pooled_output (re-initialised) |")).endswith("| no |")
+    plot(report, str(tmp_path / "report.png"))
+    assert (tmp_path / "report.png").stat().st_size > 0

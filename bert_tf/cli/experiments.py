@@ -11,7 +11,7 @@ import shlex
 import sys
 
 from bert_tf.choices import BENCH_CASES, BENCH_PEERS, BENCH_TRAIN_EXAMPLES, KERAS_HUB_INSTALL, \
-    POOLINGS
+    POOLED_OUTPUT_REINIT, POOLINGS
 from bert_tf.cli.outputs import folder_outputs, print_outputs
 from bert_tf.cli.types import positive_float, positive_int
 from bert_tf.config import PRESETS
@@ -28,13 +28,16 @@ def add_pooling_report_parser(sub) -> None:
     p = sub.add_parser("pooling-report", help="compare pooling strategies per model and task "
                        "(frozen-encoder probes, optionally fine-tunes)")
     p.add_argument("--model", required=True, action="append",
-                   help="model dir (repeat for several models)")
+                   help="model dir (repeat for several models; with --finetune each later "
+                   "model's heads are compared with the first model's, paired by seed)")
     p.add_argument("--tasks", default="sst2,mrpc", help="comma list of sst2, mrpc")
     p.add_argument("--data-dir", default=os.environ.get("BERT_TF_DATA", "../shared/data"),
                    help="folder with SST-2/ and MRPC/ (default $BERT_TF_DATA or ../shared/data)")
     p.add_argument("--out", required=True, help="report dir")
     p.add_argument("--strategies", default=",".join(POOLINGS),
-                   help=f"comma list (default all: {','.join(POOLINGS)})")
+                   help=f"comma list (default all: {','.join(POOLINGS)}); with --finetune "
+                   f"also {POOLED_OUTPUT_REINIT}: pooled_output with the pooler re-initialised "
+                   "(finetune --reinit-pooler)")
     p.add_argument("--finetune", action="store_true",
                    help="also fine-tune the whole model with each pooling head")
     p.add_argument("--train-limit", type=positive_int, help="use the first N training examples")

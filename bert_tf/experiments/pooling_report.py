@@ -5,9 +5,14 @@ the encoder stays frozen and a logistic regression on the pooled vectors of the
 training set is evaluated on the dev set; with `finetune=True` also a *finetune*
 cell: `bert_tf.training.finetune` with that pooling head, in
 `OUT/runs/<model>-<task>-<strategy>-seed<S>`, once per seed (`seeds`: `seed`, `seed + 1`, ...).
+A fine-tune-only head, `pooled_output_reinit` (shown as `pooled_output (re-initialised)`),
+is `pooled_output` with the pooler's dense layer drawn afresh from the cell's seed
+(`finetune --reinit-pooler`): what the pooler's pre-training (NSP) is worth.
 Each fine-tune cell keeps its dev predictions; over the seeds the report gives each
 head's mean, standard deviation and 95 % interval, and its paired difference from
-`pooled_output` (`bert_tf.experiments.stats`: the method and why).
+`pooled_output` (`bert_tf.experiments.stats`: the method and why). With two or more
+models, each later model's head is also compared with the same head of the first
+model, paired by seed the same way (the NSP against no-NSP pre-training pair).
 
 The probe runs the encoder once per text (batches sorted by length, each padded
 only to its longest), computes every parameter-free pooling from the same
@@ -56,6 +61,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bert_tf.choices import POOLED_OUTPUT_REINIT
 from bert_tf.data.glue import GLUE_TASKS, DataError, Examples, encode, glue_files, label_map, \
     make_dataset, read_task
 from bert_tf.errors import ConfigError
@@ -69,6 +75,7 @@ from bert_tf.training.metrics import binary_f1
 
 MODES = ("probe", "finetune")
 BASELINE = "pooled_output"  # the head the others are compared with
+HEADS = (*STRATEGIES, POOLED_OUTPUT_REINIT)  # what `strategies` chooses among
 LOGISTIC = {"steps": 1000, "learning_rate": 0.02, "l2": "1/(2N)", "init": "zeros",
             "standardise": "train mean/std"}
 ATTENTION = {"steps": "50 epochs, 300 to 1500", "batch_size": 128, "learning_rate": 3e-3,
@@ -86,7 +93,8 @@ class PoolingReportConfig:
         tasks: GLUE tasks (`sst2`, `mrpc`).
         data_dir: folder with `SST-2/` and `MRPC/` (default `$BERT_TF_DATA`, else
             `../shared/data`).
-        strategies: poolings to compare (default all of `STRATEGIES`).
+        strategies: poolings to compare (default all of `STRATEGIES`); with
+            `finetune` also `pooled_output_reinit` (fine-tune cells only).
         finetune: also fine-tune the whole model with each pooling head.
         train_limit: use the first N training examples.
         dev_limit: probe cells only: evaluate on the first N dev examples (quick
@@ -120,7 +128,10 @@ class PoolingReportConfig:
 
     def __post_init__(self):
         self.tasks = _choices("tasks", self.tasks, tuple(GLUE_TASKS))
-        self.strategies = _choices("strategies", self.strategies, STRATEGIES)
+        self.strategies = _choices("strategies", self.strategies, HEADS)
+        if POOLED_OUTPUT_REINIT in self.strategies and not self.finetune:
+            raise ConfigError(f"strategies: {POOLED_OUTPUT_REINIT!r} is a fine-tune head "
+                              "(pooled_output with the pooler re-initialised); set finetune")
         for name in ("train_limit", "dev_limit", "epochs", "batch_size", "max_seq_length",
                      "seeds"):
             value = getattr(self, name)
@@ -154,6 +165,15 @@ def _choices(name: str, values, known) -> list[str]:
         if item not in known:
             raise ConfigError(f"{name}: unknown {item!r}; choose from {', '.join(known)}")
     return items
+
+
+def head_label(strategy: str) -> str:
+    """The head's name in report.md and report.png.
+
+    >>> head_label("pooled_output_reinit"), head_label("mean")
+    ('pooled_output (re-initialised)', 'mean')
+    """
+    return f"{BASELINE} (re-initialised)" if strategy == POOLED_OUTPUT_REINIT else strategy
 
 
 def model_name(model_dir: str) -> str:
@@ -199,10 +219,11 @@ class Plan:
             self.data[task] = (_limit(train, config.train_limit), dev, label_map(train, dev))
 
     def cells(self):
-        """`(model, task, strategy, mode, seed)` in report order: probes with `seed`,
-        fine-tunes once per seed."""
+        """`(model, task, strategy, mode, seed)` in report order: probes with `seed`
+        (but none of `pooled_output_reinit`), fine-tunes once per seed."""
         return [(m, t, s, mode, seed) for m in self.models for t in self.tasks
                 for s in self.strategies for mode in self.modes
+                if mode == "finetune" or s != POOLED_OUTPUT_REINIT
                 for seed in (self.seeds if mode == "finetune" else [self.config.seed])]
 
     def settings(self, model: str, task: str, strategy: str, mode: str, seed: int) -> dict:
@@ -480,14 +501,17 @@ def probe_cells(plan: Plan, model: str, task: str, strategies, encoder_fn, token
 def finetune_cell(plan: Plan, model: str, task: str, strategy: str, seed: int) -> dict:
     """A `bert_tf.training.finetune` run with `strategy` as the pooling head (no exports),
     in `OUT/runs/<model>-<task>-<strategy>-seed<seed>`; a finished run's metrics are
-    reused. With the run's dev predictions (`dev_predictions`)."""
+    reused. With the run's dev predictions (`dev_predictions`).
+    `pooled_output_reinit` is `pooled_output` with `reinit_pooler`."""
     c = plan.config
     run_dir = os.path.join(c.out, "runs", f"{model}-{task}-{strategy}-seed{seed}")
+    reinit = strategy == POOLED_OUTPUT_REINIT
     config = FinetuneConfig(
         task=task, model=plan.models[model], data_dir=os.path.abspath(c.data_dir), out=run_dir,
-        pooling=strategy, no_export=True, epochs=c.epochs, learning_rate=c.learning_rate,
-        batch_size=c.batch_size, max_seq_length=c.max_seq_length, seed=seed,
-        train_limit=c.train_limit or None, quiet=c.quiet)
+        pooling=BASELINE if reinit else strategy, reinit_pooler=reinit, no_export=True,
+        epochs=c.epochs, learning_rate=c.learning_rate, batch_size=c.batch_size,
+        max_seq_length=c.max_seq_length, seed=seed, train_limit=c.train_limit or None,
+        quiet=c.quiet)
     metrics_file = os.path.join(run_dir, "metrics.json")
     run_file = os.path.join(run_dir, "run.json")
     metrics = None
@@ -628,12 +652,16 @@ def machine() -> str:
 
 def statistics(report: dict) -> list[dict]:
     """Per model × task × strategy of the fine-tune cells, over their seeds: each
-    metric's `stats.seed_summary`, and (for all but `pooled_output`, when it was
-    fine-tuned with the same seeds) `against_pooled_output`: each metric's `stats.compare`."""
+    metric's `stats.seed_summary`, and, where the other side was fine-tuned with the
+    same seeds, each metric's `stats.compare` (this head minus the other):
+    `against_pooled_output` (all heads but `pooled_output`) with the same model's
+    `pooled_output`, and `against_model` (all models but the first) with the same head
+    of the first model, which it names (`{"model": name, metric: compare, ...}`)."""
     groups: dict[tuple, list] = {}
     for c in report["cells"]:
         if c["mode"] == "finetune":
             groups.setdefault((c["model"], c["task"], c["strategy"]), []).append(c)
+    first = next(iter(report["models"]))
     result = []
     for (model, task, strategy), cells in groups.items():
         metrics = [m for m in stats.METRICS if m in cells[0]]
@@ -641,12 +669,20 @@ def statistics(report: dict) -> list[dict]:
                  "seeds": [c["seed"] for c in cells],
                  **{m: stats.seed_summary([c[m] for c in cells]) for m in metrics}}
         baseline = groups.get((model, task, BASELINE))
-        if strategy != BASELINE and baseline and \
-                {c["seed"] for c in cells} <= {c["seed"] for c in baseline}:
+        if strategy != BASELINE and _has_seeds(baseline, cells):
             entry["against_" + BASELINE] = {m: stats.compare(cells, baseline, m)
                                             for m in metrics}
+        reference = groups.get((first, task, strategy))
+        if model != first and _has_seeds(reference, cells):
+            entry["against_model"] = {"model": first, **{m: stats.compare(cells, reference, m)
+                                                         for m in metrics}}
         result.append(entry)
     return result
+
+
+def _has_seeds(group: list | None, cells: list) -> bool:
+    """Whether `group`'s cells cover every seed of `cells` (so each has its pair)."""
+    return bool(group) and {c["seed"] for c in cells} <= {c["seed"] for c in group}
 
 
 def _values(report: dict) -> dict:
@@ -696,18 +732,44 @@ def seed_table(report: dict, task: str) -> list[str]:
         for s in rows:
             summary = s[metric]
             sd = "" if summary["sd"] is None else f" ± {summary['sd']:.3f}"
-            row = [s["model"], s["strategy"], f"{summary['mean']:.3f}{sd}",
+            row = [s["model"], head_label(s["strategy"]), f"{summary['mean']:.3f}{sd}",
                    _interval(summary["ci95"]).replace("+", "")]
             compared = s.get("against_" + BASELINE, {}).get(metric)
             if compared:
-                t = compared["paired_t"]
-                row += [f"{t['mean']:+.3f}", _interval(t["ci95"]),
-                        "" if t["p"] is None else f"{t['p']:.3f}",
-                        _interval(compared["dev_bootstrap"]["ci95"]),
-                        "**yes**" if compared["resolved"] else "no"]
+                row += _compared(compared)
             else:
                 row += ["(baseline)" if s["strategy"] == BASELINE else ""] + [""] * 4
             lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
+
+
+def _compared(compared: dict) -> list[str]:
+    """A `stats.compare` result as table cells: Δ, its interval over seeds, p, its
+    interval over dev examples, resolved."""
+    t = compared["paired_t"]
+    return [f"{t['mean']:+.3f}", _interval(t["ci95"]), "" if t["p"] is None else f"{t['p']:.3f}",
+            _interval(compared["dev_bootstrap"]["ci95"]),
+            "**yes**" if compared["resolved"] else "no"]
+
+
+def model_table(report: dict, task: str) -> list[str]:
+    """The markdown lines of `task`'s fine-tuned heads of each later model against the
+    same head of the first model (none with one model)."""
+    rows = [s for s in report.get("statistics", []) if s["task"] == task and "against_model" in s]
+    if not rows:
+        return []
+    first = rows[0]["against_model"]["model"]
+    lines = [f"### {task}: fine-tuned, each model against {first}", "",
+             f"Δ: the model minus `{first}` with the same head (same seeds, same data order), "
+             "with the intervals and p as above; resolved: both intervals exclude zero.", ""]
+    for metric in [m for m in stats.METRICS if m in rows[0]["against_model"]]:
+        name = NAMES[metric]
+        lines += [f"| model | strategy | Δ {name} | seeds 95 % CI | p | dev-set 95 % CI "
+                  "| resolved |", "|---|---|---:|---:|---:|---:|---|"]
+        lines += ["| " + " | ".join([s["model"], head_label(s["strategy"]),
+                                     *_compared(s["against_model"][metric])]) + " |"
+                  for s in rows]
         lines.append("")
     return lines
 
@@ -720,6 +782,10 @@ def markdown(report: dict) -> str:
              "(`attention`: learned query + logistic regression on the frozen token vectors); "
              "finetune: the whole model fine-tuned with that pooling head (the mean over "
              "seeds). Best value per column in bold.", ""]
+    if POOLED_OUTPUT_REINIT in report["strategies"]:
+        lines += [f"{head_label(POOLED_OUTPUT_REINIT)}: fine-tuned with `{BASELINE}` after "
+                  "drawing the pooler's dense layer afresh from the seed (`bert-tf finetune "
+                  "--reinit-pooler`), so without what pre-training taught it.", ""]
     for task in report["tasks"]:
         columns = _columns(report, task)
         any_cell = next(c for c in report["cells"] if c["task"] == task)
@@ -743,9 +809,10 @@ def markdown(report: dict) -> str:
                 value = cells.get((col[0], task, s, col[1]), {}).get(col[2])
                 text = "" if value is None else f"{value:.3f}"
                 row.append(f"**{text}**" if value is not None and value == best[col] else text)
-            lines.append(f"| {s} | " + " | ".join(row) + " |")
+            lines.append(f"| {head_label(s)} | " + " | ".join(row) + " |")
         lines.append("")
         lines += seed_table(report, task)
+        lines += model_table(report, task)
     return "\n".join(lines)
 
 
@@ -773,7 +840,9 @@ def plot(report: dict, path: str) -> None:
             errors = None
             if mode == "finetune":
                 ci = [intervals.get((model, task, s)) or [np.nan, np.nan] for s in strategies]
-                errors = np.abs(np.array(ci).T - values)  # [2, strategies]: below, above
+                # [2, strategies]: below, above; as lists, because matplotlib reads a
+                # one-strategy array row as a scalar (deprecated by NumPy 1.25)
+                errors = np.abs(np.array(ci).T - values).tolist()
             ax.bar(np.arange(len(strategies)) + (i - (len(series) - 1) / 2) * width, values,
                    width, yerr=errors, capsize=3, label=f"{model} {mode}")
         majority = [c.get("majority_dev_accuracy") for c in report["cells"]
@@ -781,7 +850,8 @@ def plot(report: dict, path: str) -> None:
         if majority:
             ax.axhline(majority[0], color="gray", linestyle="--", linewidth=1,
                        label="majority class")
-        ax.set_xticks(np.arange(len(strategies)), strategies, rotation=20)
+        ax.set_xticks(np.arange(len(strategies)), [head_label(s) for s in strategies],
+                      rotation=20)
         ax.set(title=task, ylabel="dev accuracy", ylim=(0, 1))
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -19,6 +19,10 @@ make a difference appear that is not there:
   above: with few seeds that understates their spread; the t-test covers them).
 A difference is *resolved* when both intervals exclude zero; with one seed it is
 not (no spread over seeds can be measured).
+Two models fine-tuned with the same head (a BERT pre-trained with NSP against one
+without) are paired the same way: the same seed gives both the same data order (and,
+for the same hidden size, the same head initialisation), and both are scored on the
+same dev examples.
 
 Every function takes plain numbers or arrays of label ids, so the report's saved
 cells (`dev_accuracy`, `dev_f1`, `dev_predictions`, `dev_labels`) can be checked by
@@ -116,10 +120,11 @@ def excludes_zero(interval) -> bool:
 
 
 def compare(cells: list[dict], baseline: list[dict], metric: str) -> dict:
-    """A head's fine-tune cells against the baseline's (`pooled_output`), both one
-    per seed with `seed`, `metric`, `dev_predictions` and `dev_labels`: the paired
-    t-test over seeds (`seeds`), the paired bootstrap over dev examples
-    (`dev_examples`) and `resolved` (both intervals exclude zero, two or more seeds)."""
+    """Fine-tune cells against a baseline's (another head, or another model's same
+    head), both one per seed with `seed`, `metric`, `dev_predictions` and `dev_labels`,
+    paired by seed: the paired t-test over seeds (`paired_t`), the paired bootstrap over
+    dev examples (`dev_bootstrap`) of `cells` minus `baseline`, and `resolved` (both
+    intervals exclude zero, two or more seeds)."""
     by_seed = {c["seed"]: c for c in baseline}
     seeds = [c["seed"] for c in cells if c["seed"] in by_seed]
     mine = {c["seed"]: c for c in cells}
