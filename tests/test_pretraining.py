@@ -151,6 +151,50 @@ def test_dynamic_masking(corpus, vocab_file, tmp_path):
     assert not np.array_equal(a[0]["masked_lm_positions"], b[0]["masked_lm_positions"])
 
 
+@pytest.mark.parametrize("dynamic_masking", [False, True], ids=["static", "dynamic"])
+def test_training_batches_do_not_depend_on_earlier_iterations(vocab_file, tmp_path,
+                                                              dynamic_masking):
+    """The training batches of `pretraining_dataset` are the same however often and however
+    far the dataset was iterated before: Keras' `fit` reads a batch (to build the model)
+    before it iterates again to train, and `fit_resumable` needs each epoch's batches to
+    be the same whenever asked. Each pass over the records holds every record once, in an
+    order of its own.
+
+    Before 2026-12-08 (commit f188456) each pass's order came from a generator that all
+    iterations of the dataset advanced: a first iteration that reached into the next pass,
+    as Keras' prefetching does when the records are few, changed the batches trained on,
+    so that a pre-training run depended on thread timing (seen as the resumed run's
+    history differing from the uninterrupted run's in test_resume)."""
+    from bert_tf.data.pretraining import MaskingVocab, create_pretraining_data, \
+        pretraining_dataset
+    from tests.test_errors import CORPUS
+    (tmp_path / "corpus.txt").write_text(CORPUS)
+    records = str(tmp_path / "train.tfrecord")
+    assert create_pretraining_data([str(tmp_path / "corpus.txt")], vocab_file, records,
+                                   max_seq_length=32, max_predictions=4, dupe_factor=2,
+                                   progress=False)["instances"] == 9
+    vocab = MaskingVocab.from_file(vocab_file)
+
+    def dataset():
+        return pretraining_dataset(records, 4, training=True, seed=3,
+                                   dynamic_masking=dynamic_masking, vocab=vocab)
+
+    def rows(ds, batches=9):  # 36 records: 4 passes over the 9
+        return [tuple(np.concatenate([x["input_word_ids"][i], x["masked_lm_positions"][i]]))
+                for x, _, _ in ds.take(batches).as_numpy_iterator() for i in range(4)]
+
+    fresh = rows(dataset())
+    ds = dataset()
+    rows(ds, 1)  # as fit's model build
+    rows(ds, 5)  # into the third pass
+    same = rows(ds) == fresh
+    assert same, "the batches changed after earlier iterations of the dataset"
+    if not dynamic_masking:  # (dynamic masking masks a record anew in each pass)
+        passes = [fresh[i:i + 9] for i in range(0, 36, 9)]
+        assert all(len(set(p)) == 9 and sorted(p) == sorted(passes[0]) for p in passes)
+        assert len(set(map(tuple, passes))) == 4, "two passes in the same order"
+
+
 def test_pretraining_logits_match_numpy(minilm_dir):
     """MiniLM has no MLM/NSP heads: they are drawn from a fixed seed; both heads'
     logits match a numpy computation of Google's heads within 1e-4."""

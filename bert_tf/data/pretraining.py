@@ -576,11 +576,33 @@ def remask(record: dict, seed, vocab: MaskingVocab, masked_lm_prob: float) -> di
             "masked_lm_ids": labels, "masked_lm_weights": tf.cast(keep, tf.float32)}
 
 
+def shuffled_passes(records: tf.data.Dataset, seed: int,
+                    buffer_size: int = 10_000) -> tf.data.Dataset:
+    """`records` repeated, pass `n` shuffled (through a buffer of `buffer_size`) with a
+    seed drawn from `(seed, n)`.
+
+    Not `records.shuffle(..., reshuffle_each_iteration=True).repeat()`: there every pass
+    draws its order from one generator that all iterations of the dataset share, so an
+    iteration's batches depend on how many passes the iterations before it began, and
+    Keras' `fit` begins one to build the model, whose prefetching reaches into the next
+    passes when the records are few, as far as thread timing lets it (seen 2026-12-07 at
+    commit 5b11927: of two runs of one job in one process, the first trained on other
+    batches than the second)."""
+    def shuffled(n):
+        pass_seed = tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), n]),
+                                                0, 2**31 - 1, tf.int64)
+        return records.shuffle(buffer_size, seed=pass_seed, reshuffle_each_iteration=False)
+    return tf.data.Dataset.counter().flat_map(shuffled)
+
+
 def pretraining_dataset(pattern: str, batch_size: int, training: bool = True, seed: int = 0,
                         dynamic_masking: bool = False, vocab: MaskingVocab | None = None,
                         masked_lm_prob: float = 0.15) -> tf.data.Dataset:
     """Batches of `(inputs, targets, sample_weights)` from TFRecord files. For training:
-    shuffled and repeated; with `dynamic_masking`, masks are drawn anew every epoch."""
+    repeated, each pass over the records shuffled in an order of its own; with
+    `dynamic_masking`, masks are drawn anew every pass. The training batches depend on
+    `seed` (and TensorFlow's global seed) alone: every iteration of the dataset gives the
+    same batches, however far the ones before it went."""
     files = sorted(glob.glob(pattern))
     if not files:
         raise DataError(f"{pattern}: no TFRecord files match")
@@ -591,7 +613,7 @@ def pretraining_dataset(pattern: str, batch_size: int, training: bool = True, se
     ds = ds.map(lambda raw: tf.io.parse_single_example(raw, spec),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training:
-        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True).repeat()
+        ds = shuffled_passes(ds, seed)
         if dynamic_masking:
             if vocab is None:
                 raise ConfigError("dynamic masking needs the vocab")
