@@ -191,6 +191,7 @@ def test_report_compares_each_model_with_the_first_head_by_head_paired_by_seed(t
         "resolved"]
 
     md = markdown(report)
+    assert "Dev accuracy and F1 (finetune: 100 train / 400 dev)\n" in md  # no probe: no majority
     _, table = md.split("### mrpc: fine-tuned, each model against nsp\n")
     compared = entries["mlm", "pooled_output"]["against_model"]["dev_accuracy"]
     assert f"| mlm | pooled_output | {compared['paired_t']['mean']:+.3f} |" in table

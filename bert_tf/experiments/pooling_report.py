@@ -788,14 +788,16 @@ def markdown(report: dict) -> str:
                   "--reinit-pooler`), so without what pre-training taught it.", ""]
     for task in report["tasks"]:
         columns = _columns(report, task)
-        any_cell = next(c for c in report["cells"] if c["task"] == task)
+        # from a probe cell (a report of pooled_output_reinit alone has none)
+        majority = next((c["majority_dev_accuracy"] for c in report["cells"]
+                         if c["task"] == task and "majority_dev_accuracy" in c), None)
         sizes = ", ".join(f"{mode}: {c['train_examples']} train / {c['dev_examples']} dev"
                           for mode in report["modes"]
                           for c in [next((x for x in report["cells"] if x["task"] == task
                                           and x["mode"] == mode), None)] if c)
         lines += [f"## {task}", "", f"Dev accuracy{' and F1' if task == 'mrpc' else ''} "
-                  f"({sizes}; majority class "
-                  f"{any_cell.get('majority_dev_accuracy', float('nan')):.3f})", ""]
+                  f"({sizes}" + ("" if majority is None else f"; majority class {majority:.3f}")
+                  + ")", ""]
         lines.append("| strategy | " + " | ".join(f"{m} {mode} {NAMES[k]}"
                                                    for m, mode, k in columns) + " |")
         lines.append("|---|" + "---:|" * len(columns))
