@@ -4,7 +4,9 @@ The model is the encoder with BERT's two heads (`bert_tf.models.pretrainer`): th
 the masked positions (weights tied to the word embeddings) and the NSP head on
 `pooled_output`, which is where the pooler's weights are trained. Loss: the MLM
 cross-entropy averaged over the real masked positions (BERT's
-`sum(w * loss) / sum(w)`) plus the NSP cross-entropy.
+`sum(w * loss) / sum(w)`) plus the NSP cross-entropy. With `micro_batches` N
+(`--gradient-accumulation-steps N`) each batch is computed in N slices whose
+gradients add up to the whole batch's (`bert_tf.training.micro_batch`).
 
 With `no_nsp` (`bert-tf pretrain --no-nsp`, RoBERTa's and BERT's "No NSP" ablation): the
 MLM loss alone, on the same records (their NSP labels are ignored), steps and seed, so
@@ -60,6 +62,7 @@ from bert_tf.models.loading import check_model_dir
 from bert_tf.optimizers import bert_optimizer
 from bert_tf.preprocessing.tokenizer import load_vocab
 from bert_tf.training.curves import plot_curves
+from bert_tf.training.micro_batch import use_micro_batches
 from bert_tf.training.progress import LongStep, StepTimer
 from bert_tf.training.resume import TensorBoard, TrainingState, fit_resumable
 from bert_tf.training.run_dir import RunDir
@@ -113,11 +116,6 @@ class PretrainConfig(RunOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.micro_batches != 1:
-            raise ConfigError(
-                "pretrain does not take gradient accumulation (--gradient-accumulation-steps, "
-                "--micro-batches): its masked-LM loss is averaged over the masked positions of "
-                "the whole batch, which a slice does not know; lower --batch-size instead")
         check_seed(self.seed)
 
     def run_args(self) -> dict:
@@ -254,6 +252,8 @@ def pretrain(config: PretrainConfig, callbacks=()) -> dict:
             weighted_metrics={k: [keras.metrics.SparseCategoricalAccuracy("accuracy")]
                               for k in heads},
             jit_compile=config.jit_compile)
+    # Each slice's masked-LM loss counts by its share of the batch's masked positions.
+    use_micro_batches(model, config.micro_batches)
     fit_under_multi_worker(model, strategy)
     print(f"pre-training {bert_config.num_hidden_layers} layers × {bert_config.hidden_size}"
           f"{' (masked-LM only, no NSP)' if config.no_nsp else ''}: "
