@@ -578,21 +578,19 @@ def remask(record: dict, seed, vocab: MaskingVocab, masked_lm_prob: float) -> di
 
 def shuffled_passes(records: tf.data.Dataset, seed: int,
                     buffer_size: int = 10_000) -> tf.data.Dataset:
-    """`records` repeated, pass `n` shuffled (through a buffer of `buffer_size`) with a
-    seed drawn from `(seed, n)`.
+    """`records` repeated, each pass shuffled anew (through a buffer of `buffer_size`):
+    the passes' orders follow from `seed` alone, the same for every iteration.
 
-    Not `records.shuffle(..., reshuffle_each_iteration=True).repeat()`: there every pass
-    draws its order from one generator that all iterations of the dataset share, so an
-    iteration's batches depend on how many passes the iterations before it began, and
-    Keras' `fit` begins one to build the model, whose prefetching reaches into the next
-    passes when the records are few, as far as thread timing lets it (seen 2026-12-07 at
-    commit 5b11927: of two runs of one job in one process, the first trained on other
-    batches than the second)."""
-    def shuffled(n):
-        pass_seed = tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), n]),
-                                                0, 2**31 - 1, tf.int64)
-        return records.shuffle(buffer_size, seed=pass_seed, reshuffle_each_iteration=False)
-    return tf.data.Dataset.counter().flat_map(shuffled)
+    `records.shuffle(..., reshuffle_each_iteration=True).repeat()` alone is not: its
+    passes draw their orders from one generator that all iterations of that dataset
+    share, so an iteration's batches depend on how many passes the iterations before it
+    began. Keras' `fit` begins one to build the model, whose prefetching reaches into
+    later passes when the records are few, as far as thread timing lets it (seen
+    2026-12-07 at commit 5b11927: of two runs of one job in one process, the first
+    trained on other batches than the second). Made inside `flat_map`, that dataset, and
+    its generator, is made anew for every iteration."""
+    return tf.data.Dataset.range(1).flat_map(
+        lambda _: records.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True).repeat())
 
 
 def pretraining_dataset(pattern: str, batch_size: int, training: bool = True, seed: int = 0,
