@@ -232,3 +232,70 @@ def test_export_entities_equal_predict_on_wnut_dev(wnut_run, wnut_dir):
         kinds |= {t[:2] for _, t in pairs}
     assert kinds == {"O", "B-", "I-"}
     assert sum(out["num_entities"]) > 40
+
+
+def test_export_window_stride_out_of_range_or_for_another_model_exits_2(
+        wnut_run, tiny_model_dir, tmp_path, capsys):
+    """`bert-tf export --window-stride`: at the model's 32 tokens (30 pieces a window) 15
+    would not move the windows; an encoder has no windows. One line each, nothing
+    exported."""
+    for model, stride, messages in (
+            (str(wnut_run / "model"), "15", ("window stride 15: ", "at most 14")),
+            (tiny_model_dir, "3", ("--window-stride: for token classifiers",))):
+        out = tmp_path / f"export-{stride}"
+        assert cli(["export", "--model", model, "--out", str(out), "--window-stride",
+                    stride]) == 2
+        err = capsys.readouterr().err
+        assert all(m in err for m in messages) and len(err.strip().splitlines()) == 1, err
+        assert not (out / "serving").exists()
+
+
+# -- stopped and resumed -----------------------------------------------------------------------
+
+class _Stopped(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_ner_run_stopped_mid_epoch_resumes_as_a_run_never_stopped(tiny_model_dir, tmp_path,
+                                                                   capsys):
+    """`finetune --task ner` on 32 WNUT-17 sentences (4 steps an epoch, 2 epochs, a
+    checkpoint every 2 batches) stopped by a callback raising after step 7, then run
+    again into the same run dir: it resumes in epoch 2 after 2 of its batches and ends
+    with the history (training loss and accuracy, dev entity precision, recall and F1
+    per epoch), the last evaluation's entity counts and the model dir's weights of a
+    run never stopped (a resume that redoes or skips batches, restarts the schedule or
+    leaves the head's weights behind ends with other weights or history)."""
+    import keras
+    from bert_tf.io.checkpoint import read_checkpoint
+    from bert_tf.training.finetune import FinetuneConfig, finetune
+    files = {split: first_sentences(data_path("WNUT-17", WNUT[split]),
+                                    tmp_path / "data" / f"{split}.conll", n)
+             for split, n in (("train", 32), ("dev", 8))}
+    settings = dict(task="ner", model=tiny_model_dir, train=files["train"], dev=files["dev"],
+                    epochs=2, batch_size=8, max_seq_length=32, learning_rate=5e-4,
+                    checkpoint_every=2, seed=5, quiet=True, no_export=True)
+
+    class Stop(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 7:
+                raise _Stopped
+
+    want = finetune(FinetuneConfig(out=str(tmp_path / "whole"), **settings))
+    with pytest.raises(_Stopped):
+        finetune(FinetuneConfig(out=str(tmp_path / "run"), **settings), callbacks=[Stop()])
+    capsys.readouterr()
+    got = finetune(FinetuneConfig(out=str(tmp_path / "run"), **settings))
+    printed = capsys.readouterr().out
+    assert "note: resuming at epoch 2, after 2 of its batches" in printed, printed
+    assert want["steps_per_epoch"] == 4 and len(want["history"]["dev_f1"]) == 2
+    assert got["history"] == want["history"]
+    assert got["dev_entities"] == want["dev_entities"]
+    assert (got["dev_f1"], got["dev_precision"]) == (want["dev_f1"], want["dev_precision"])
+    mine = read_checkpoint(str(tmp_path / "run" / "model" / "bert_model.ckpt"))
+    theirs = read_checkpoint(str(tmp_path / "whole" / "model" / "bert_model.ckpt"))
+    start = read_checkpoint(os.path.join(tiny_model_dir, "bert_model.ckpt"))
+    name = "bert/encoder/layer_0/attention/self/query/kernel"
+    assert np.abs(theirs[name] - start[name]).max() > 1e-4          # it did train
+    assert sorted(mine) == sorted(theirs) and "output_weights" in mine
+    assert max(float(np.abs(mine[k] - theirs[k]).max()) for k in theirs) <= 1e-6

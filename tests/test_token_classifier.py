@@ -281,15 +281,16 @@ def marker_tagger(tiny_model_dir):
     return tagger
 
 
-def windows_by_hand(tagger, words: list[str]) -> tuple[list[str], list[float]]:
+def windows_by_hand(tagger, words: list[str], stride=None) -> tuple[list[str], list[float]]:
     """Each word's tag and its probability, reading the text's word-pieces in windows
     as documented, one model call per window: windows of `content` pieces starting
     every `content - 2 * stride` pieces, the last one ending with the text; a word
     from the first window that holds its first piece `stride` pieces from both edges
-    (an edge at the text's start or end excepted)."""
+    (an edge at the text's start or end excepted). `stride` None: a quarter window."""
     tokenizer = tagger.preprocessor.tokenizer
     seq_length = tagger.preprocessor.seq_length
-    content, stride = seq_length - 2, max((seq_length - 2) // 4, 1)
+    content = seq_length - 2
+    stride = stride or max(content // 4, 1)
     pieces = [tokenizer.tokenize(tf.constant([w])).merge_dims(1, 2)[0].numpy().tolist()
               for w in words]
     ids = [i for p in pieces for i in p]
@@ -376,13 +377,24 @@ def test_long_texts_run_in_windows_in_predict_and_export(marker_tagger):
                                    [np.mean(scores[s:e]) for _, s, e in found], rtol=1e-5)
     assert out["entity_text"][0][:4].tolist() == [b"anna karenina", b"anna karenina",
                                                   b"paris", b"paris"]
+    # Another stride: 2 pieces of context, windows 10 apart (starts 0, 10, 20, 23).
+    marker_tagger.window_stride = 2
+    try:
+        want = windows_by_hand(marker_tagger, words[0], stride=2)
+        assert marker_tagger.predict(words[:1]) == [want[0]] and want != by_hand[0]
+    finally:
+        marker_tagger.window_stride = None
 
 
 @pytest.mark.parametrize("stride", [0, -1, 7, 14, 2.5])
 def test_window_stride_out_of_range_is_a_clear_error(tiny_model_dir, stride):
     """At seq_length 16 a window holds 14 pieces: a stride of 6 keeps windows 2 apart,
-    7 and more would not move them; 0 or less reads tokens at a window's edge."""
-    with pytest.raises(ConfigError, match=r"window stride .*at most 6"):
-        bert_tf.BertTokenClassifier(
-            bert_tf.load_encoder(tiny_model_dir), ["O", "B-x"], window_stride=stride,
-            preprocessor=bert_tf.load_preprocessor(tiny_model_dir, seq_length=16))
+    7 and more would not move them; 0 or less reads tokens at a window's edge. `predict`
+    and the serving module refuse it before reading anything."""
+    tagger = bert_tf.BertTokenClassifier(
+        bert_tf.load_encoder(tiny_model_dir), ["O", "B-x"], window_stride=stride,
+        preprocessor=bert_tf.load_preprocessor(tiny_model_dir, seq_length=16))
+    with pytest.raises(ConfigError, match=rf"^window stride {stride}: .*at most 6$"):
+        tagger.predict([["anna"]])
+    with pytest.raises(ConfigError, match=rf"^window stride {stride}: .*at most 6$"):
+        tagger.serving_module(tagger.preprocessor.tokenizer, 16)

@@ -118,6 +118,11 @@ def _export(args):
     from bert_tf.training.progress import LongStep
     export.check_export(args.out, args.version, args.overwrite)
     model = load_model(args.model)
+    if args.window_stride is not None:
+        if not hasattr(model, "window_stride"):
+            raise UsageError("--window-stride: for token classifiers (finetune --task ner or "
+                             f"wnut17), and {args.model} is not one")
+        model.window_stride = args.window_stride
     preprocessor = None if hasattr(model, "preprocessor") else load_preprocessor(args.model)
     step = LongStep("export", f"encoder, preprocessor and serving SavedModels of {args.model} "
                     f"({args.precision}) to {args.out}")
@@ -258,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="float32", choices=list(EXPORT_PRECISIONS),
                    help="what the encoder and serving exports compute in (inputs and outputs "
                    "stay float32); bfloat16 pays on CPUs with AMX / AVX-512 BF16 and on GPUs")
+    p.add_argument("--window-stride", type=positive_int,
+                   help="token classifiers: the tokens of context each token keeps on both "
+                   "sides when a text longer than --seq-length is read in overlapping windows "
+                   "(default: the model's, else a quarter of a window)")
     p.set_defaults(func=_export)
 
     add_finetune_parser(sub)

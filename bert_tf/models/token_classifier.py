@@ -106,9 +106,7 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
         self.preprocessor = preprocessor
         self.labels = labels
         self.dropout = dropout
-        self.window_stride = window_stride
-        if preprocessor is not None and preprocessor.seq_length:
-            window_sizes(preprocessor.seq_length, window_stride)   # a bad stride fails here
+        self.window_stride = window_stride   # checked against the seq_length it runs at
 
     @property
     def num_labels(self) -> int:
@@ -181,6 +179,7 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
         texts = self._texts(x)
         if texts is None:
             return super().predict(x, batch_size=batch_size, **kwargs)
+        window_sizes(self.preprocessor.seq_length, self.window_stride)   # before any tracing
         words = texts[0]
         tags = []
         for inputs, positions in self._text_dataset(texts, None, None, batch_size):
