@@ -80,7 +80,9 @@ class DevEntities(keras.callbacks.Callback):
     """The dev sentences' entity-level precision, recall and F1 (`entity_scores`) after
     every epoch: the micro averages into `logs` (`ENTITY_METRICS`, so the history and
     TensorBoard have them), the whole of `entity_scores` (counts, and the same per
-    entity type under `by_type`) in `scores`. It prints a line when it starts and one
+    entity type under `by_type`) in `scores`. A dev sentence longer than the model's
+    `seq_length` is read in windows, as `predict` reads it (training trims such a
+    sentence to `seq_length`), so every dev entity counts. It prints a line when it starts and one
     with the scores when it ends."""
 
     def __init__(self, sentences: TaggedSentences, batch_size: int, newline: bool = False):
