@@ -22,8 +22,12 @@ $(STAMP): setup.cfg pyproject.toml
 run: setup
 	$(PY) -m pipelines.main --data-dir $(DATA) $(ARGS)
 
+# Two test processes (pytest-xdist): one alone keeps about one core busy (TensorFlow's
+# small graphs, tracing, process start-ups). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) saved_models/minilm

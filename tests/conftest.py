@@ -46,17 +46,41 @@ def tokenizer(vocab_file):
 
 
 _REPORTS = []
+# Under pytest-xdist (`make test` runs `-n 2`) each worker appends its lines to a file of its
+# own in a folder the controller made (`pytest_configure_node`); the controller shows them all.
+_REPORTS_FILE = None
 
 
 def report(*lines):
     """Lines (counts, measured differences) shown in the test run's summary, in CI's log."""
     _REPORTS.extend(lines)
+    if _REPORTS_FILE is not None:
+        with open(_REPORTS_FILE, "a", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in lines)
 
 
-def pytest_terminal_summary(terminalreporter):
-    if _REPORTS:
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """(pytest-xdist, in the controller) tells a worker where its report lines go."""
+    config = node.config
+    if not hasattr(config, "_bert_tf_reports"):
+        config._bert_tf_reports = tempfile.mkdtemp(prefix="bert-tf-reports-")
+    node.workerinput["bert_tf_reports"] = config._bert_tf_reports
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    import glob
+    import shutil
+    lines = list(_REPORTS)
+    folder = getattr(config, "_bert_tf_reports", None)
+    if folder:
+        for path in sorted(glob.glob(os.path.join(folder, "*.txt"))):
+            with open(path, encoding="utf-8") as f:
+                lines.extend(f.read().splitlines())
+        shutil.rmtree(folder, ignore_errors=True)
+    if lines:
         terminalreporter.section("bert-tf measurements")
-        for line in _REPORTS:
+        for line in lines:
             terminalreporter.write_line(line)
 
 
@@ -159,26 +183,38 @@ class Background:
     def wait(self, timeout=1200) -> str:
         self.watcher.join(timeout)
         assert self.seconds is not None, f"{self.name}: still running after {timeout} s"
-        report(f"{self.name}: its process ran {self.seconds:.0f} s, beside the suite")
+        report(f"{self.name}: its process ran {self.seconds:.0f} s")
         out, err = (open(path, encoding="utf-8").read() for path in self.logs)
         assert self.proc.returncode == 0, err[-3000:]
         return out
 
 
+def _xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def pytest_configure(config):
+    global _REPORTS_FILE
+    if _xdist_worker(config):
+        _REPORTS_FILE = os.path.join(config.workerinput["bert_tf_reports"],
+                                     config.workerinput["workerid"] + ".txt")
     config.addinivalue_line("markers", "background(job): the test's process starts when "
                             "the tests are collected (tests/conftest.py, Background)")
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """The tests marked `background` run last: the rest of the suite runs beside their
-    processes."""
-    items.sort(key=lambda item: item.get_closest_marker("background") is not None)
+    processes. Under pytest-xdist, whose two workers keep both cores busy, they are plain
+    long tests and run first (a long test started last would leave one worker idle)."""
+    items.sort(key=lambda item: (item.get_closest_marker("background") is None)
+               == _xdist_worker(config))
 
 
 def pytest_collection_finish(session):
-    """Starts the processes of the selected tests marked `background`."""
-    import tempfile
+    """Starts the processes of the selected tests marked `background` (not under
+    pytest-xdist: every worker collects every test, and the cores are busy already)."""
+    if _xdist_worker(session.config):
+        return
     for item in session.items:
         marker = item.get_closest_marker("background")
         if marker is not None:
