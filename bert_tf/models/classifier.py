@@ -47,7 +47,7 @@ from bert_tf.layers import AttentionPooling, pool
 from bert_tf.models.base import CheckpointNames, LeavesOutUnused, WrapsEncoder, read_task
 from bert_tf.models.encoder import BertEncoder, encoder_inputs
 from bert_tf.models.serving import text_serving_module
-from bert_tf.models.task import TextTask
+from bert_tf.models.task import TextTask, head_dense
 from bert_tf.preprocessing.preprocessor import BertPreprocessor
 
 
@@ -107,10 +107,7 @@ class BertClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNames, k
         outputs = encoder(inputs)
         vector = pool(pooling, outputs, inputs["input_mask"], name="pooling")
         x = keras.layers.Dropout(dropout, name="classifier_dropout")(vector)
-        logits = keras.layers.Dense(
-            num_classes, name="classifier", dtype="float32",
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=encoder.bert_config.initializer_range))(x)
+        logits = head_dense(num_classes, "classifier", encoder)(x)
         super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
         self.encoder = encoder
         self.preprocessor = preprocessor

@@ -35,6 +35,14 @@ from bert_tf.errors import ConfigError
 from bert_tf.optimizers import WarmupLinearDecay, bert_optimizer
 
 
+def head_dense(units: int, name: str, encoder) -> keras.layers.Dense:
+    """A task head's dense layer, initialised as Google's BERT initialises its heads
+    (truncated normal, the encoder's `initializer_range`), in float32 so that a
+    mixed-precision model's logits stay float32."""
+    return keras.layers.Dense(units, name=name, dtype="float32",
+                              kernel_initializer=keras.initializers.TruncatedNormal(
+                                  stddev=encoder.bert_config.initializer_range))
+
 class TextTask:
     """Mixin for task models with an optional `preprocessor` and a `text_pairs` flag.
 

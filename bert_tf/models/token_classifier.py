@@ -54,7 +54,7 @@ import tensorflow_text as tf_text
 from bert_tf.errors import ConfigError
 from bert_tf.models.base import CheckpointNames, LeavesOutUnused, WrapsEncoder, read_task
 from bert_tf.models.encoder import BertEncoder, encoder_inputs
-from bert_tf.models.task import TextTask, _is_string
+from bert_tf.models.task import TextTask, _is_string, head_dense
 from bert_tf.preprocessing.preprocessor import BertPreprocessor
 from bert_tf.preprocessing.tokenizer import _CJK, _PUNCTUATION, _WHITESPACE
 
@@ -97,10 +97,7 @@ class BertTokenClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNam
         inputs = encoder_inputs()
         sequence = encoder(inputs)["sequence_output"]
         x = keras.layers.Dropout(dropout, name="token_classifier_dropout")(sequence)
-        logits = keras.layers.Dense(
-            len(labels), name="token_classifier", dtype="float32",
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=encoder.bert_config.initializer_range))(x)
+        logits = head_dense(len(labels), "token_classifier", encoder)(x)
         super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
         self.encoder = encoder
         self.preprocessor = preprocessor

@@ -295,13 +295,7 @@ def finetune(config: FinetuneConfig, callbacks=()) -> dict:
         n = config.train_limit
         train = Examples(train.texts_a[:n], train.texts_b[:n] if train.texts_b else None,
                          train.labels[:n], train.source)
-    state = run.check()
-    strategy = prepare_training(config, seed=config.seed)
-    run.start(state)
-    if config.defaults_used:
-        print(f"{config.task} recipe: {config.epochs} epoch(s) at learning rate "
-              f"{config.learning_rate:g} ({' and '.join(config.defaults_used)} from the "
-              f"task's defaults; --epochs / --learning-rate override)")
+    strategy = start_run(config, run)
 
     preprocessor = load_preprocessor(config.model, config.max_seq_length)
     x_train, y_train, trimmed_train = encode(preprocessor.tokenizer, train,
@@ -405,6 +399,19 @@ def fit_and_finish(config: FinetuneConfig, run: RunDir, model: keras.Model, stra
                       None if config.no_export else model_dir, config.max_seq_length)
 
 
+def start_run(config: FinetuneConfig, run: RunDir) -> tf.distribute.Strategy:
+    """Starts the run dir (after its checks), seeds and sets up the strategy, and says
+    which parts of the recipe came from the task's defaults."""
+    state = run.check()
+    strategy = prepare_training(config, seed=config.seed)
+    run.start(state)
+    if config.defaults_used:
+        print(f"{config.task} recipe: {config.epochs} epoch(s) at learning rate "
+              f"{config.learning_rate:g} ({' and '.join(config.defaults_used)} from the "
+              f"task's defaults; --epochs / --learning-rate override)")
+    return strategy
+
+
 def finetune_tagger(config: FinetuneConfig, run: RunDir, bert_config, callbacks=()) -> dict:
     """`finetune` for the tagging tasks (`ner`, `wnut17`): a `BertTokenClassifier` on
     CoNLL files (`bert_tf.training.tagging`), scored by the dev set's entity-level
@@ -414,13 +421,7 @@ def finetune_tagger(config: FinetuneConfig, run: RunDir, bert_config, callbacks=
                              config.tag_column)
     labels = tag_names(train, dev)
     train = limit(train, config.train_limit)
-    state = run.check()
-    strategy = prepare_training(config, seed=config.seed)
-    run.start(state)
-    if config.defaults_used:
-        print(f"{config.task} recipe: {config.epochs} epoch(s) at learning rate "
-              f"{config.learning_rate:g} ({' and '.join(config.defaults_used)} from the "
-              f"task's defaults; --epochs / --learning-rate override)")
+    strategy = start_run(config, run)
     preprocessor = load_preprocessor(config.model, config.max_seq_length)
     with strategy.scope():
         model = BertTokenClassifier(with_lora(load_encoder(config.model), config), labels,
