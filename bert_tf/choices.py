@@ -12,6 +12,11 @@ TASKS = ("sst2", "mrpc", "tsv", "ner", "wnut17")
 # A classifier's head (`bert_tf.models.classifier`): one label per text, any number of
 # labels (a sigmoid per label), or a number.
 PROBLEMS = ("single_label", "multi_label", "regression")
+# A classifier's serving outputs by problem (`bert_tf.models.serving.head_outputs`): its
+# export's `serving_default` and Beam `predict`'s rows.
+HEAD_OUTPUTS = {"single_label": ("label", "probabilities", "logits"),
+                "multi_label": ("labels", "probabilities", "logits"),
+                "regression": ("predictions",)}
 # How a head turns the encoder's outputs into one vector (`bert_tf.layers.pooling`).
 POOLINGS = ("pooled_output", "cls", "mean", "max", "mean_sqrt_len", "attention")
 # `bert-tf pooling-report`'s head beside the poolings: `pooled_output` with the pooler's

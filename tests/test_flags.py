@@ -51,10 +51,11 @@ def test_mixed_precision_bfloat16(tiny_model_dir, tmp_path):
     reader = tf.train.load_checkpoint(str(run / "model" / "bert_model.ckpt"))
     dtypes = set(reader.get_variable_to_dtype_map().values())
     assert dtypes == {tf.float32}, dtypes
-    serve = tf.saved_model.load(str(run / "export" / "serving" / "1")).signatures[
-        "serving_default"]
+    signatures = tf.saved_model.load(str(run / "export" / "serving" / "1")).signatures
+    serve = signatures["serving_default"]
     texts = tf.constant(["a wonderful film", "dull and lifeless", "it is fine"])
-    out = serve(text=texts)
+    out = {**serve(text=texts), **signatures["embed"](text=texts),
+           **signatures["encode"](text=texts)}
     for key in ("probabilities", "logits", "pooled_output", "sequence_output"):
         assert out[key].dtype == tf.float32, key
     # the export is the float32 model (built under the run's bf16 policy, it served

@@ -171,10 +171,13 @@ def test_serving_a_batch_of_no_texts(tiny_model_dir, tmp_path):
     clf = bert_tf.BertClassifier(encoder, 2, preprocessor=bert_tf.load_preprocessor(
         tiny_model_dir, 16))
     serving = bert_tf.export_model(clf, str(tmp_path / "clf"))["serving"]
-    out = tf.saved_model.load(serving).signatures["serving_default"](
-        text=tf.constant([], tf.string))
+    signatures = tf.saved_model.load(serving).signatures
+    out = signatures["serving_default"](text=tf.constant([], tf.string))
     assert out["probabilities"].shape == (0, 2) and out["label"].shape == (0,)
-    assert out["pooled_output"].shape == (0, 128) and out["sequence_output"].shape[0] == 0
+    out = signatures["embed"](text=tf.constant([], tf.string))
+    assert out["pooled_output"].shape == (0, 128)
+    out = signatures["encode"](text=tf.constant([], tf.string))
+    assert out["sequence_output"].shape[0] == 0 and out["input_mask"].shape[0] == 0
 
 
 def _squad_file(tmp_path) -> str:

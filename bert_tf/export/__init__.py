@@ -12,11 +12,13 @@
 - `base/preprocessor/N/`: strings `[B]` -> the three int32 inputs `[B, seq_length]`,
   with `.tokenize` and `.bert_pack_inputs` as TF Hub's BERT preprocessors.
 - `base/serving/N/`: text to outputs for TF Serving, as the model defines them
-  (`model.serving_module`): for an encoder or classifier `serving_default` takes
-  `text` [, `text_b`] and returns `sequence_output`, `pooled_output`, `input_mask`
-  (+ a classifier's `logits`, `probabilities`, `label`; a multi-label one's `logits`,
-  `probabilities`, `labels`; a regression one's `predictions`:
-  `bert_tf.models.serving.head_outputs`); a SQuAD model takes `question` and
+  (`model.serving_module`): `serving_default` takes `text` [, `text_b`] and answers
+  what a client of the model needs (a classifier's `label`, `probabilities`, `logits`;
+  a multi-label one's `labels`, `probabilities`, `logits`; a regression's
+  `predictions`: `bert_tf.models.serving.head_outputs`; an encoder's
+  `sequence_output`, `pooled_output`, `input_mask`); `embed` and `encode` give the
+  vectors, `classify` / `regress` serve TF Serving's Classify and Regress APIs
+  (`bert_tf.models.serving.text_serving_module`). A SQuAD model takes `question` and
   `context`; a token classifier takes `text` and returns its entities
   (`entity_text`, `entity_type`, `entity_start`, `entity_end`, `entity_score`,
   `num_entities`), and each word's tag from its `tags` signature
@@ -52,7 +54,7 @@ Example (a classifier as built, untrained; a fine-tuned one loads with
     >>> serve = tf.saved_model.load(paths["serving"]).signatures["serving_default"]
     >>> outputs = serve(text=tf.constant(["a fine film", "a dull one"]))
     >>> sorted(outputs)
-    ['input_mask', 'label', 'logits', 'pooled_output', 'probabilities', 'sequence_output']
+    ['label', 'logits', 'probabilities']
     >>> outputs["probabilities"].shape, outputs["label"].shape    # label: "0" or "1"
     (TensorShape([2, 2]), TensorShape([2]))
 """

@@ -54,6 +54,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, \
     PredictionResult, RunInference  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
+from bert_tf.choices import HEAD_OUTPUTS  # noqa: E402
 from bert_tf.errors import ConfigError, DataError, OutputError  # noqa: E402
 from bert_tf.io.atomic import check_parent_writable  # noqa: E402
 from bert_tf.io.text import LineError, check_readable_kind, decode_line, \
@@ -64,11 +65,9 @@ from bert_tf.io.text import LineError, check_readable_kind, decode_line, \
 RUNNERS = {"direct": "FnApiRunner", "prism": "PrismRunner", "dataflow": "DataflowRunner",
            "flink": "FlinkRunner", "spark": "SparkRunner"}
 FORMATS = ("jsonl", "parquet", "tfrecord")
-PREDICT_OUTPUTS = ("label", "probabilities", "logits")
 # What `predict` writes per record, by the classifier's problem (its export's outputs).
-PROBLEM_OUTPUTS = {"single_label": PREDICT_OUTPUTS,
-                   "multi_label": ("labels", "probabilities", "logits"),
-                   "regression": ("predictions",)}
+PROBLEM_OUTPUTS = HEAD_OUTPUTS
+PREDICT_OUTPUTS = HEAD_OUTPUTS["single_label"]
 COUNTERS = "bert_tf"
 GLOB_CHARS = ("*", "?", "[")   # what Beam's FileSystems.match expands
 

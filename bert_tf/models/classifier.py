@@ -175,10 +175,11 @@ class BertClassifier(TextTask, WrapsEncoder, LeavesOutUnused, CheckpointNames, k
         return keras.Model(self.input, self._named_outputs, name=f"{self.name}_outputs")
 
     def serving_module(self, tokenizer, seq_length: int):
-        """`text` [, `text_b`] -> the problem's outputs (`logits`, `probabilities`,
-        `label`; `logits`, `probabilities`, `labels`; or `predictions`), with
-        `pooled_output`, `sequence_output`, `input_mask` (see
-        `bert_tf.models.serving`), on a copy whose dense layers skip padding."""
+        """`serving_default`: `text` [, `text_b`] -> the problem's outputs (`logits`,
+        `probabilities`, `label`; `logits`, `probabilities`, `labels`; or `predictions`);
+        `embed`, `encode`, and `classify` or `regress` on `tf.Example`s
+        (`bert_tf.models.serving.text_serving_module`), on a copy whose dense layers skip
+        padding."""
         return text_serving_module(tokenizer, self.with_skip_padding().outputs_model(),
                                    seq_length, self.text_pairs, self.labels,
                                    problem=self.problem, threshold=self.threshold)
