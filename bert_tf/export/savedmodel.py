@@ -17,7 +17,7 @@ from bert_tf.errors import ConfigError, OutputError
 from bert_tf.extras import optional
 from bert_tf.io.atomic import alive, check_replaceable, disk_full_names, folder_lock, \
     make_temp_dir, remove_stale_temps, temp_owner
-from bert_tf.models.serving import as_float32
+from bert_tf.models.serving import METHOD_NAMES, as_float32
 
 EXPORTS = ("encoder", "preprocessor", "serving")
 
@@ -237,6 +237,29 @@ only a SavedModel's files: `check_version`). Stale
         shutil.rmtree(claim, ignore_errors=True)
 
 
+def set_method_names(export_dir: str, method_names: dict[str, str]) -> None:
+    """Gives the signatures `method_names` (key -> method name) in `export_dir`'s
+    saved_model.pb. `tf.saved_model.save` names every signature's method
+    `tensorflow/serving/predict` (tensorflow/tensorflow #38081), and TF Serving's
+    Classify and Regress APIs run only signatures named `tensorflow/serving/classify`
+    and `.../regress`. The fingerprint (fingerprint.pb, a checksum of saved_model.pb)
+    is written again as `tf.saved_model.save` writes it."""
+    if not method_names:
+        return
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.saved_model import fingerprinting_utils
+    path = os.path.join(export_dir, "saved_model.pb")
+    message = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        message.ParseFromString(f.read())
+    for meta_graph in message.meta_graphs:
+        for key, method in method_names.items():
+            meta_graph.signature_def[key].method_name = method
+    with open(path, "wb") as f:
+        f.write(message.SerializeToString())
+    fingerprinting_utils.write_fingerprint(export_dir)
+
+
 def save_to_temp(target: str, root, signatures, after=None) -> str:
     """`tf.saved_model.save` into a hidden temporary folder beside `target` (which
     TF Serving ignores: its name is not an integer); `after(tmp_dir)` may add
@@ -245,6 +268,8 @@ def save_to_temp(target: str, root, signatures, after=None) -> str:
     try:
         with disk_full_names(target, {tmp: target}):
             tf.saved_model.save(root, tmp, signatures=signatures)
+            set_method_names(tmp, {key: METHOD_NAMES[key] for key in signatures
+                                   if key in METHOD_NAMES})
             if after:
                 after(tmp)
     except BaseException:
@@ -256,14 +281,53 @@ def save_to_temp(target: str, root, signatures, after=None) -> str:
 # -- the command ----------------------------------------------------------------------------
 
 
-def serving_instructions(base: str, model_name: str, instance: dict | None = None) -> str:
-    instance = json.dumps(instance or {"text": "hello world"})
+# What the printed requests send, by input name.
+EXAMPLE_INPUTS = {"text": "a wonderful film", "text_b": "a moving story", "question": "Who?",
+                  "context": "Ann did."}
+
+
+def signature_defs(export_dir: str) -> dict:
+    """The SignatureDefs of a SavedModel's (first) meta graph, by key, read from
+    saved_model.pb without loading the model."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    message = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        message.ParseFromString(f.read())
+    return dict(message.meta_graphs[0].signature_def)
+
+
+def serving_instructions(base: str, model_name: str, serving_dir: str) -> str:
+    """How to serve `base/serving` under `model_name` with TF Serving: the command, a
+    `models.config`, and a `curl` for each signature of the export `serving_dir` (its
+    inputs filled with examples; Classify and Regress signatures by their own APIs)."""
     serving_base = os.path.join(os.path.abspath(base), "serving")
-    return (f"TensorFlow Serving:\n"
-            f"  tensorflow_model_server --rest_api_port=8501 --model_name={model_name} "
-            f"--model_base_path={serving_base} --enable_model_warmup\n"
-            f"models.config:\n"
-            f"  model_config_list {{\n    config {{\n      name: '{model_name}'\n"
-            f"      base_path: '{serving_base}'\n      model_platform: 'tensorflow'\n    }}\n  }}\n"
-            f"REST: curl -d '{{\"instances\": [{instance}]}}' "
-            f"localhost:8501/v1/models/{model_name}:predict")
+    url = f"localhost:8501/v1/models/{model_name}"
+    batching = os.path.join(os.path.abspath(serving_dir), "assets.extra",
+                            "batching_parameters.txt")
+    batching = (f" --enable_batching --batching_parameters_file={batching}"
+                if os.path.exists(batching) else "")
+    lines = [f"TensorFlow Serving:\n"
+             f"  tensorflow_model_server --rest_api_port=8501 --model_name={model_name} "
+             f"--model_base_path={serving_base} --enable_model_warmup{batching}\n"
+             f"models.config:\n"
+             f"  model_config_list {{\n    config {{\n      name: '{model_name}'\n"
+             f"      base_path: '{serving_base}'\n      model_platform: 'tensorflow'\n    }}\n  }}",
+             "REST:"]
+    signatures = signature_defs(serving_dir)
+    for key in sorted(signatures, key=lambda k: (k != "serving_default", k)):
+        signature = signatures[key]
+        method = signature.method_name.rsplit("/", 1)[-1]
+        if key.startswith("__") or method not in ("predict", "classify", "regress"):
+            continue
+        outputs = ", ".join(sorted(signature.outputs))
+        named = {} if key == "serving_default" else {"signature_name": key}
+        if method == "predict":
+            body = {**named, "instances": [{name: EXAMPLE_INPUTS.get(name, "...")
+                                            for name in sorted(signature.inputs)}]}
+        else:   # tf.Example features: text [, text_b]
+            features = ["text", "text_b"] if "text_b" in signatures["serving_default"].inputs \
+                else ["text"]
+            body = {**named, "examples": [{name: EXAMPLE_INPUTS[name] for name in features}]}
+        lines.append(f"  # {key} -> {outputs}\n"
+                     f"  curl -d '{json.dumps(body)}' {url}:{method}")
+    return "\n".join(lines)
