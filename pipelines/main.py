@@ -1,6 +1,7 @@
 """`make run`, the main job: fine-tune the bundled all-MiniLM-L6-v2 on SST-2, print dev
-accuracy, export to saved_models/sst2-minilm/{encoder,preprocessor,serving}/N, and
-send example sentences through the exported serving SavedModel.
+accuracy, export to saved_models/sst2-minilm/{encoder,preprocessor,serving}/N,
+send example sentences through the exported serving SavedModel, and print how to serve it
+with TF Serving (as `bert-tf export` does).
 
     python -m pipelines.main [--data-dir DIR] [--epochs 1] [--train-limit N]
 
@@ -36,7 +37,9 @@ def main(argv=None):
     import tensorflow as tf
 
     import bert_tf
-    from bert_tf.data.glue import DataError, glue_files
+    from bert_tf import export
+    from bert_tf.data.glue import DataError, glue_files, read_task
+    from bert_tf.export.batching import write_batching_parameters
     from bert_tf.training.finetune import FinetuneConfig, finetune
     from pipelines.minilm import ensure_minilm
 
@@ -68,13 +71,22 @@ def main(argv=None):
     for name, path in targets.items():
         print(f"{name:<13} {path}")
     path = targets["serving"]
-    serve = tf.saved_model.load(path).signatures["serving_default"]
-    out = serve(text=tf.constant(EXAMPLES))
+    signatures = tf.saved_model.load(path).signatures
+    texts = tf.constant(EXAMPLES)
+    out = signatures["serving_default"](text=texts)
     print(f"\nthrough the exported serving SavedModel {path}:")
     for i, text in enumerate(EXAMPLES):
         label = out["label"][i].numpy().decode()
         print(f"  label {label} (p={float(tf.reduce_max(out['probabilities'][i])):.3f})  {text}")
-    print(f"  pooled_output shape: {tuple(out['pooled_output'].shape)}")
+    print(f"  its embed signature: pooled_output "
+          f"{tuple(signatures['embed'](text=texts)['pooled_output'].shape)}")
+    # TF Serving's batching parameters from timings on this CPU, on SST-2 dev sentences.
+    dev = read_task("sst2", args.data_dir, "dev").texts_a[:64]
+    batching, params = write_batching_parameters(path, texts=dev)
+    print(f"\nbatching parameters for this CPU: {batching}\n  max_batch_size "
+          f"{params['max_batch_size']}, batch_timeout_micros {params['batch_timeout_micros']}, "
+          f"num_batch_threads {params['num_batch_threads']}\n")
+    print(export.serving_instructions(args.export_base, "sst2", path))
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def _embed(args):
 
 def _export(args):
     from bert_tf import export
-    from bert_tf.models import BertSpanModel, load_model, load_preprocessor
+    from bert_tf.models import load_model, load_preprocessor
     if args.precision == "bfloat16":
         native, reason = bfloat16_support()
         if not native:
@@ -132,10 +132,14 @@ def _export(args):
     step.done()
     for name, path in targets.items():
         print(f"{name:<13} {path}")
+    if args.batching:
+        from bert_tf.export.batching import write_batching_parameters
+        step = LongStep("batching", "timing serving_default at batch sizes 1-64")
+        path, _ = write_batching_parameters(targets["serving"])
+        step.done()
+        print(f"{'batching':<13} {path}")
     name = os.path.basename(os.path.abspath(args.out)) or "bert"
-    squad = isinstance(model, BertSpanModel)
-    print(export.serving_instructions(args.out, name, {"question": "Who?", "context": "Ann did."}
-                                      if squad else None))
+    print(export.serving_instructions(args.out, name, targets["serving"]))
 
 
 def _prepare_text(args):
@@ -267,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="token classifiers: the tokens of context each token keeps on both "
                    "sides when a text longer than --seq-length is read in overlapping windows "
                    "(default: the model's, else a quarter of a window)")
+    p.add_argument("--batching", action="store_true",
+                   help="time serving_default at batch sizes 1-64 on this CPU (about 15 s) and "
+                   "write TF Serving's batching parameters into serving/VERSION/assets.extra/"
+                   "batching_parameters.txt")
     p.set_defaults(func=_export)
 
     add_finetune_parser(sub)
