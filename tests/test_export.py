@@ -337,7 +337,10 @@ def test_bfloat16_note_says_when_it_will_serve_slower(tiny_model_dir, tmp_path, 
     from bert_tf import cli as cli_module
     calls = []
     monkeypatch.setattr("bert_tf.export.export_model",
-                        lambda *args, **kwargs: calls.append(kwargs["precision"]) or {})
+                        lambda *args, **kwargs: calls.append(kwargs["precision"])
+                        or {"serving": "not/written"})
+    # (nothing is written, so there are no signatures to print curls for)
+    monkeypatch.setattr("bert_tf.export.serving_instructions", lambda *args: "")
     args = ["export", "--model", tiny_model_dir, "--out", str(tmp_path / "x")]
     monkeypatch.setattr(cli_module, "bfloat16_support", lambda: (False, "CPU X has no bf16 (test)"))
     assert cli(args + ["--precision", "bfloat16"]) == 0
@@ -382,10 +385,11 @@ def test_bfloat16_export_computes_in_bfloat16_and_answers_in_float32(tiny_model_
     ids = tf.saved_model.load(os.path.join(base, "preprocessor", "2"))(texts)
     out, matmuls, dtypes = {}, {}, {}
     for version, precision in (("1", "bf16"), ("2", "fp32")):
-        serve = tf.saved_model.load(os.path.join(base, "serving", version)).signatures[
-            "serving_default"]
+        signatures = tf.saved_model.load(os.path.join(base, "serving", version)).signatures
+        serve = signatures["serving_default"]
         encoder = tf.saved_model.load(os.path.join(base, "encoder", version))
-        out[precision] = {"serving": serve(text=texts), "call": encoder(ids),
+        out[precision] = {"serving": {**serve(text=texts), **signatures["embed"](text=texts)},
+                          "call": encoder(ids),
                           "encoder": encoder.signatures["serving_default"](**ids)}
         matmuls[precision] = (_bfloat16_matmuls(serve),
                               _bfloat16_matmuls(encoder.signatures["serving_default"]))
