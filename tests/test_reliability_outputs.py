@@ -76,6 +76,8 @@ def test_export_overwrite_keeps_a_users_file_in_a_version(tiny_model_dir, tmp_pa
     # without the user's file, the same command replaces its own export
     os.remove(os.path.join(base, "serving", "1", "notes.txt"))
     monkeypatch.setattr(tf.saved_model, "save", fake_save)
+    # (fake_save writes no SavedModel, so there are no signatures to print curls for)
+    monkeypatch.setattr("bert_tf.export.serving_instructions", lambda *args: "")
     assert run(export, capsys)[0] == 0
     for name in ("encoder", "preprocessor"):
         assert snapshot(os.path.join(base, name)) == {"1": None, "1/saved_model.pb": sha(
