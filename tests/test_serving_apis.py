@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from bert_tf.export.savedmodel import signature_defs
 from tests.conftest import report, run_python
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "reference", "tf_serving_ops")
@@ -214,15 +215,6 @@ def test_embed_and_encode_are_the_models_vectors(exports, tiny_model_dir):
 
 
 # -- TF Serving's Classify and Regress APIs ------------------------------------------------------
-
-def signature_defs(export_dir: str):
-    from tensorflow.core.protobuf import saved_model_pb2
-    message = saved_model_pb2.SavedModel()
-    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
-        message.ParseFromString(f.read())
-    (meta_graph,) = message.meta_graphs
-    return meta_graph.signature_def
-
 
 def check_classify_signature(signature) -> None:
     """TF Serving's rules for a Classify signature (tensorflow/serving 155a929,
